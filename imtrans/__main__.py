@@ -1,0 +1,6 @@
+"""``python -m imtrans`` runs the command line (also what ``torchrun -m imtrans`` uses)."""
+
+from imtrans.cli import main
+
+if __name__ == "__main__":
+    main()

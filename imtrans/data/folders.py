@@ -1,0 +1,304 @@
+"""The folder datasets of pix2pix and CycleGAN: aligned pairs, unaligned domains, single images.
+
+Folders are listed at construction (recursively, see :func:`~imtrans.data.images.find_images`);
+images are decoded only when an item is requested. An image that cannot be decoded or used is
+skipped with a :class:`SkippedImageWarning` naming it, and the next file in order is used
+instead, so that one bad file never kills a DataLoader worker. With ``strict=True`` it raises
+:class:`~imtrans.errors.DataError` instead. The ``skipped`` attribute counts the files skipped
+so far by this process (each DataLoader worker holds its own copy of the dataset).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from imtrans.data.images import find_images, image_to_array, load_image, read_image
+from imtrans.data.transforms import Preprocess, build_transform
+from imtrans.errors import DataError, InvalidArgumentError
+
+__all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
+
+Direction = Literal["AtoB", "BtoA"]
+T = TypeVar("T")
+
+
+class SkippedImageWarning(UserWarning):
+    """An image file could not be used and was skipped (``strict=False``)."""
+
+
+def _check_options(direction: str, max_items: int | None, **channels: int) -> None:
+    if direction not in ("AtoB", "BtoA"):
+        raise InvalidArgumentError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+    counts = {**channels, **({} if max_items is None else {"max_items": max_items})}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _scan(folder: Path, expected: str, max_items: int | None) -> list[Path]:
+    """List a dataset folder, turning a missing or empty one into an error naming the layout."""
+    try:
+        paths = find_images(folder)
+    except DataError as exc:
+        raise DataError(f"{exc}; expected {expected}") from None
+    return paths if max_items is None else paths[:max_items]
+
+
+class _Files:
+    """The image files of one folder, with the bookkeeping of the ones found unusable."""
+
+    def __init__(self, folder: Path, paths: list[Path], strict: bool) -> None:
+        self.folder = folder
+        self.paths = paths
+        self.strict = strict
+        self.bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int, use: Callable[[Path], T]) -> tuple[T, Path]:
+        """``use`` the file at ``index``, or the first usable one after it (wrapping around)."""
+        count = len(self.paths)
+        for step in range(count):
+            position = (index + step) % count
+            if position in self.bad:
+                continue
+            path = self.paths[position]
+            try:
+                return use(path), path
+            except DataError as exc:
+                # Decoding errors name the file already; transform errors do not know it.
+                reason = str(exc) if str(path) in str(exc) else f"cannot use image {path}: {exc}"
+                if self.strict:
+                    raise DataError(reason) from exc
+                self.bad.add(position)
+                warnings.warn(f"skipping {path}: {reason}", SkippedImageWarning, stacklevel=2)
+        raise DataError(f"none of the {count} image files under {self.folder} could be used")
+
+
+class _FolderDataset(Dataset[dict[str, Tensor | str]]):
+    """What the three datasets share: index checks and the skip count."""
+
+    _files: tuple[_Files, ...]
+
+    def __len__(self) -> int:
+        return max(len(files) for files in self._files)
+
+    @property
+    def skipped(self) -> int:
+        """How many files this process has skipped as unusable so far."""
+        return sum(len(files.bad) for files in self._files)
+
+    @property
+    def skipped_paths(self) -> list[Path]:
+        """The files this process has skipped as unusable so far, sorted."""
+        return sorted(f.paths[i] for f in self._files for i in f.bad)
+
+    def _index(self, index: int) -> int:
+        length = len(self)
+        if index < 0:
+            index += length
+        if not 0 <= index < length:
+            raise IndexError(f"index {index} is out of range for a dataset of {length} items")
+        return index
+
+
+class AlignedDataset(_FolderDataset):
+    """Paired images, A and B side by side in one file (pix2pix layout: root/<split>/*.jpg).
+
+    ``A`` is always the input domain: with ``direction="BtoA"`` it is the right half. With an
+    odd width ``w`` both halves are ``w // 2`` wide and the last column is dropped.
+
+    Args:
+        root: The dataset folder, holding ``<split>/``.
+        split: The sub-folder to read (``train``, ``val``, ``test``).
+        direction: ``AtoB`` translates the left half into the right half; ``BtoA`` the reverse.
+        in_channels: Channels of the input domain (after ``direction`` is applied).
+        out_channels: Channels of the output domain.
+        preprocess: See :func:`~imtrans.data.transforms.build_transform`.
+        load_size: Resize target.
+        crop_size: Random crop size.
+        flip: Random horizontal flip, the same for A and B.
+        max_items: Use only the first ``max_items`` files (sorted).
+        strict: Raise on an unusable image instead of skipping it.
+
+    Raises:
+        DataError: the split folder is missing or holds no images.
+        InvalidArgumentError: an invalid option.
+
+    Example:
+        >>> data = AlignedDataset(root="datasets/facades", direction="BtoA")  # doctest: +SKIP
+        >>> data[0]["A"].shape  # doctest: +SKIP
+        torch.Size([3, 256, 256])
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        split: str = "train",
+        direction: Direction = "AtoB",
+        in_channels: int = 3,
+        out_channels: int = 3,
+        preprocess: Preprocess = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        max_items: int | None = None,
+        strict: bool = False,
+    ) -> None:
+        _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
+        self.direction = direction
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=True)
+        folder = Path(root) / split
+        expected = f"{folder}/ holding images with A and B side by side (left half A)"
+        self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
+
+    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
+        image = load_image(path)
+        width, height = image.size
+        half = width // 2
+        if half < 1:
+            raise DataError(f"{width}x{height} is too narrow to hold A and B side by side")
+        left = image.crop((0, 0, half, height))
+        right = image.crop((half, 0, 2 * half, height))
+        source, target = (left, right) if self.direction == "AtoB" else (right, left)
+        a, b = self.transform(
+            image_to_array(source, self.in_channels), image_to_array(target, self.out_channels)
+        )
+        assert b is not None  # a paired call always returns both
+        return a, b
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
+        (a, b), path = self._files[0].load(self._index(index), self._pair)
+        return {"A": a, "B": b, "A_path": str(path), "B_path": str(path)}
+
+
+class UnalignedDataset(_FolderDataset):
+    """Unpaired images of two domains (CycleGAN layout: root/<split>A/ and root/<split>B/).
+
+    The length is the larger folder's. Item ``i`` takes ``A[i % len(A)]`` and ``B[i % len(B)]``
+    when ``serial``, otherwise a B drawn uniformly from torch's global generator (so
+    ``torch.manual_seed`` reproduces it). A and B get independent random transforms.
+
+    Args:
+        root: The dataset folder, holding ``<split>A/`` and ``<split>B/``.
+        split: The prefix of the two folders (``train``, ``test``).
+        direction: ``BtoA`` reads A from ``<split>B/`` and B from ``<split>A/``.
+        serial: Pair ``A[i]`` with ``B[i % len(B)]`` instead of a random B.
+        in_channels, out_channels, preprocess, load_size, crop_size, flip, max_items, strict:
+            As for :class:`AlignedDataset`; the flip is drawn separately for A and B, and
+            ``max_items`` limits each folder.
+
+    Raises:
+        DataError: a domain folder is missing or holds no images.
+        InvalidArgumentError: an invalid option.
+
+    Example:
+        >>> data = UnalignedDataset(root="datasets/monet2photo")  # doctest: +SKIP
+        >>> sorted(data[0])  # doctest: +SKIP
+        ['A', 'A_path', 'B', 'B_path']
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        split: str = "train",
+        direction: Direction = "AtoB",
+        in_channels: int = 3,
+        out_channels: int = 3,
+        preprocess: Preprocess = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        max_items: int | None = None,
+        strict: bool = False,
+        serial: bool = False,
+    ) -> None:
+        _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
+        self.direction = direction
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.serial = serial
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False)
+        root = Path(root)
+        expected = f"{split}A/ and {split}B/ under {root}"
+        folders = [root / f"{split}A", root / f"{split}B"]
+        if direction == "BtoA":
+            folders.reverse()
+        self._files = tuple(
+            _Files(folder, _scan(folder, expected, max_items), strict) for folder in folders
+        )
+
+    def _image_a(self, path: Path) -> Tensor:
+        return self.transform(read_image(path, self.in_channels))[0]
+
+    def _image_b(self, path: Path) -> Tensor:
+        return self.transform(read_image(path, self.out_channels))[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
+        index = self._index(index)
+        files_a, files_b = self._files
+        a, path_a = files_a.load(index % len(files_a), self._image_a)
+        # torch's global generator: seeded by torch.manual_seed, and per DataLoader worker.
+        index_b = index % len(files_b) if self.serial else int(torch.randint(len(files_b), ()))
+        b, path_b = files_b.load(index_b, self._image_b)
+        return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
+
+
+class SingleDataset(_FolderDataset):
+    """Images of one folder, for translating them (root/ holding images, searched recursively).
+
+    The defaults keep each image's size, rounded to a multiple of 4, and do not flip.
+
+    Args:
+        root: The folder of images.
+        in_channels: Channels to read the images with.
+        preprocess, load_size, crop_size, flip, max_items, strict: As for
+            :class:`AlignedDataset`.
+
+    Raises:
+        DataError: the folder is missing or holds no images.
+        InvalidArgumentError: an invalid option.
+
+    Example:
+        >>> data = SingleDataset(root="photos")  # doctest: +SKIP
+        >>> sorted(data[0])  # doctest: +SKIP
+        ['A', 'A_path']
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        in_channels: int = 3,
+        preprocess: Preprocess = "none",
+        load_size: int = 256,
+        crop_size: int = 256,
+        flip: bool = False,
+        max_items: int | None = None,
+        strict: bool = False,
+    ) -> None:
+        _check_options("AtoB", max_items, in_channels=in_channels)
+        self.in_channels = in_channels
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False)
+        folder = Path(root)
+        expected = f"image files in {folder}/ (searched recursively)"
+        self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
+
+    def _image(self, path: Path) -> Tensor:
+        return self.transform(read_image(path, self.in_channels))[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
+        a, path = self._files[0].load(self._index(index), self._image)
+        return {"A": a, "A_path": str(path)}

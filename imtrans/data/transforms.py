@@ -1,0 +1,243 @@
+"""The pix2pix / CycleGAN preprocessing modes, on the CPU with albumentations.
+
+The modes follow the official implementation (``data/base_dataset.py`` of
+pytorch-CycleGAN-and-pix2pix):
+
+- ``resize_and_crop``: resize to ``load_size x load_size``, then a random ``crop_size`` crop.
+- ``crop``: a random ``crop_size`` crop of the image as it is (``load_size`` is unused).
+- ``scale_width``: resize so the width is ``load_size``, keeping the aspect ratio, with the
+  height raised to at least ``crop_size``.
+- ``scale_width_and_crop``: ``scale_width``, then a random ``crop_size`` crop.
+- ``none``: keep the size, rounded to the nearest multiple of 4 by a resize.
+
+Then a horizontal flip with probability 0.5 when ``flip`` is set, and the conversion to a
+``float32`` ``C x H x W`` tensor in [-1, 1]. Resizes are bicubic (``cv2.INTER_CUBIC``).
+
+Randomness comes from torch's global generator: every call draws one seed from it and hands it
+to albumentations. So ``torch.manual_seed`` makes the augmentation reproducible, and DataLoader
+workers (which torch seeds differently) do not repeat each other's crops.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from imtrans.errors import DataError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    import albumentations
+
+__all__ = ["PREPROCESS_MODES", "ImageTransform", "Preprocess", "build_transform", "to_tensor"]
+
+#: The preprocessing modes of the official code.
+Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
+PREPROCESS_MODES: tuple[str, ...] = get_args(Preprocess)
+
+_CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
+# The official code rounds sizes to this multiple in mode "none" (U-Net/ResNet downsampling).
+_SIZE_BASE = 4
+_INTER_CUBIC = 2  # cv2.INTER_CUBIC, spelled out so that importing this module loads no cv2.
+
+
+def _albumentations() -> ModuleType:
+    # Imported on first use: albumentations takes seconds to import and, unless told not to,
+    # asks PyPI for a newer version each time it is imported (in every DataLoader worker too).
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
+
+
+def to_tensor(image: np.ndarray) -> Tensor:
+    """Turn an ``H x W x C`` ``uint8`` array into a ``float32`` ``C x H x W`` tensor in [-1, 1].
+
+    Args:
+        image: The array (values 0..255).
+
+    Returns:
+        ``image / 127.5 - 1`` as a contiguous tensor.
+
+    Example:
+        >>> to_tensor(np.full((2, 2, 1), 255, np.uint8)).flatten().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    # One conversion that always copies: arrays straight from Pillow are read-only.
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    return torch.from_numpy(chw).div_(127.5).sub_(1.0)
+
+
+def _positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class ImageTransform:
+    """A preprocessing pipeline; build it with :func:`build_transform`.
+
+    Calling it with ``(image_a, image_b=None)`` (``H x W x C`` ``uint8`` arrays) returns
+    ``(tensor_a, tensor_b)``, ``tensor_b`` being ``None`` when ``image_b`` is. Instances are
+    picklable, so they work in DataLoader workers under any start method.
+    """
+
+    def __init__(
+        self, preprocess: Preprocess, load_size: int, crop_size: int, flip: bool, paired: bool
+    ) -> None:
+        self.preprocess = preprocess
+        self.load_size = load_size
+        self.crop_size = crop_size
+        self.flip = flip
+        self.paired = paired
+        self._random = self._build_random_part()
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageTransform(preprocess={self.preprocess!r}, load_size={self.load_size}, "
+            f"crop_size={self.crop_size}, flip={self.flip}, paired={self.paired})"
+        )
+
+    def _build_random_part(self) -> albumentations.Compose | None:
+        alb = _albumentations()
+        steps: list[Any] = []
+        if self.preprocess in _CROPPING:
+            steps.append(alb.RandomCrop(height=self.crop_size, width=self.crop_size))
+        if self.flip:
+            steps.append(alb.HorizontalFlip(p=0.5))
+        if not steps:
+            return None
+        # One Compose call transforms both images with one draw of the random parameters;
+        # images of different channel counts are fine (crop and flip are per pixel column).
+        targets = {"image_b": "image"} if self.paired else {}
+        return alb.Compose(steps, additional_targets=targets)
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """Return the ``(height, width)`` an image of the given size is resized to before cropping.
+
+        Example:
+            >>> build_transform("scale_width", 256, 256, False, False).target_size(100, 200)
+            (256, 256)
+        """
+        load, crop = self.load_size, self.crop_size
+        if self.preprocess == "resize_and_crop":
+            return load, load
+        if self.preprocess in ("scale_width", "scale_width_and_crop"):
+            if width == load and height >= crop:
+                return height, width
+            return int(max(load * height / width, crop)), load
+        if self.preprocess == "none":
+            return (
+                max(_SIZE_BASE, round(height / _SIZE_BASE) * _SIZE_BASE),
+                max(_SIZE_BASE, round(width / _SIZE_BASE) * _SIZE_BASE),
+            )
+        return height, width
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        size = self.target_size(*image.shape[:2])
+        if size == image.shape[:2]:
+            return image
+        from albumentations.augmentations.geometric.functional import resize
+
+        # The functional form keeps a trailing channel axis of 1 that cv2.resize would drop.
+        return resize(image, size, _INTER_CUBIC)
+
+    def _check(self, name: str, image: np.ndarray) -> None:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
+            got = (
+                f"{image.dtype} array of shape {image.shape}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
+            raise InvalidArgumentError(f"{name} must be an H x W x C uint8 array, got {got}")
+
+    def __call__(
+        self, image_a: np.ndarray, image_b: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Transform one image, or a pair (see :func:`build_transform`)."""
+        self._check("image_a", image_a)
+        if image_b is not None:
+            self._check("image_b", image_b)
+        if not self.paired and image_b is not None:
+            return self(image_a)[0], self(image_b)[0]
+        if image_b is not None and image_a.shape[:2] != image_b.shape[:2]:
+            raise InvalidArgumentError(
+                "a paired transform needs images of the same size, got "
+                f"{image_a.shape[0]}x{image_a.shape[1]} and {image_b.shape[0]}x{image_b.shape[1]}"
+            )
+        image_a = self._resize(image_a)
+        if image_b is not None:
+            image_b = self._resize(image_b)
+        if self.preprocess in _CROPPING:
+            height, width = image_a.shape[:2]
+            if height < self.crop_size or width < self.crop_size:
+                raise DataError(
+                    f"an image of {height}x{width} (after resizing) is smaller than "
+                    f"crop_size {self.crop_size}; use a smaller crop_size or a resizing "
+                    "preprocess such as 'resize_and_crop'"
+                )
+        if self._random is not None:
+            # Seeding from torch's generator on every call: see the module docstring.
+            seed = int(torch.randint(0, 2**31 - 1, ()))
+            self._random.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            inputs = {"image": image_a}
+            if image_b is not None:
+                inputs["image_b"] = image_b
+            out = self._random(**inputs)
+            image_a, image_b = out["image"], out.get("image_b")
+        return to_tensor(image_a), None if image_b is None else to_tensor(image_b)
+
+
+def build_transform(
+    preprocess: Preprocess,
+    load_size: int,
+    crop_size: int,
+    flip: bool,
+    paired: bool,
+) -> ImageTransform:
+    """Build the preprocessing of the official pix2pix / CycleGAN code.
+
+    Args:
+        preprocess: One of ``resize_and_crop``, ``crop``, ``scale_width``,
+            ``scale_width_and_crop``, ``none`` (see the module docstring).
+        load_size: The size images are resized to (the width for the ``scale_width`` modes).
+        crop_size: The side of the random square crop (the minimum height for
+            ``scale_width``).
+        flip: Flip horizontally with probability 0.5.
+        paired: Give both images of a call the identical random crop and flip (pix2pix);
+            otherwise each image is transformed on its own (CycleGAN).
+
+    Returns:
+        A picklable callable ``(image_a, image_b=None) -> (tensor_a, tensor_b)`` taking
+        ``H x W x C`` ``uint8`` arrays and returning ``float32`` ``C x H x W`` tensors in
+        [-1, 1]. Calling it raises :class:`~imtrans.errors.DataError` when an image is smaller
+        than ``crop_size`` in a cropping mode.
+
+    Raises:
+        InvalidArgumentError: an unknown ``preprocess``, a size that is not a positive
+            integer, or ``crop_size > load_size`` in ``resize_and_crop`` or
+            ``scale_width_and_crop`` (where the crop is taken from a ``load_size`` image).
+
+    Example:
+        >>> t = build_transform("resize_and_crop", 286, 256, flip=True, paired=True)
+        >>> a, b = t(np.zeros((300, 400, 3), np.uint8), np.zeros((300, 400, 1), np.uint8))
+        >>> tuple(a.shape), tuple(b.shape)
+        ((3, 256, 256), (1, 256, 256))
+    """
+    if preprocess not in PREPROCESS_MODES:
+        raise InvalidArgumentError(
+            f"preprocess must be one of {', '.join(map(repr, PREPROCESS_MODES))}, "
+            f"got {preprocess!r}"
+        )
+    _positive("load_size", load_size)
+    _positive("crop_size", crop_size)
+    if preprocess in ("resize_and_crop", "scale_width_and_crop") and crop_size > load_size:
+        raise InvalidArgumentError(
+            f"crop_size ({crop_size}) must not exceed load_size ({load_size}) with "
+            f"preprocess={preprocess!r}: the crop is taken from a {load_size}-pixel image"
+        )
+    return ImageTransform(preprocess, load_size, crop_size, bool(flip), bool(paired))

@@ -1,0 +1,124 @@
+"""The ``imtrans`` command line: thin commands over the library.
+
+The library raises :class:`~imtrans.errors.ImtransError`; this module alone turns one into a
+one-line message on stderr and a non-zero exit code (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from imtrans.errors import ImtransError
+from imtrans.plugins import KINDS, components
+from imtrans.version import __version__
+
+__all__ = ["main"]
+
+#: Exit code of a failure the user can fix (bad recipe, missing data, broken plugin).
+EXIT_ERROR = 1
+
+
+class _Group(click.Group):
+    """Runs a command and converts library errors into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImtransError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = Text("error: ", style="bold red") + Text(str(exc))
+            Console(stderr=True, soft_wrap=True).print(message, highlight=False)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="imtrans")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """imtrans: image-to-image translation (pix2pix, CycleGAN) from TOML recipes."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("list")
+@click.argument("kind", required=False, type=click.Choice(list(KINDS)))
+def list_components(kind: str | None) -> None:
+    """List the registered components (of one KIND, or all)."""
+    loaded = components()
+    table = _table("kind", "name", "source", "summary")
+    for plural in [kind] if kind else list(KINDS):
+        for entry in loaded.registry(plural).entries():
+            _row(table, KINDS[plural], entry.name, entry.source, entry.summary)
+    _console().print(table)
+
+
+@cli.command()
+def plugins() -> None:
+    """List the loaded plugins, their versions and what each registered."""
+    table = _table("plugin", "distribution", "version", "registered")
+    for info in components().plugins:
+        registered = "; ".join(f"{kind}: {', '.join(names)}"
+                               for kind, names in info.registered.items())
+        _row(table, info.name, info.distribution, info.version, registered or "(nothing)")
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a recipe value (repeatable), e.g. --set optim.lr=1e-4.")
+@click.option("--print", "print_resolved", is_flag=True,
+              help="Also print the resolved recipe with every default filled in.")
+def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool) -> None:
+    """Check RECIPE and build every component on the meta device (no weights allocated)."""
+    from imtrans.assembly import summarize
+    from imtrans.recipe import load_recipe
+    from imtrans.tomlwriter import dumps
+
+    loaded = components()
+    recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    rows = summarize(recipe, loaded)
+    table = _table("role", "component", "parameters", "source", "detail")
+    for row in rows:
+        params = f"{row.parameters:,}" if row.parameters is not None else ""
+        _row(table, row.role, row.name, params, row.source, row.detail)
+    console = _console()
+    console.print(table)
+    if print_resolved:
+        console.print(dumps(recipe.resolved()), markup=False, highlight=False)
+    total = sum(r.parameters or 0 for r in rows)
+    console.print(Text(f"recipe {recipe_path} is valid: {len(rows)} components, "
+                       f"{total:,} parameters"))
+
+
+def _console() -> Console:
+    # Piped output keeps whole rows (for grep and scripts) instead of wrapping at 80 columns.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def _table(*columns: str) -> Table:
+    """A plain table whose cells are text, never rich markup (names may hold brackets)."""
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _row(table: Table, *cells: str) -> None:
+    table.add_row(*(Text(cell) for cell in cells))
+
+
+def main() -> None:
+    """Entry point of the ``imtrans`` console script."""
+    cli(prog_name="imtrans")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Self-describing, pickle-free checkpoints: one safetensors file each, and their retention.
+
+Tensors (weights, optimiser moments, RNG states, image pools) are safetensors entries; the rest
+is a JSON manifest in the header metadata (``imtrans.manifest``, beside ``imtrans.format`` =
+``"1"``). Loading parses JSON and raw tensor bytes only: a stranger's file cannot run code.
+Writes go to a temporary name that never matches the checkpoint pattern, are fsynced, renamed
+over the final name and the directory fsynced: a crash leaves the old file or the new one whole.
+
+Names carry what retention needs: ``step_00001000.safetensors`` mid-epoch,
+``step_00001000_epoch_0005.safetensors`` when epoch 5 ended (5 epochs done). So retention never
+opens a file, and works even beside a damaged one.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import secrets
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as serialize
+from torch import Tensor
+
+from imtrans.errors import CheckpointError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "checkpoint_name",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "parse_checkpoint_name",
+    "prune_checkpoints",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = "1"
+MANIFEST_KEY = "imtrans.manifest"
+FORMAT_KEY = "imtrans.format"
+# A safetensors header lists names, dtypes and offsets; even huge models stay far below this.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        path: The file it was read from.
+        tensors: Every tensor by name, on the requested device.
+        manifest: The JSON manifest (plain dicts, lists, strings, numbers, booleans, None).
+    """
+
+    path: Path
+    tensors: dict[str, Tensor]
+    manifest: dict[str, Any]
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Refuse anything ``json`` would reject or silently change (int keys, NaN, sets)."""
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CheckpointError(f"{where} is {value}, but JSON has no NaN or infinity")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CheckpointError(
+                    f"{where} has the key {key!r} ({type(key).__name__}); JSON keys are strings"
+                )
+            _check_json(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
+        return
+    raise CheckpointError(
+        f"{where} is a {type(value).__name__}, which JSON cannot store; expected None, bool, "
+        "int, float, str, list or dict (tensors belong in the tensors mapping)"
+    )
+
+
+def _prepare_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """CPU, contiguous, detached copies where needed; one owner per storage for safetensors."""
+    prepared: dict[str, Tensor] = {}
+    seen_storages: set[int] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"tensor names must be non-empty strings, got {name!r}")
+        if not isinstance(tensor, Tensor):
+            raise CheckpointError(
+                f"tensors[{name!r}] is a {type(tensor).__name__}; expected a torch.Tensor "
+                "(put other values in the manifest)"
+            )
+        if tensor.layout != torch.strided:
+            raise CheckpointError(f"tensors[{name!r}] is {tensor.layout}; expected a dense tensor")
+        cpu = tensor.detach().to("cpu").contiguous()
+        storage = cpu.untyped_storage().data_ptr()
+        if storage and storage in seen_storages:
+            # Tied weights and views share storage, which safetensors refuses to write.
+            cpu = cpu.clone()
+        elif storage:
+            seen_storages.add(storage)
+        prepared[name] = cpu
+    return prepared
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror[0].lower()}{error.strerror[1:]} (errno {error.errno})"
+    return str(error) or type(error).__name__
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # Platforms without directory handles cannot fsync them; nothing more to do.
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some file systems do not support fsync on directories; the rename is still done.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and make it durable before anyone renames it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping[str, Any]) -> Path:
+    """Atomically write a checkpoint (tensors go to the CPU; the caller's are not changed).
+
+    Args:
+        path: The final file name; its directory is created if missing.
+        tensors: Every tensor to store, by name.
+        manifest: JSON-serialisable data (string keys, finite floats).
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: The manifest or tensors cannot be stored, or writing failed (disk
+            full...); the temporary file is removed and a previous ``path`` left untouched.
+
+    Example:
+        >>> save_checkpoint(Path("ck/step_00000010.safetensors"), {"w": torch.zeros(3)},
+        ...                 {"step": 10})  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not isinstance(manifest, Mapping):
+        raise CheckpointError(f"the manifest must be a mapping, got {type(manifest).__name__}")
+    _check_json(manifest, "manifest")
+    metadata = {
+        FORMAT_KEY: FORMAT_VERSION,
+        MANIFEST_KEY: json.dumps(manifest, allow_nan=False, separators=(",", ":")),
+    }
+    prepared = _prepare_tensors(tensors)
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes(temp, serialize(prepared, metadata=metadata))
+        os.replace(temp, path)
+        _fsync_directory(path.parent)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)
+        if isinstance(exc, Exception):
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {_describe(exc)}; "
+                "any previous checkpoint there is unchanged"
+            ) from exc
+        raise
+    return path
+
+
+def _check_header(path: Path) -> None:
+    """Refuse files whose declared header cannot fit before safetensors allocates for it."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint {path} does not exist") from exc
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {_describe(exc)}") from exc
+    if len(prefix) < 8:
+        raise CheckpointError(
+            f"{path} is {size} bytes; a safetensors file starts with an 8-byte header length"
+        )
+    (header_length,) = struct.unpack("<Q", prefix)
+    if header_length > MAX_HEADER_BYTES or 8 + header_length > size:
+        raise CheckpointError(
+            f"{path} declares a {header_length}-byte header, but the file is {size} bytes "
+            f"(and headers are at most {MAX_HEADER_BYTES} bytes): not a safetensors file, "
+            "or truncated"
+        )
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`, executing nothing from it.
+
+    Args:
+        path: The checkpoint file.
+        device: Where to put the tensors.
+
+    Returns:
+        The checkpoint's path, tensors and manifest.
+
+    Raises:
+        CheckpointError: The file is missing, not a safetensors file, truncated, has no or a
+            malformed imtrans manifest, or an unknown format version.
+
+    Example:
+        >>> load_checkpoint(Path("ck/step_00000010.safetensors")).manifest  # doctest: +SKIP
+        {'step': 10}
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; expected a .safetensors file")
+    _check_header(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
+    version = metadata.get(FORMAT_KEY)
+    if version is None or MANIFEST_KEY not in metadata:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not an imtrans checkpoint: its metadata has "
+            f"{sorted(metadata)}; expected {FORMAT_KEY!r} and {MANIFEST_KEY!r}"
+        )
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}; this imtrans reads format "
+            f"{FORMAT_VERSION!r}"
+        )
+    try:
+        manifest = json.loads(metadata[MANIFEST_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} has a manifest that is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise CheckpointError(
+            f"{path} has a manifest that is a JSON {type(manifest).__name__}; expected an object"
+        )
+    if torch.device(device).type != "cpu":
+        tensors = {name: tensor.to(device) for name, tensor in tensors.items()}
+    return Checkpoint(path=path, tensors=tensors, manifest=manifest)
+
+
+_NAME = re.compile(r"step_(\d{8,})(?:_epoch_(\d{4,}))?\.safetensors")
+
+
+def checkpoint_name(step: int, *, epoch_end: int | None = None) -> str:
+    """The file name of the checkpoint saved after ``step`` optimiser steps.
+
+    Args:
+        step: Optimiser steps done so far (>= 0).
+        epoch_end: Epochs completed, for a checkpoint saved as an epoch ends; None mid-epoch.
+
+    Returns:
+        ``step_<8 digits>.safetensors`` or ``step_<8 digits>_epoch_<4 digits>.safetensors``.
+
+    Raises:
+        CheckpointError: ``step`` or ``epoch_end`` is negative.
+
+    Example:
+        >>> checkpoint_name(1000), checkpoint_name(1000, epoch_end=5)
+        ('step_00001000.safetensors', 'step_00001000_epoch_0005.safetensors')
+    """
+    if step < 0 or (epoch_end is not None and epoch_end < 0):
+        raise CheckpointError(f"step {step} and epoch {epoch_end} must not be negative")
+    epoch = "" if epoch_end is None else f"_epoch_{epoch_end:04d}"
+    return f"step_{step:08d}{epoch}.safetensors"
+
+
+def parse_checkpoint_name(name: str) -> tuple[int, int | None] | None:
+    """``(step, epoch_end)`` of a checkpoint file name, or None for any other name.
+
+    Example:
+        >>> parse_checkpoint_name("step_00001000_epoch_0005.safetensors")
+        (1000, 5)
+    """
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    return int(match[1]), None if match[2] is None else int(match[2])
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints in ``directory`` (missing: none) as ``(step, path)``, oldest first.
+
+    Temporary files of unfinished writes never match the checkpoint name pattern.
+
+    Example:
+        >>> list_checkpoints(Path("runs/x/checkpoints"))  # doctest: +SKIP
+        [(500, PosixPath('runs/x/checkpoints/step_00000500_epoch_0001.safetensors'))]
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        parsed = parse_checkpoint_name(entry.name)
+        if parsed is not None and entry.is_file():
+            found.append((parsed[0], entry))
+    return sorted(found, key=lambda item: (item[0], item[1].name))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint with the highest step in ``directory``, or None if there is none.
+
+    Example:
+        >>> latest_checkpoint(Path("runs/x/checkpoints"))  # doctest: +SKIP
+        PosixPath('runs/x/checkpoints/step_00001000.safetensors')
+    """
+    checkpoints = list_checkpoints(directory)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def prune_checkpoints(
+    directory: Path, *, keep_last: int, keep_every_epochs: int | None = None
+) -> list[Path]:
+    """Delete old checkpoints, keeping the newest ``keep_last`` and the epoch milestones.
+
+    A milestone's name says it was saved as an epoch ended whose number is a multiple of
+    ``keep_every_epochs``. Temporary files are neither counted nor deleted (another process may
+    be writing one).
+
+    Args:
+        directory: The checkpoint directory.
+        keep_last: How many of the newest to keep (>= 1: the newest is never deleted).
+        keep_every_epochs: Keep epoch-end checkpoints of every this many epochs; None: none.
+
+    Returns:
+        The deleted paths.
+
+    Raises:
+        CheckpointError: A count is below 1, or a file could not be deleted.
+
+    Example:
+        >>> prune_checkpoints(Path("ckpt"), keep_last=3, keep_every_epochs=10)  # doctest: +SKIP
+        [PosixPath('ckpt/step_00000100.safetensors')]
+    """
+    if keep_last < 1 or (keep_every_epochs is not None and keep_every_epochs < 1):
+        raise CheckpointError(
+            f"keep_last={keep_last} and keep_every_epochs={keep_every_epochs} must be >= 1"
+        )
+    checkpoints = list_checkpoints(directory)
+    deleted = []
+    for _, path in checkpoints[:-keep_last]:
+        epoch = parse_checkpoint_name(path.name)[1]  # type: ignore[index]
+        if keep_every_epochs is not None and epoch is not None and epoch % keep_every_epochs == 0:
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"could not delete old checkpoint {path}: {_describe(exc)}"
+            ) from exc
+        deleted.append(path)
+    return deleted

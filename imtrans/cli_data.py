@@ -1,0 +1,135 @@
+"""The ``imtrans data`` commands: list the known datasets, download one, combine A and B folders.
+
+Thin commands over :mod:`imtrans.data.catalog`, :mod:`imtrans.data.download` and
+:mod:`imtrans.data.combine`. Library errors (:class:`~imtrans.errors.DataError`) propagate to
+the ``imtrans`` group, which turns them into a message and an exit code. The table and console
+helpers of :mod:`imtrans.cli` are imported when a command runs, so that ``imtrans.cli`` can
+import this module to register the group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+__all__ = ["data"]
+
+_SHOWN = 10  # names listed when reporting files without a partner
+
+
+@click.group("data")
+def data() -> None:
+    """List, download and prepare datasets."""
+
+
+@data.command("list")
+def list_datasets() -> None:
+    """List the datasets imtrans can download."""
+    from imtrans.cli import _console, _row, _table
+    from imtrans.data.catalog import CATALOG
+
+    table = _table("name", "kind", "size", "layout", "checksum")
+    for entry in CATALOG:
+        checksum = "sha256" if entry.sha256 else "md5" if entry.md5 else "none"
+        _row(table, entry.name, entry.kind, entry.size_text, entry.layout, checksum)
+    _console().print(table)
+
+
+@data.command("download")
+@click.argument("name")
+@click.option("--dir", "datasets_dir", default="datasets", show_default=True,
+              type=click.Path(file_okay=False), help="Folder that receives DIR/NAME/.")
+@click.option("--keep-archive", is_flag=True, help="Keep the archive after extracting it.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Network timeout in seconds.")
+def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: float) -> None:
+    """Download dataset NAME (see `imtrans data list`) into DIR/NAME, verified and extracted.
+
+    An interrupted download resumes where it stopped when the command is run again.
+    """
+    from imtrans.cli import _console
+    from imtrans.data.catalog import format_bytes, get_entry
+    from imtrans.data.download import fetch_dataset
+
+    entry = get_entry(name)
+    console = _console()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{entry.name}: waiting", total=entry.size_bytes)
+
+        def on_stage(stage: str) -> None:
+            text = "downloading" if stage == "download" else "extracting"
+            progress.update(task, description=f"{entry.name}: {text}")
+
+        def on_bytes(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+            if total is not None and done >= total:
+                progress.update(task, description=f"{entry.name}: verifying")
+
+        fetched = fetch_dataset(entry, datasets_dir, on_bytes, on_stage=on_stage,
+                                timeout=timeout, keep_archive=keep_archive)
+    if fetched.downloaded is None:
+        console.print(Text(f"{fetched.path} already holds files: nothing downloaded "
+                           f"(delete it to download {entry.name} again)"))
+        return
+    got = fetched.downloaded
+    console.print(Text(f"downloaded {entry.url} ({format_bytes(got.size)})"))
+    if got.verified:
+        which = "sha256" if entry.sha256 else "md5"
+        console.print(Text(f"verified: the {which} matches the catalog"))
+    else:
+        console.print(Text("warning: ", style="bold yellow") + Text(
+            f"the catalog has no checksum for {entry.name}, so this download could not be "
+            "verified; compare the sha256 below with a trusted source"))
+    console.print(Text(f"sha256 {got.sha256}"))
+    console.print(Text(f"{entry.name} is in {fetched.path}/ ({entry.layout})"))
+
+
+def _names(label: str, names: tuple[str, ...]) -> Text:
+    shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more"
+                                         if len(names) > _SHOWN else "")
+    return Text(f"{len(names)} {label}: {shown}")
+
+
+@data.command("combine")
+@click.argument("a_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("b_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--no-resize", is_flag=True,
+              help="Fail when a B image's size differs from its A image instead of resizing B.")
+def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool) -> None:
+    """Write A|B side-by-side images (pix2pix layout) into OUT_DIR.
+
+    Images pair by relative path without extension (A_DIR/train/1.jpg with B_DIR/train/1.png);
+    train/ val/ test/ sub-folders of A_DIR are mirrored into OUT_DIR.
+    """
+    from imtrans.cli import _console
+    from imtrans.data.combine import combine_aligned
+
+    console = _console()
+    with Progress(TextColumn("combining"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("combine", total=None)
+        result = combine_aligned(
+            Path(a_dir), Path(b_dir), Path(out_dir), resize_b=not no_resize,
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    splits = ", ".join(f"{split} {count}" for split, count in result.per_split.items() if split)
+    console.print(Text(f"wrote {result.written} pairs to {result.out}"
+                       + (f" ({splits})" if splits else "")))
+    if result.resized:
+        console.print(Text(f"resized {result.resized} B images to their A image's size"))
+    if result.missing_in_b:
+        console.print(_names(f"images in {a_dir} have no partner in {b_dir}", result.missing_in_b))
+    if result.missing_in_a:
+        console.print(_names(f"images in {b_dir} have no partner in {a_dir}", result.missing_in_a))

@@ -1,0 +1,355 @@
+"""Getting a catalog dataset onto disk: resumable verified download, then safe extraction.
+
+:func:`download` streams into ``<dest>.part`` and resumes it with a ``Range`` request; the
+file is renamed to ``dest`` only after its size and checksums passed. :func:`extract` unpacks
+into a temporary sibling folder renamed into place when complete. :func:`fetch_dataset` ties
+both to the catalog. Only the standard library is used (urllib, zipfile, tarfile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.client import HTTPException, HTTPResponse
+from pathlib import Path
+
+from imtrans.data.catalog import CatalogEntry, get_entry
+from imtrans.errors import DataError
+from imtrans.version import __version__
+
+__all__ = ["Downloaded", "Fetched", "Progress", "download", "extract", "fetch_dataset"]
+
+#: Called with (bytes so far, total bytes or None when the server does not say).
+Progress = Callable[[int, int | None], None]
+
+_CHUNK = 1 << 20
+_NETWORK_ERRORS = (urllib.error.URLError, HTTPException, OSError)
+_CLUTTER = ("__MACOSX", ".DS_Store")  # macOS leaves these beside an archive's top folder
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A downloaded file that passed every check it could be given.
+
+    Attributes:
+        path: Where the file is.
+        size: Its size in bytes.
+        sha256: Its sha256 (hex), computed even when none was expected, so it can be pinned.
+        verified: Whether a known checksum (sha256 or md5) was checked and matched.
+    """
+
+    path: Path
+    size: int
+    sha256: str
+    verified: bool
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            sha256.update(chunk)
+            md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
+def _open(url: str, offset: int, timeout: float) -> HTTPResponse:
+    headers = {"User-Agent": f"imtrans/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _stream(url: str, part: Path, size: int | None, progress: Progress | None,
+            timeout: float) -> None:
+    """Bring ``part`` to the full length of ``url``, resuming it when possible."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        part.unlink()  # longer than the real file, so not a prefix of it
+        offset = 0
+    if size is not None and offset == size:
+        return  # an earlier run got every byte but stopped before verifying
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:
+            raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+        # 416: the range starts at or past the end: the .part is complete, or too long.
+        if (exc.headers.get("Content-Range") or "") == f"bytes */{offset}":
+            return
+        part.unlink()
+        offset = 0
+        response = _open(url, 0, timeout)
+    with response:
+        if offset and response.status == 206:
+            answered = response.headers.get("Content-Range") or ""
+            if not answered.startswith(f"bytes {offset}-"):
+                raise DataError(f"cannot resume {url}: asked for bytes={offset}-, the server "
+                                f"sent {answered!r}; delete {part} to start over")
+        else:
+            offset = 0  # a 200 answer carries the whole file: start over
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else size
+        done = offset
+        with part.open("ab" if offset else "wb") as handle:
+            try:
+                while True:
+                    if progress is not None:
+                        progress(done, total)
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    handle.write(chunk)
+                    done += len(chunk)
+            except _NETWORK_ERRORS as exc:
+                raise DataError(f"download of {url} interrupted after {done:,} bytes ({exc}); "
+                                f"run it again to resume from {part}") from exc
+    if total is not None and done < total:
+        # http.client returns b"" rather than raising when the connection closes early.
+        raise DataError(f"download of {url} interrupted after {done:,} of {total:,} bytes; "
+                        f"run it again to resume from {part}")
+
+
+def _verify(path: Path, size: int | None, sha256: str | None, md5: str | None,
+            url: str) -> tuple[int, str]:
+    """Check size and checksums; delete the file and raise when any differs."""
+    got_size = path.stat().st_size
+    got_sha256, got_md5 = _digests(path)
+    problems = []
+    if size is not None and got_size != size:
+        problems.append(f"size expected {size:,} bytes, got {got_size:,}")
+    if sha256 is not None and got_sha256 != sha256.lower():
+        problems.append(f"sha256 expected {sha256.lower()}, got {got_sha256}")
+    if md5 is not None and got_md5 != md5.lower():
+        problems.append(f"md5 expected {md5.lower()}, got {got_md5}")
+    if problems:
+        path.unlink()
+        raise DataError(f"download of {url} failed verification ({'; '.join(problems)}); "
+                        "the file was deleted, run again to download it anew")
+    return got_size, got_sha256
+
+
+def download(url: str, dest: Path, *, expected_size: int | None = None,
+             sha256: str | None = None, md5: str | None = None,
+             progress: Progress | None = None, timeout: float = 60.0) -> Downloaded:
+    """Download ``url`` to ``dest``, resuming a partial download and verifying the result.
+
+    Bytes go to ``<dest>.part``. An existing ``.part`` is resumed with ``Range: bytes=N-``;
+    a ``200`` answer (a server that ignores ranges) restarts it; a ``416`` answer means it is
+    already complete (or, when longer than the file, it is discarded). Size and known checksums
+    are checked before the rename to ``dest``. An existing ``dest`` that passes is reused.
+
+    Args:
+        url: An ``http://`` or ``https://`` URL.
+        dest: Where the file should end up; its folder is created.
+        expected_size: The exact size in bytes, if known.
+        sha256: The expected sha256 (hex), if known.
+        md5: The expected md5 (hex), if known.
+        progress: Called as bytes arrive with ``(bytes so far, total or None)``.
+        timeout: Seconds to wait for the server on connect and on each read.
+
+    Returns:
+        The file, its size, its sha256 and whether a checksum verified it.
+
+    Raises:
+        DataError: a bad URL, too little disk space, a network or HTTP error (the ``.part``
+            is kept for a resume), or a size or checksum other than expected (the file is
+            deleted; the message shows expected and got).
+
+    Example:
+        >>> download("http://example.org/facades.tar.gz", Path("datasets/facades.tar.gz"),
+        ...          md5="e2e25dd517e9d15828416ab329da2854").verified  # doctest: +SKIP
+        True
+    """
+    if not url.startswith(("http://", "https://")):
+        raise DataError(f"cannot download {url!r}: only http:// and https:// URLs are supported")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    verified = sha256 is not None or md5 is not None
+    if dest.is_file():
+        try:
+            return Downloaded(dest, *_verify(dest, expected_size, sha256, md5, url), verified)
+        except DataError:
+            pass  # _verify deleted the stale file: download it again
+    part = dest.with_suffix(dest.suffix + ".part")
+    if expected_size is not None:
+        missing = expected_size - (part.stat().st_size if part.exists() else 0)
+        free = shutil.disk_usage(dest.parent).free
+        if missing > free:
+            raise DataError(f"not enough disk space in {dest.parent} for {url}: "
+                            f"{missing:,} more bytes needed, {free:,} free")
+    try:
+        _stream(url, part, expected_size, progress, timeout)
+    except _NETWORK_ERRORS as exc:
+        resume = f"; run again to resume from {part}" if part.exists() else ""
+        raise DataError(f"cannot download {url}: {getattr(exc, 'reason', exc)}{resume}") from exc
+    size, digest = _verify(part, expected_size, sha256, md5, url)
+    os.replace(part, dest)
+    return Downloaded(dest, size, digest, verified)
+
+
+def _outside(name: str) -> bool:
+    """Whether an archive path (relative to the extraction root) leaves the root."""
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return True
+    normal = posixpath.normpath(name.replace("\\", "/"))
+    return normal == ".." or normal.startswith("../")
+
+
+def _check_member(archive: Path, name: str, link: str | None, relative_to_member: bool) -> None:
+    """Refuse a member written outside the root, or a link that points outside it."""
+    where = None
+    if _outside(name):
+        where = "would be written outside the destination"
+    elif link is not None:
+        # Symlink targets are relative to the link's folder; tar hardlinks to the archive root.
+        target = posixpath.join(posixpath.dirname(name), link) if relative_to_member else link
+        if link.startswith(("/", "\\")) or _outside(target):
+            where = f"is a link to {link!r}, outside the destination"
+    if where:
+        raise DataError(f"refusing to extract {archive}: member {name!r} {where}")
+
+
+def _extract_zip(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as zipped:
+        for info in zipped.infolist():  # all checked before anything is written
+            is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+            link = zipped.read(info).decode("utf-8", "replace") if is_link else None
+            _check_member(archive, info.filename, link, relative_to_member=True)
+        zipped.extractall(into)
+
+
+def _extract_tar(archive: Path, into: Path) -> None:
+    # The "data" filter (Python >= 3.11.4) checks every member again, as a second defence.
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar:  # one pass: each member is checked before it is written
+            link = member.linkname if member.issym() or member.islnk() else None
+            _check_member(archive, member.name, link, relative_to_member=member.issym())
+            if not (member.isfile() or member.isdir() or link is not None):
+                raise DataError(f"refusing to extract {archive}: {member.name!r} is a device")
+            tar.extract(member, into, **safe)
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack a zip or tar(.gz) archive into ``dest``, atomically and safely.
+
+    Members go to a temporary folder beside ``dest``, renamed to ``dest`` only when all are
+    out; on any error it is removed and ``dest`` is untouched. An archive holding one top
+    folder (as the official ones do: ``facades/train/...``) gives that folder's content, so
+    ``dest/train/`` exists afterwards.
+
+    Args:
+        archive: A zip or tar file, compressed or not (the format is read from its bytes).
+        dest: The folder to create; it must not exist, or be empty.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        DataError: ``dest`` is not empty; the archive is unreadable or empty; or a member would
+            be written outside ``dest`` (``../``, an absolute path, a link pointing outside).
+
+    Example:
+        >>> extract(Path("datasets/facades.tar.gz"), Path("datasets/facades"))  # doctest: +SKIP
+        PosixPath('datasets/facades')
+    """
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DataError(f"cannot extract {archive} into {dest}: it exists and is not empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, staging)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, staging)
+        else:
+            raise DataError(f"cannot extract {archive}: it is neither a zip nor a tar archive")
+        for clutter in (staging / name for name in _CLUTTER):
+            if clutter.is_dir():
+                shutil.rmtree(clutter)
+            elif clutter.exists():
+                clutter.unlink()
+        top = list(staging.iterdir())
+        if not top:
+            raise DataError(f"cannot extract {archive}: it holds no files")
+        single = len(top) == 1 and top[0].is_dir() and not top[0].is_symlink()
+        if dest.exists():
+            dest.rmdir()
+        os.replace(top[0] if single else staging, dest)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot extract {archive}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A catalog dataset on disk.
+
+    Attributes:
+        entry: The catalog entry.
+        path: The dataset folder, ``<datasets_dir>/<name>``.
+        downloaded: The verified archive, or ``None`` when the folder was already there.
+    """
+
+    entry: CatalogEntry
+    path: Path
+    downloaded: Downloaded | None
+
+
+def fetch_dataset(name: str | CatalogEntry, datasets_dir: Path | str,
+                  progress: Progress | None = None, *,
+                  on_stage: Callable[[str], None] | None = None, timeout: float = 60.0,
+                  keep_archive: bool = False) -> Fetched:
+    """Download, verify and extract a catalog dataset into ``<datasets_dir>/<name>/``.
+
+    Nothing is fetched when that folder already holds files. The archive is saved as
+    ``<datasets_dir>/<name>.<zip|tar.gz>`` (resumed from its ``.part`` after an interruption)
+    and deleted once extracted, unless ``keep_archive``.
+
+    Args:
+        name: A catalog name, or an entry (for instance one pointing at a mirror).
+        datasets_dir: The folder holding the datasets (``datasets`` by convention).
+        progress: Download progress, see :func:`download`.
+        on_stage: Told ``"download"`` then ``"extract"`` as each step starts.
+        timeout: Network timeout in seconds.
+        keep_archive: Keep the archive after extracting it.
+
+    Returns:
+        Where the data is, and the download's details.
+
+    Raises:
+        DataError: an unknown name, or a failed download or extraction.
+
+    Example:
+        >>> fetch_dataset("facades", "datasets").path  # doctest: +SKIP
+        PosixPath('datasets/facades')
+    """
+    entry = get_entry(name) if isinstance(name, str) else name
+    target = Path(datasets_dir) / entry.name
+    if target.is_dir() and any(target.iterdir()):
+        return Fetched(entry, target, None)
+    if on_stage is not None:
+        on_stage("download")
+    archive = Path(datasets_dir) / entry.archive_name
+    got = download(entry.url, archive, expected_size=entry.size_bytes, sha256=entry.sha256,
+                   md5=entry.md5, progress=progress, timeout=timeout)
+    if on_stage is not None:
+        on_stage("extract")
+    extract(archive, target)
+    if not keep_archive:
+        archive.unlink()
+    return Fetched(entry, target, got)

@@ -1,0 +1,253 @@
+"""Downloads from a local HTTP server (resume, verification) and safe archive extraction."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from imtrans.cli_data import data
+from imtrans.data import catalog
+from imtrans.data.catalog import CatalogEntry
+from imtrans.data.download import download, extract, fetch_dataset
+from imtrans.data.folders import AlignedDataset, UnalignedDataset
+from imtrans.errors import DataError
+
+
+@dataclasses.dataclass
+class Server:
+    """What the handler serves and what it saw."""
+
+    url: str = ""
+    body: bytes = b""
+    honour_range: bool = True
+    cut_after: int | None = None  # close the connection after this many bytes, once
+    ranges: list[str | None] = dataclasses.field(default_factory=list)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # SimpleHTTPRequestHandler ignores Range; this one answers 206 and 416 like real servers.
+    def do_GET(self) -> None:
+        state: Server = self.server.state  # type: ignore[attr-defined]
+        asked = self.headers.get("Range")
+        state.ranges.append(asked)
+        body, start = state.body, 0
+        if asked and state.honour_range:
+            start = int(asked.removeprefix("bytes=").removesuffix("-"))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if state.cut_after is not None:
+            payload, state.cut_after = payload[:state.cut_after], None
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.state = Server(url=f"http://127.0.0.1:{httpd.server_port}/archive")  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd.state  # type: ignore[attr-defined]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _image_bytes(seed: int) -> bytes:
+    # Noise, so that the archives do not compress to less than the cut-off below.
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for name, content in files.items():
+            zipped.writestr(name, content)
+    return buffer.getvalue()
+
+
+FACADES = {f"facades/{split}/{i}.png": _image_bytes(10 * n + i)
+           for n, split in enumerate(("train", "val", "test")) for i in range(2)}
+HORSES = {f"horse2zebra/{split}/{i}.png": _image_bytes(10 * n + i)
+          for n, split in enumerate(("trainA", "trainB", "testA", "testB")) for i in range(2)}
+
+
+def _entry(server: Server, body: bytes, **changes: object) -> CatalogEntry:
+    fields = dict(name="facades", kind="aligned", url=server.url, size_bytes=len(body),
+                  sha256=hashlib.sha256(body).hexdigest(), md5=None, archive="tar.gz",
+                  layout="train/ val/ test/", default_direction="BtoA", description="test",
+                  source="test")
+    return CatalogEntry(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_fetch_downloads_verifies_and_extracts_the_official_layouts(server: Server,
+                                                                    tmp_path: Path) -> None:
+    server.body = _tar_gz(FACADES)
+    calls: list[tuple[int, int | None]] = []
+    got = fetch_dataset(_entry(server, server.body), tmp_path, lambda *a: calls.append(a))
+    assert got.path == tmp_path / "facades" and got.downloaded is not None
+    assert got.downloaded.verified
+    assert got.downloaded.sha256 == hashlib.sha256(server.body).hexdigest()
+    assert calls[-1] == (len(server.body), len(server.body))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facades"]  # archive and temp gone
+    assert len(AlignedDataset(root=got.path, split="test", strict=True)) == 2
+    assert fetch_dataset(_entry(server, server.body), tmp_path).downloaded is None  # present
+
+    server.body = _zip(HORSES)
+    entry = _entry(server, server.body, name="horse2zebra_unaligned", kind="unaligned",
+                   archive="zip", sha256=None, md5=hashlib.md5(server.body).hexdigest())
+    got = fetch_dataset(entry, tmp_path, keep_archive=True)
+    assert got.downloaded is not None and got.downloaded.verified
+    assert len(UnalignedDataset(root=tmp_path / "horse2zebra_unaligned", split="test")) == 2
+    assert (tmp_path / "horse2zebra_unaligned.zip").is_file()
+
+
+def test_a_corrupted_download_is_deleted_and_nothing_is_extracted(server: Server,
+                                                                   tmp_path: Path) -> None:
+    good = _tar_gz(FACADES)
+    server.body = bytes(b ^ 0xFF for b in good)  # same size, different bytes
+    with pytest.raises(DataError, match="failed verification .*sha256 expected "
+                                        f"{hashlib.sha256(good).hexdigest()}, got "):
+        fetch_dataset(_entry(server, good), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="size expected 3 bytes, got"):
+        download(server.url, tmp_path / "x", expected_size=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(server: Server,
+                                                              tmp_path: Path) -> None:
+    server.body, server.cut_after = _tar_gz(FACADES), 1000
+    assert len(server.body) > 2000
+    dest = tmp_path / "facades.tar.gz"
+    sha256 = hashlib.sha256(server.body).hexdigest()
+    with pytest.raises(DataError, match=r"interrupted after 1,000 of .* run it again to resume"):
+        download(server.url, dest, sha256=sha256)
+    part = tmp_path / "facades.tar.gz.part"
+    assert part.stat().st_size == 1000 and not dest.exists()
+    got = download(server.url, dest, sha256=sha256)
+    assert server.ranges == [None, "bytes=1000-"]
+    assert got.verified and dest.read_bytes() == server.body and not part.exists()
+
+
+def test_a_server_that_ignores_range_restarts_the_file(server: Server, tmp_path: Path) -> None:
+    server.body, server.honour_range = _tar_gz(FACADES), False
+    (tmp_path / "a.tar.gz.part").write_bytes(b"stale bytes from elsewhere")
+    got = download(server.url, tmp_path / "a.tar.gz", md5=hashlib.md5(server.body).hexdigest())
+    assert server.ranges == ["bytes=26-"] and got.verified
+    assert (tmp_path / "a.tar.gz").read_bytes() == server.body
+
+
+def test_416_means_complete_or_too_long(server: Server, tmp_path: Path) -> None:
+    server.body = b"0123456789"
+    (tmp_path / "f.part").write_bytes(server.body)  # complete, but not verified yet
+    got = download(server.url, tmp_path / "f")
+    assert not got.verified and got.sha256 == hashlib.sha256(server.body).hexdigest()
+    (tmp_path / "g.part").write_bytes(b"0123456789abc")  # longer than the file: start over
+    download(server.url, tmp_path / "g")
+    assert server.ranges == ["bytes=10-", "bytes=13-", None]
+    assert (tmp_path / "g").read_bytes() == server.body
+
+
+def test_http_errors_and_bad_urls_are_data_errors(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="only http"):
+        download("file:///etc/passwd", tmp_path / "x")
+    with pytest.raises(DataError, match=r"cannot download http://127\.0\.0\.1:1/"):
+        download("http://127.0.0.1:1/nothing", tmp_path / "x", timeout=5)
+
+
+ATTACKS = [(kind, attack) for kind in ("tar", "zip")
+           for attack in ("dotdot", "absolute", "symlink", "abs_symlink", "hardlink")
+           if (kind, attack) != ("zip", "hardlink")]  # zip has no hard links
+
+
+@pytest.mark.parametrize(("kind", "attack"), ATTACKS)
+def test_extract_refuses_members_that_escape(tmp_path: Path, kind: str, attack: str) -> None:
+    archive, dest = tmp_path / "evil.archive", tmp_path / "out" / "data"
+    name = {"dotdot": "top/../../../evil.txt", "absolute": f"{tmp_path}/evil.txt"}.get(attack)
+    link = {"symlink": "../../../evil.txt", "abs_symlink": f"{tmp_path}/evil.txt",
+            "hardlink": "../evil.txt"}.get(attack)
+    if kind == "tar":
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.addfile(tarfile.TarInfo("top/ok.txt"), io.BytesIO())
+            info = tarfile.TarInfo(name or "top/link")
+            if link:
+                info.type = tarfile.LNKTYPE if attack == "hardlink" else tarfile.SYMTYPE
+                info.linkname = link
+            tar.addfile(info, io.BytesIO())
+    else:
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("top/ok.txt", "ok")
+            info = zipfile.ZipInfo(name or "top/link")
+            if link:
+                info.external_attr = 0o120777 << 16
+            zipped.writestr(info, link or "evil")
+    with pytest.raises(DataError, match=r"refusing to extract .*outside the destination"):
+        extract(archive, dest)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # neither dest nor the staging folder
+
+
+def test_extract_without_a_top_folder_and_into_a_non_empty_folder(tmp_path: Path) -> None:
+    archive = tmp_path / "flat.zip"
+    archive.write_bytes(_zip({"trainA/1.png": b"x", "trainB/1.png": b"y", "__MACOSX/._1": b""}))
+    assert extract(archive, tmp_path / "flat") == tmp_path / "flat"
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["trainA", "trainB"]
+    with pytest.raises(DataError, match="exists and is not empty"):
+        extract(archive, tmp_path / "flat")
+    (tmp_path / "junk").write_bytes(b"not an archive")
+    with pytest.raises(DataError, match="neither a zip nor a tar"):
+        extract(tmp_path / "junk", tmp_path / "junk_out")
+
+
+def test_cli_download_reports_where_and_warns_when_unverified(server: Server, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    server.body = _tar_gz(FACADES)
+    entry = _entry(server, server.body, sha256=None, size_bytes=None)
+    monkeypatch.setattr(catalog, "CATALOG", (entry,))
+    args = ["download", "facades", "--dir", str(tmp_path)]
+    result = CliRunner().invoke(data, args, catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "the catalog has no checksum for facades" in result.output
+    assert f"sha256 {hashlib.sha256(server.body).hexdigest()}" in result.output
+    assert f"facades is in {tmp_path / 'facades'}/" in result.output
+    again = CliRunner().invoke(data, args, catch_exceptions=False)
+    assert "already holds files: nothing downloaded" in again.output

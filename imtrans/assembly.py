@@ -7,7 +7,7 @@ allocating weights) and by training (on the real device).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,7 +20,14 @@ from imtrans.recipe import Recipe
 if TYPE_CHECKING:
     from imtrans.trainers.base import Trainer
 
-__all__ = ["ComponentSummary", "build_losses", "build_networks", "build_trainer", "summarize"]
+__all__ = [
+    "ComponentSummary",
+    "build_losses",
+    "build_networks",
+    "build_trainer",
+    "create_component",
+    "summarize",
+]
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,8 @@ class ComponentSummary:
 
 def build_trainer(recipe: Recipe, registry: Components) -> Trainer:
     """Build the ``[trainer]`` (its hyperparameters; networks are built separately)."""
-    return _create(registry, "trainers", recipe.trainer.name, "trainer", recipe.trainer.kwargs)
+    trainer = recipe.trainer
+    return create_component(registry, "trainers", trainer.name, "trainer", trainer.kwargs)
 
 
 def build_networks(
@@ -53,7 +61,8 @@ def build_networks(
         for role, spec in trainer_cls.networks(recipe).items():
             table = getattr(recipe, spec.section)
             kwargs = table.kwargs | spec.overrides
-            networks[role] = _create(registry, spec.kind, table.name, spec.section, kwargs)
+            networks[role] = create_component(registry, spec.kind, table.name, spec.section,
+                                              kwargs)
     return networks
 
 
@@ -66,7 +75,7 @@ def build_losses(recipe: Recipe, registry: Components) -> dict[str, nn.Module]:
     trainer_cls = registry.trainers.get(recipe.trainer.name).builder
     losses = {}
     for key, term in recipe.losses.items():
-        loss = _create(registry, "losses", term.name, f"losses.{key}", term.kwargs)
+        loss = create_component(registry, "losses", term.name, f"losses.{key}", term.kwargs)
         adversarial_slot = (term.on or key) == trainer_cls.adversarial_slot
         if adversarial_slot != isinstance(loss, AdversarialLoss):
             wanted = "an adversarial loss" if adversarial_slot else "a loss comparing two images"
@@ -108,7 +117,9 @@ def _data_detail(recipe: Recipe) -> str:
     return f"root {root}, batch {recipe.data.batch_size}" if root else ""
 
 
-def _create(registry: Components, kind: str, name: str, where: str, kwargs: dict) -> object:
+def create_component(registry: Components, kind: str, name: str, where: str, kwargs: dict
+                     ) -> Any:
+    """Build one component; an argument problem becomes a RecipeError naming ``[where]``."""
     try:
         return registry.registry(kind).create(name, where=f"[{where}]", **kwargs)
     except ComponentError as exc:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from imtrans.errors import ImtransError
+from imtrans.errors import ImtransError, TrainingInterrupted
 from imtrans.plugins import KINDS, components
 from imtrans.version import __version__
 
@@ -22,6 +22,8 @@ __all__ = ["main"]
 
 #: Exit code of a failure the user can fix (bad recipe, missing data, broken plugin).
 EXIT_ERROR = 1
+#: Exit code after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
 
 
 class _Group(click.Group):
@@ -96,6 +98,44 @@ def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool)
     total = sum(r.parameters or 0 for r in rows)
     console.print(Text(f"recipe {recipe_path} is valid: {len(rows)} components, "
                        f"{total:,} parameters"))
+
+
+@cli.command()
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a recipe value (repeatable), e.g. --set train.max_steps=20.")
+@click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None,
+              metavar="[CHECKPOINT|RUN_DIR]",
+              help="Continue a run exactly: from the latest run of this recipe (no value), "
+                   "a run directory, or a checkpoint file.")
+def run(recipe_path: str, overrides: tuple[str, ...], resume: str | None) -> None:
+    """Train RECIPE; progress, samples, metrics and checkpoints go to a run directory."""
+    from imtrans.engine import training_state
+    from imtrans.engine.loop import fit
+    from imtrans.engine.progress import RichProgress
+    from imtrans.recipe import load_recipe
+
+    loaded = components()
+    recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    checkpoint = training_state.find_resume_point(resume, recipe) if resume else None
+    console = Console(stderr=True, soft_wrap=True,
+                      width=None if sys.stderr.isatty() else 200)
+    try:
+        result = fit(recipe, registry=loaded, resume=checkpoint, observer=RichProgress(console))
+    except TrainingInterrupted as exc:
+        console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+    console.print(Text(f"finished at step {result.step}: {result.run_dir} "
+                       f"(last checkpoint {result.checkpoint})"), highlight=False)
+
+
+def _register_subcommands() -> None:
+    from imtrans.cli_data import data
+
+    cli.add_command(data)
+
+
+_register_subcommands()
 
 
 def _console() -> Console:

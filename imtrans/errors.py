@@ -15,6 +15,7 @@ __all__ = [
     "InvalidArgumentError",
     "PluginError",
     "RecipeError",
+    "TrainingInterrupted",
     "UnknownComponentError",
 ]
 
@@ -57,3 +58,7 @@ class DataError(ImtransError):
 
 class CheckpointError(ImtransError):
     """A checkpoint is missing, malformed or incompatible with the recipe."""
+
+
+class TrainingInterrupted(ImtransError):
+    """Training was stopped by Ctrl-C or SIGTERM after saving a checkpoint to resume from."""

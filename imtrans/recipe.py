@@ -33,6 +33,7 @@ __all__ = [
     "DataTable",
     "LossTerm",
     "Recipe",
+    "TrainTable",
     "load_recipe",
     "parse_override",
     "recipe_from_dict",
@@ -68,6 +69,11 @@ class DataTable(ComponentTable):
 
     batch_size: int = Field(default=1, ge=1)
     num_workers: int = Field(default=4, ge=0)
+    catalog: str | None = Field(
+        default=None,
+        description="the known dataset `root` holds; when `root` is missing, its bundled "
+        "sample is used and `imtrans data download` is suggested",
+    )
 
     def channels(self) -> tuple[int, int]:
         """Channel counts of the input and output domains (``in_channels``, ``out_channels``)."""
@@ -102,6 +108,21 @@ class ScheduleTable(_Strict):
     gamma: float = Field(default=0.1, gt=0, le=1, description="decay factor (step, plateau)")
 
 
+class TrainTable(_Strict):
+    """How long to train and how often to log, sample and checkpoint."""
+
+    max_steps: int | None = Field(
+        default=None, ge=1, description="stop after this many steps (default: all epochs)")
+    log_every: int = Field(default=50, ge=1, description="steps between metric records")
+    sample_every: int = Field(default=500, ge=1, description="steps between sample grids")
+    sample_count: int = Field(default=4, ge=1, description="images in each sample grid")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="steps between checkpoints (0: at each epoch end only)")
+    keep_last: int = Field(default=3, ge=1, description="newest checkpoints kept")
+    keep_every_epochs: int = Field(
+        default=5, ge=0, description="also keep the epoch-end checkpoint of every N epochs")
+
+
 class Recipe(_Strict):
     """A validated recipe with every default filled in."""
 
@@ -113,6 +134,7 @@ class Recipe(_Strict):
     losses: dict[str, LossTerm]
     optim: OptimTable = Field(default_factory=OptimTable)
     schedule: ScheduleTable = Field(default_factory=ScheduleTable)
+    train: TrainTable = Field(default_factory=TrainTable)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as a plain dict, every default written out (what a run records)."""
@@ -267,8 +289,12 @@ def _check_slots(recipe: Recipe, trainer_cls: type[Trainer]) -> None:
                 f"[losses.{key}]: trainer {recipe.trainer.name!r} has no loss slot {slot!r}; "
                 f"slots: {known} (set on = \"SLOT\" to add a term to one)"
             )
-    if trainer_cls.adversarial_slot not in {t.on or k for k, t in recipe.losses.items()}:
-        raise RecipeError(f"[losses]: trainer {recipe.trainer.name!r} needs an adversarial term")
+    adversarial = [k for k, t in recipe.losses.items()
+                   if (t.on or k) == trainer_cls.adversarial_slot]
+    if len(adversarial) != 1:
+        raise RecipeError(
+            f"[losses]: trainer {recipe.trainer.name!r} needs exactly one term in slot "
+            f"{trainer_cls.adversarial_slot!r}, got {len(adversarial)}: {', '.join(adversarial)}")
 
 
 def _check_overrides(recipe: Recipe, trainer_cls: type[Trainer]) -> None:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imtrans.errors import InvalidArgumentError
-from imtrans.trainers.base import NetworkSpec, Trainer
+import torch
+from torch import Tensor, nn
+
+from imtrans.trainers.base import (
+    NetworkSpec,
+    Trainer,
+    check_positive_settings,
+    discriminator_loss,
+    make_adam,
+    set_requires_grad,
+    terms_by_slot,
+)
+from imtrans.trainers.image_pool import ImagePool
 
 if TYPE_CHECKING:
-    from imtrans.recipe import Recipe
+    from imtrans.recipe import OptimTable, Recipe
 
 __all__ = ["CycleGANTrainer"]
 
@@ -32,10 +43,7 @@ class CycleGANTrainer(Trainer):
     }
 
     def __init__(self, *, pool_size: int = 50, d_loss_scale: float = 0.5) -> None:
-        if pool_size < 0:
-            raise InvalidArgumentError(f"pool_size must be >= 0, got {pool_size}")
-        if d_loss_scale <= 0:
-            raise InvalidArgumentError(f"d_loss_scale must be > 0, got {d_loss_scale}")
+        check_positive_settings(pool_size, d_loss_scale)
         self.pool_size = pool_size
         self.d_loss_scale = d_loss_scale
 
@@ -61,3 +69,73 @@ class CycleGANTrainer(Trainer):
             "disc_a": NetworkSpec("discriminators", "discriminator", {"in_channels": a}),
             "disc_b": NetworkSpec("discriminators", "discriminator", {"in_channels": b}),
         }
+
+    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
+              slots: dict[str, str], optim: OptimTable) -> None:
+        self.gen_ab, self.gen_ba = networks["gen_ab"], networks["gen_ba"]
+        self.disc_a, self.disc_b = networks["disc_a"], networks["disc_b"]
+        terms = terms_by_slot(losses, slots)
+        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
+        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
+        self.cycle_terms = terms.get("cycle", [])
+        self.identity_terms = terms.get("identity", [])
+        self.pool_a, self.pool_b = ImagePool(self.pool_size), ImagePool(self.pool_size)
+        # One Adam for both generators and one for both discriminators, as in the paper's code.
+        self.opt_gen = make_adam([self.gen_ab, self.gen_ba], optim)
+        self.opt_disc = make_adam([self.disc_a, self.disc_b], optim)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self.gen_ab(real_a)
+        rec_a = self.gen_ba(fake_b)
+        fake_a = self.gen_ba(real_b)
+        rec_b = self.gen_ab(fake_a)
+
+        # Generators: fool both (frozen) discriminators, reconstruct, keep identities.
+        discs = [self.disc_a, self.disc_b]
+        set_requires_grad(discs, False)
+        self.opt_gen.zero_grad(set_to_none=True)
+        terms: dict[str, Tensor] = {}
+        if self.generator_adversarial:
+            terms["G_adv"] = (self.adversarial.generator_loss(self.disc_b(fake_b))
+                              + self.adversarial.generator_loss(self.disc_a(fake_a)))
+        for key, loss in self.cycle_terms:
+            terms[key] = loss(rec_a, real_a) + loss(rec_b, real_b)
+        if self.identity_terms:
+            same_b, same_a = self.gen_ab(real_b), self.gen_ba(real_a)
+            for key, loss in self.identity_terms:
+                terms[key] = loss(same_b, real_b) + loss(same_a, real_a)
+        total = torch.stack(list(terms.values())).sum()
+        total.backward()
+        self.opt_gen.step()
+
+        # Discriminators: real images vs generated ones drawn through the history pools.
+        set_requires_grad(discs, True)
+        self.opt_disc.zero_grad(set_to_none=True)
+        loss_d_b = discriminator_loss(self.adversarial, self.disc_b, real_b,
+                                      self.pool_b.query(fake_b), self.d_loss_scale)
+        loss_d_a = discriminator_loss(self.adversarial, self.disc_a, real_a,
+                                      self.pool_a.query(fake_a), self.d_loss_scale)
+        (loss_d_a + loss_d_b).backward()
+        self.opt_disc.step()
+        return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        fake_b = self.gen_ab(batch["A"])
+        return [batch["A"], fake_b, self.gen_ba(fake_b)]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba,
+                "disc_a": self.disc_a, "disc_b": self.disc_b}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"gen": self.opt_gen, "disc": self.opt_disc}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return self.pool_a.state_tensors("pool_a") | self.pool_b.state_tensors("pool_b")
+
+    def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
+        self.pool_a.load_state_tensors("pool_a", tensors, device)
+        self.pool_b.load_state_tensors("pool_b", tensors, device)

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imtrans.errors import InvalidArgumentError
-from imtrans.trainers.base import NetworkSpec, Trainer
+import torch
+from torch import Tensor, nn
+
+from imtrans.trainers.base import (
+    NetworkSpec,
+    Trainer,
+    check_positive_settings,
+    discriminator_loss,
+    make_adam,
+    set_requires_grad,
+    terms_by_slot,
+)
+from imtrans.trainers.image_pool import ImagePool
 
 if TYPE_CHECKING:
-    from imtrans.recipe import Recipe
+    from imtrans.recipe import OptimTable, Recipe
 
 __all__ = ["Pix2PixTrainer"]
 
@@ -28,10 +39,7 @@ class Pix2PixTrainer(Trainer):
     pair_slots: ClassVar[dict[str, str]] = {"reconstruction": "G(a) vs its paired target b"}
 
     def __init__(self, *, pool_size: int = 0, d_loss_scale: float = 0.5) -> None:
-        if pool_size < 0:
-            raise InvalidArgumentError(f"pool_size must be >= 0, got {pool_size}")
-        if d_loss_scale <= 0:
-            raise InvalidArgumentError(f"d_loss_scale must be > 0, got {d_loss_scale}")
+        check_positive_settings(pool_size, d_loss_scale)
         self.pool_size = pool_size
         self.d_loss_scale = d_loss_scale
 
@@ -55,3 +63,59 @@ class Pix2PixTrainer(Trainer):
             # Conditional: the discriminator sees the input beside the (real or fake) output.
             "disc": NetworkSpec("discriminators", "discriminator", {"in_channels": a + b}),
         }
+
+    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
+              slots: dict[str, str], optim: OptimTable) -> None:
+        self.gen = networks["gen"]
+        self.disc = networks["disc"]
+        terms = terms_by_slot(losses, slots)
+        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
+        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
+        self.reconstruction_terms = terms.get("reconstruction", [])
+        self.pool = ImagePool(self.pool_size)
+        self.opt_gen = make_adam([self.gen], optim)
+        self.opt_disc = make_adam([self.disc], optim)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b = self.gen(real_a)
+
+        # Discriminator first, as in the paper's code: real pairs vs generated pairs.
+        set_requires_grad([self.disc], True)
+        self.opt_disc.zero_grad(set_to_none=True)
+        fake_ab = self.pool.query(torch.cat([real_a, fake_b], 1))
+        loss_d = discriminator_loss(self.adversarial, self.disc, torch.cat([real_a, real_b], 1),
+                                    fake_ab, self.d_loss_scale)
+        loss_d.backward()
+        self.opt_disc.step()
+
+        # Generator: fool the (frozen) discriminator and stay close to the target.
+        set_requires_grad([self.disc], False)
+        self.opt_gen.zero_grad(set_to_none=True)
+        terms: dict[str, Tensor] = {}
+        if self.generator_adversarial:
+            terms["G_adv"] = self.adversarial.generator_loss(
+                self.disc(torch.cat([real_a, fake_b], 1)))
+        for key, loss in self.reconstruction_terms:
+            terms[key] = loss(fake_b, real_b)
+        total = torch.stack(list(terms.values())).sum()
+        total.backward()
+        self.opt_gen.step()
+        return {"D": loss_d.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()}
+
+    @torch.no_grad()
+    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        return [batch["A"], self.gen(batch["A"]), batch["B"]]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"gen": self.gen, "disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"gen": self.opt_gen, "disc": self.opt_disc}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return self.pool.state_tensors("pool")
+
+    def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
+        self.pool.load_state_tensors("pool", tensors, device)

@@ -1,0 +1,1 @@
+"""The training engine: fit loop, checkpoints, schedules, logging."""

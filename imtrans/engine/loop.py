@@ -1,0 +1,202 @@
+"""The fit loop: build everything from a recipe, then train, log, sample and checkpoint.
+
+Read it top to bottom: :func:`fit` is the whole of training. Steps are counted globally; the
+epoch is ``step // steps_per_epoch``, so a checkpoint needs only the step to resume exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from imtrans.assembly import build_losses, build_networks, build_trainer
+from imtrans.engine import training_state
+from imtrans.engine.data import SeededItems, batches_per_epoch, make_loader
+from imtrans.engine.metrics import LossMeter, MetricsLog
+from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.rundir import create_run_dir, write_run_record
+from imtrans.engine.samples import save_grid
+from imtrans.engine.schedules import LRSchedule
+from imtrans.engine.setup import build_dataset, seed_everything, select_device
+from imtrans.errors import TrainingInterrupted
+from imtrans.plugins import Components, components
+from imtrans.recipe import Recipe
+
+__all__ = ["FitResult", "fit"]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where a finished run left its files."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+
+
+def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | None = None,
+        run_dir: Path | None = None, observer: TrainingObserver | None = None) -> FitResult:
+    """Train ``recipe``; with ``resume`` (a checkpoint), continue exactly where it stopped.
+
+    Args:
+        recipe: A validated recipe.
+        registry: The components (default: built-ins and installed plugins).
+        resume: A checkpoint file to continue from; its run directory is written to.
+        run_dir: Where to write (default: a new directory under ``run.output_dir``).
+        observer: Receives progress and notices (default: silent).
+
+    Returns:
+        The run directory, the last step and the last checkpoint.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C or SIGTERM; a checkpoint was saved first.
+        ImtransError: bad data, an incompatible checkpoint, ...
+    """
+    registry = registry or components()
+    observer = observer or TrainingObserver()
+    device = select_device(recipe.run.device, observer)
+    seed_everything(recipe.run.seed)
+
+    # Build: data, networks, losses, optimisers, schedule.
+    dataset = build_dataset(recipe, registry, observer)
+    trainer = build_trainer(recipe, registry)
+    networks = build_networks(recipe, registry, device)
+    losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
+    trainer.setup(networks, losses, {k: t.on or k for k, t in recipe.losses.items()},
+                  recipe.optim)
+    schedule = LRSchedule(recipe.schedule, recipe.optim.lr, list(trainer.optimizers().values()))
+    batch_size = recipe.data.batch_size
+    loader, sampler = make_loader(dataset, batch_size=batch_size,
+                                  num_workers=recipe.data.num_workers, seed=recipe.run.seed,
+                                  pin_memory=device.type == "cuda")
+    steps_per_epoch = batches_per_epoch(len(dataset), batch_size)
+    epochs = recipe.schedule.n_epochs + recipe.schedule.n_epochs_decay
+    total_steps = epochs * steps_per_epoch
+    if recipe.train.max_steps is not None:
+        total_steps = min(total_steps, recipe.train.max_steps)
+
+    # Where to write, and where to start from.
+    step = 0
+    if resume is not None:
+        run_dir = run_dir or training_state.run_dir_of(resume)
+        step = training_state.restore(resume, trainer, schedule, recipe, device)
+        observer.message(f"resuming {run_dir} from step {step} ({resume.name})")
+    else:
+        run_dir = run_dir or create_run_dir(Path(recipe.run.output_dir),
+                                            recipe.run.name or recipe.trainer.name)
+    environment = write_run_record(run_dir, recipe.resolved(), registry, device)
+    checkpoints = run_dir / "checkpoints"
+    samples_dir = run_dir / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.truncate_after(step)  # records after the checkpoint will be written again
+    fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
+
+    def save() -> Path:
+        return training_state.save(checkpoints, trainer, schedule, step, steps_per_epoch,
+                                   recipe, environment)
+
+    meter, epoch_loss = LossMeter(), LossMeter()
+    saved_at, last = -1, None
+    observer.on_start(total_steps=total_steps, start_step=step, steps_per_epoch=steps_per_epoch,
+                      epochs=epochs, images_per_step=batch_size)
+    clock, clock_step = time.perf_counter(), step
+    trainer.train()
+    try:
+        with _sigterm_as_interrupt():
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                lr = schedule.begin_epoch(epoch)
+                sampler.set_epoch(epoch, start=step % steps_per_epoch)
+                for batch in loader:
+                    out = trainer.training_step(_to_device(batch, device))
+                    meter.add(out)
+                    epoch_loss.add({"G": out["G"]})
+                    step += 1
+                    observer.on_step(step, epoch)
+                    if step % recipe.train.log_every == 0 or step == total_steps:
+                        now = time.perf_counter()
+                        record = {"step": step, "epoch": epoch + 1, "lr": lr,
+                                  "images_per_sec": (step - clock_step) * batch_size
+                                  / max(now - clock, 1e-9),
+                                  "losses": meter.flush()}  # the only read-back
+                        log.write(record)
+                        observer.on_log(record)
+                        clock, clock_step = time.perf_counter(), step
+                    if step % recipe.train.sample_every == 0 or step == total_steps:
+                        _write_samples(trainer, fixed, samples_dir / f"step_{step:08d}.png")
+                    epoch_end = step % steps_per_epoch == 0
+                    if epoch_end:
+                        schedule.end_epoch(epoch, epoch_loss.flush()["G"])
+                    every = recipe.train.checkpoint_every
+                    if epoch_end or (every and step % every == 0) or step == total_steps:
+                        last, saved_at = save(), step
+                        training_state.prune(checkpoints, recipe.train, steps_per_epoch)
+                    if step >= total_steps:
+                        break
+    except KeyboardInterrupt:
+        if saved_at != step:
+            last = save()
+        raise TrainingInterrupted(
+            f"interrupted at step {step}; checkpoint saved to {last}. Resume with: "
+            f"imtrans run RECIPE --resume {last}") from None
+    finally:
+        observer.on_end()
+    if saved_at != step:
+        last = save()
+    return FitResult(run_dir, step, last)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()
+            if isinstance(v, Tensor)}
+
+
+def _fixed_batch(dataset: Any, count: int, seed: int, device: torch.device
+                 ) -> dict[str, Tensor]:
+    """The first ``count`` items, always drawn the same way: the sample grids' inputs."""
+    items = SeededItems(dataset)
+    picked = [items[(i, seed + i)] for i in range(min(count, len(dataset)))]
+    return {k: torch.stack([p[k] for p in picked]).to(device)
+            for k, v in picked[0].items() if isinstance(v, Tensor)}
+
+
+def _write_samples(trainer: Any, batch: dict[str, Tensor], path: Path) -> None:
+    """Translate the fixed batch as the papers test: in training mode (batch statistics,
+    dropout), with the RNG and batch-norm buffers restored after, so sampling changes
+    nothing about training (and a resumed run stays identical to an uninterrupted one)."""
+    modules = list(trainer.modules().values())
+    buffers = [b.clone() for m in modules for b in m.buffers()]
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        save_grid(trainer.sample_images(batch), path)
+    with torch.no_grad():
+        for saved, buffer in zip(buffers, (b for m in modules for b in m.buffers()),
+                                 strict=True):
+            buffer.copy_(saved)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C (save, then stop) while training in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

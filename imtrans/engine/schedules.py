@@ -1,0 +1,90 @@
+"""Learning-rate schedules of the papers' code, applied per epoch.
+
+The rate stays at its initial value for ``n_epochs`` epochs, then follows the policy:
+``linear`` decays to zero over ``n_epochs_decay`` epochs (the papers' default), ``step``
+multiplies by ``gamma`` every ``step_size`` epochs, ``cosine`` anneals to zero over the decay
+epochs, ``plateau`` multiplies by ``gamma`` when the epoch's generator loss stops improving.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from imtrans.recipe import ScheduleTable
+
+__all__ = ["LRSchedule"]
+
+
+class LRSchedule:
+    """Sets the learning rate of every optimiser at the start of each epoch.
+
+    Args:
+        table: The recipe's ``[schedule]``.
+        base_lr: The initial learning rate.
+        optimizers: The optimisers to adjust.
+    """
+
+    #: Relative improvement below which an epoch counts as no progress (policy plateau).
+    PLATEAU_THRESHOLD = 0.01
+    #: Epochs without progress before the rate is cut (policy plateau).
+    PLATEAU_PATIENCE = 5
+
+    def __init__(self, table: ScheduleTable, base_lr: float,
+                 optimizers: list[torch.optim.Optimizer]) -> None:
+        self.table = table
+        self.base_lr = base_lr
+        self.optimizers = optimizers
+        self.plateau_factor = 1.0
+        self.plateau_best = math.inf
+        self.plateau_bad_epochs = 0
+
+    def factor(self, epoch: int) -> float:
+        """The multiplier of the initial rate during ``epoch`` (0-based)."""
+        table = self.table
+        past = epoch - table.n_epochs  # epochs into the decay phase; < 0 while constant
+        if table.policy == "linear":
+            return 1.0 - max(0, past + 1) / (table.n_epochs_decay + 1)
+        if table.policy == "step":
+            return table.gamma ** (max(0, past + table.step_size) // table.step_size)
+        if table.policy == "cosine":
+            if past < 0:
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * min(past, table.n_epochs_decay)
+                                       / max(1, table.n_epochs_decay)))
+        return self.plateau_factor
+
+    def begin_epoch(self, epoch: int) -> float:
+        """Set every optimiser's rate for ``epoch``; return the rate."""
+        lr = self.base_lr * self.factor(epoch)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
+
+    def end_epoch(self, epoch: int, generator_loss: float) -> None:
+        """Record the epoch's mean generator loss (used by the plateau policy only)."""
+        if self.table.policy != "plateau" or epoch < self.table.n_epochs:
+            return
+        if generator_loss < self.plateau_best * (1 - self.PLATEAU_THRESHOLD):
+            self.plateau_best, self.plateau_bad_epochs = generator_loss, 0
+            return
+        self.plateau_bad_epochs += 1
+        if self.plateau_bad_epochs > self.PLATEAU_PATIENCE:
+            self.plateau_factor *= self.table.gamma
+            self.plateau_bad_epochs = 0
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must hold to continue the schedule (JSON-serialisable)."""
+        best = None if math.isinf(self.plateau_best) else self.plateau_best
+        return {"plateau_factor": self.plateau_factor, "plateau_best": best,
+                "plateau_bad_epochs": self.plateau_bad_epochs}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        self.plateau_factor = float(state["plateau_factor"])
+        best = state["plateau_best"]
+        self.plateau_best = math.inf if best is None else float(best)
+        self.plateau_bad_epochs = int(state["plateau_bad_epochs"])

@@ -1,0 +1,145 @@
+"""Saving and restoring everything a run needs to continue exactly where it stopped.
+
+A training checkpoint holds, as tensors: every network's weights (``net.<name>.*``), every
+optimiser's state (``optim.<name>.*``), the RNG states (``rng.*``) and the trainer's extra
+state such as image pools (``trainer.*``); and in its manifest: the step and epoch, the
+resolved recipe, the optimisers' hyperparameters, the schedule state and the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imtrans.engine.checkpoint import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from imtrans.engine.rundir import latest_run_dir
+from imtrans.engine.schedules import LRSchedule
+from imtrans.engine.state import (
+    load_module_tensors,
+    load_optimizer_tensors,
+    module_tensors,
+    optimizer_tensors,
+    restore_rng,
+    rng_tensors,
+    tensors_with_prefix,
+)
+from imtrans.errors import CheckpointError
+from imtrans.recipe import Recipe, TrainTable
+from imtrans.trainers.base import Trainer
+
+__all__ = ["find_resume_point", "prune", "restore", "run_dir_of", "save"]
+
+#: Recipe tables that decide the shapes of the saved tensors; a resume must agree on them.
+ARCHITECTURE = ("trainer", "generator", "discriminator")
+
+
+def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
+         steps_per_epoch: int, recipe: Recipe, environment: dict[str, Any]) -> Path:
+    """Write the checkpoint of ``step`` into ``directory``; return its path."""
+    tensors: dict[str, torch.Tensor] = {}
+    optimizers: dict[str, Any] = {}
+    for name, module in trainer.modules().items():
+        tensors |= module_tensors(f"net.{name}", module)
+    for name, optimizer in trainer.optimizers().items():
+        state, optimizers[name] = optimizer_tensors(f"optim.{name}", optimizer)
+        tensors |= state
+    tensors |= rng_tensors("rng")
+    tensors |= {f"trainer.{k}": v for k, v in trainer.state_tensors().items()}
+    epoch_end = step // steps_per_epoch if step % steps_per_epoch == 0 else None
+    manifest = {
+        "step": step,
+        "epoch": step // steps_per_epoch,
+        "recipe": recipe.resolved(),
+        "optimizers": optimizers,
+        "schedule": schedule.state(),
+        "environment": environment,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(directory / checkpoint_name(step, epoch_end=epoch_end), tensors,
+                           manifest)
+
+
+def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
+            device: torch.device) -> int:
+    """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable, or was made with different networks
+            (the message names the component and the setting that differs).
+    """
+    checkpoint = load_checkpoint(path)
+    manifest = checkpoint.manifest
+    _check_architecture(manifest.get("recipe", {}), recipe.resolved(), path)
+    tensors = checkpoint.tensors
+    try:
+        for name, module in trainer.modules().items():
+            load_module_tensors(f"net.{name}", module, tensors)
+        for name, optimizer in trainer.optimizers().items():
+            load_optimizer_tensors(f"optim.{name}", optimizer, tensors,
+                                   manifest["optimizers"][name])
+        trainer.load_state_tensors(tensors_with_prefix(tensors, "trainer"), device)
+        schedule.load_state(manifest["schedule"])
+        restore_rng(tensors, "rng")
+        return int(manifest["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: incomplete training checkpoint: missing or malformed "
+                              f"{exc}") from None
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (``<run>/checkpoints/<file>``)."""
+    return checkpoint.resolve().parent.parent
+
+
+def find_resume_point(resume: str, recipe: Recipe) -> Path:
+    """The checkpoint ``--resume`` means: ``latest`` (the newest run of this recipe's name),
+    a run directory, or a checkpoint file.
+
+    Raises:
+        CheckpointError: nothing to resume from there, with where it looked.
+    """
+    if resume == "latest":
+        name = recipe.run.name or recipe.trainer.name
+        run_dir = latest_run_dir(Path(recipe.run.output_dir), name)
+        if run_dir is None:
+            raise CheckpointError(f"no run named {name!r} under {recipe.run.output_dir}/ to "
+                                  "resume; start one without --resume")
+        target = run_dir
+    else:
+        target = Path(resume)
+    if target.is_file():
+        return target
+    for folder in (target / "checkpoints", target):
+        found = latest_checkpoint(folder) if folder.is_dir() else None
+        if found is not None:
+            return found
+    raise CheckpointError(f"no checkpoint found at {target} (looked for "
+                          f"{target}/checkpoints/step_*.safetensors)")
+
+
+def prune(directory: Path, train: TrainTable, steps_per_epoch: int) -> None:
+    """Apply the recipe's retention: the newest ``keep_last`` plus every N-th epoch's."""
+    prune_checkpoints(directory, keep_last=train.keep_last,
+                      keep_every_epochs=train.keep_every_epochs or None)
+
+
+def _check_architecture(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Name the first setting that makes the saved networks differ from the recipe's."""
+    sections = [*ARCHITECTURE, "data"]
+    for section in sections:
+        old, new = saved.get(section, {}), current.get(section, {})
+        keys = ["in_channels", "out_channels"] if section == "data" else sorted({*old, *new})
+        for key in keys:
+            if old.get(key) != new.get(key):
+                raise CheckpointError(
+                    f"{path} does not match the recipe: [{section}] {key} is "
+                    f"{old.get(key)!r} in the checkpoint but {new.get(key)!r} in the recipe")
+

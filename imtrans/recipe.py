@@ -117,7 +117,10 @@ class TrainTable(_Strict):
     sample_every: int = Field(default=500, ge=1, description="steps between sample grids")
     sample_count: int = Field(default=4, ge=1, description="images in each sample grid")
     checkpoint_every: int = Field(
-        default=0, ge=0, description="steps between checkpoints (0: at each epoch end only)")
+        default=0, ge=0, description="steps between checkpoints (0: at epoch ends only)")
+    checkpoint_minutes: float = Field(
+        default=10.0, ge=0, description="minutes since the last checkpoint after which an "
+        "epoch end saves one (0: every epoch end)")
     keep_last: int = Field(default=3, ge=1, description="newest checkpoints kept")
     keep_every_epochs: int = Field(
         default=5, ge=0, description="also keep the epoch-end checkpoint of every N epochs")

@@ -19,9 +19,10 @@ SHARED = ROOT.parent / "shared" / "data"
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")
 PIX2PIX = str(ROOT / "recipes" / "pix2pix_edges2shoes.toml")
 
-#: Tiny networks and images, so a CPU step takes milliseconds.
+#: Tiny networks and images, so a CPU step takes milliseconds. On the CPU, where results are
+#: bit-for-bit reproducible, also on machines with a GPU.
 TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discriminator.ndf=4",
-        "data.num_workers=0"]
+        "data.num_workers=0", "run.device=cpu"]
 TINY_UNET = ["generator.name=unet", "generator.num_downs=5"]
 
 
@@ -49,7 +50,8 @@ def final_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_mission_recipes_train_on_the_bundled_sample(tmp_path: Path) -> None:
-    proc = imtrans(tmp_path, "run", CYCLEGAN, *sets(*TINY, "train.max_steps=3",
+    on_any_device = [o for o in TINY if not o.startswith("run.device")]
+    proc = imtrans(tmp_path, "run", CYCLEGAN, *sets(*on_any_device, "train.max_steps=3",
                                                      "train.log_every=1"))
     assert "datasets/monet2photo not found: training on the bundled sample" in proc.stderr
     assert "imtrans data download monet2photo" in proc.stderr
@@ -165,3 +167,29 @@ def test_pix2pix_l1_falls_on_real_facades(tmp_path: Path) -> None:
     l1 = [r["losses"]["reconstruction"] for r in records(tmp_path / "runs/pix2pix_edges2shoes")]
     start, end = sum(l1[:10]) / 10, sum(l1[-20:]) / 20
     assert end < 0.8 * start, (start, end)
+
+
+def test_image_size_the_generator_cannot_take_is_refused_before_writing(tmp_path: Path) -> None:
+    proc = imtrans(tmp_path, "run", PIX2PIX, *sets(*TINY, "train.max_steps=1"), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("gen (unet_256) takes images whose sides are multiples of 256, but [data] gives "
+            "32x32") in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_checkpoint_cadence() -> None:
+    from imtrans.engine.loop import _checkpoint_due
+    from imtrans.plugins import load_components
+    from imtrans.recipe import load_recipe
+
+    def due(step: int, minutes_ago: float, **train: object) -> bool:
+        overrides = [f"train.{k}={v}" for k, v in train.items()]
+        recipe = load_recipe(CYCLEGAN, overrides, registry=load_components(autoload=False))
+        return _checkpoint_due(recipe, step, 1000, 10, time.monotonic() - 60 * minutes_ago)
+
+    assert due(1000, 0)                                # the last step
+    assert not due(10, 0) and due(10, 11)              # epoch end: only after 10 minutes
+    assert not due(5, 60)                              # never mid-epoch by time
+    assert due(50, 0)                                  # epoch 5: a kept milestone
+    assert due(20, 0, checkpoint_minutes=0)            # every epoch end
+    assert due(7, 0, checkpoint_every=7) and not due(8, 0, checkpoint_every=7)

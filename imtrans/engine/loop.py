@@ -26,7 +26,12 @@ from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.rundir import create_run_dir, write_run_record
 from imtrans.engine.samples import save_grid
 from imtrans.engine.schedules import LRSchedule
-from imtrans.engine.setup import build_dataset, seed_everything, select_device
+from imtrans.engine.setup import (
+    build_dataset,
+    check_image_size,
+    seed_everything,
+    select_device,
+)
 from imtrans.errors import TrainingInterrupted
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
@@ -74,6 +79,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     trainer.setup(networks, losses, {k: t.on or k for k, t in recipe.losses.items()},
                   recipe.optim)
     schedule = LRSchedule(recipe.schedule, recipe.optim.lr, list(trainer.optimizers().values()))
+    fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
+    check_image_size(networks, fixed, recipe)  # before anything is written
     batch_size = recipe.data.batch_size
     loader, sampler = make_loader(dataset, batch_size=batch_size,
                                   num_workers=recipe.data.num_workers, seed=recipe.run.seed,
@@ -99,14 +106,13 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     samples_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(run_dir / "metrics.jsonl")
     log.truncate_after(step)  # records after the checkpoint will be written again
-    fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
 
     def save() -> Path:
         return training_state.save(checkpoints, trainer, schedule, step, steps_per_epoch,
                                    recipe, environment)
 
     meter, epoch_loss = LossMeter(), LossMeter()
-    saved_at, last = -1, None
+    saved_at, saved_clock, last = -1, time.monotonic(), None
     observer.on_start(total_steps=total_steps, start_step=step, steps_per_epoch=steps_per_epoch,
                       epochs=epochs, images_per_step=batch_size)
     clock, clock_step = time.perf_counter(), step
@@ -137,9 +143,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                     epoch_end = step % steps_per_epoch == 0
                     if epoch_end:
                         schedule.end_epoch(epoch, epoch_loss.flush()["G"])
-                    every = recipe.train.checkpoint_every
-                    if epoch_end or (every and step % every == 0) or step == total_steps:
-                        last, saved_at = save(), step
+                    if _checkpoint_due(recipe, step, total_steps, steps_per_epoch, saved_clock):
+                        last, saved_at, saved_clock = save(), step, time.monotonic()
                         training_state.prune(checkpoints, recipe.train, steps_per_epoch)
                     if step >= total_steps:
                         break
@@ -154,6 +159,21 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     if saved_at != step:
         last = save()
     return FitResult(run_dir, step, last)
+
+
+def _checkpoint_due(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int,
+                    saved_clock: float) -> bool:
+    """Save at the end, every ``checkpoint_every`` steps, at the epoch ends retention keeps,
+    and at other epoch ends once ``checkpoint_minutes`` have passed: writing a large model
+    after every short epoch would cost more time than it could save."""
+    train = recipe.train
+    if step == total_steps or (train.checkpoint_every and step % train.checkpoint_every == 0):
+        return True
+    if step % steps_per_epoch:
+        return False
+    epochs_done = step // steps_per_epoch
+    milestone = train.keep_every_epochs and epochs_done % train.keep_every_epochs == 0
+    return bool(milestone) or time.monotonic() - saved_clock >= 60 * train.checkpoint_minutes
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from imtrans.engine.observer import TrainingObserver
-from imtrans.errors import RecipeError
+from imtrans.errors import DataError, RecipeError
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
-__all__ = ["build_dataset", "seed_everything", "select_device"]
+__all__ = ["build_dataset", "check_image_size", "seed_everything", "select_device"]
 
 
 def select_device(name: str, observer: TrainingObserver) -> torch.device:
@@ -61,3 +61,21 @@ def build_dataset(recipe: Recipe, registry: Components, observer: TrainingObserv
             observer.message(resolved.message)
         kwargs = kwargs | {"root": str(resolved.path)}
     return create_component(registry, "datasets", recipe.data.name, "data", kwargs)
+
+
+def check_image_size(networks: dict[str, torch.nn.Module], batch: dict[str, torch.Tensor],
+                     recipe: Recipe) -> None:
+    """Refuse images the generators cannot take (a U-Net halves the size ``num_downs`` times).
+
+    Raises:
+        DataError: naming the size the data gives, the multiple needed and what to change.
+    """
+    height, width = batch["A"].shape[-2:]
+    for role, network in networks.items():
+        multiple = getattr(network, "size_multiple", 1)
+        if height % multiple or width % multiple:
+            raise DataError(
+                f"{role} ({recipe.generator.name}) takes images whose sides are multiples of "
+                f"{multiple}, but [data] gives {width}x{height}: set data.crop_size (and "
+                "data.load_size) to a multiple of it, or choose a generator for this size "
+                "(e.g. generator.name=unet with num_downs = log2 of the size)")

@@ -69,6 +69,11 @@ class DataTable(ComponentTable):
 
     batch_size: int = Field(default=1, ge=1)
     num_workers: int = Field(default=4, ge=0)
+    augment: Literal["cpu", "device"] = Field(
+        default="cpu",
+        description="where the random crop and flip run: in the loading processes "
+        "(albumentations) or on the training device (kornia)",
+    )
     catalog: str | None = Field(
         default=None,
         description="the known dataset `root` holds; when `root` is missing, its bundled "

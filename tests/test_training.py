@@ -85,8 +85,9 @@ def test_same_seed_same_losses_and_a_second_run_gets_its_own_directory(tmp_path:
 @pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix"], argvalues=[
     # CycleGAN with dropout and a small pool: the pool and the dropout RNG must resume too.
     (CYCLEGAN, ["generator.dropout=true", "trainer.pool_size=2"]),
-    # pix2pix: batch norm statistics, dropout, and a learning rate decaying across epochs.
-    (PIX2PIX, [*TINY_UNET, "data.batch_size=2"]),
+    # pix2pix: batch norm statistics, dropout, a learning rate decaying across epochs, and
+    # the random crop and flip drawn on the training device.
+    (PIX2PIX, [*TINY_UNET, "data.batch_size=2", "data.augment=device"]),
 ])
 def test_resume_in_a_second_process_gives_the_same_weights(tmp_path: Path, recipe: str,
                                                            extra: list[str]) -> None:

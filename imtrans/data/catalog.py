@@ -143,9 +143,8 @@ def _cyclegan(name: str, size_bytes: int, sha256: str, description: str, data_so
 
 # pix2pix archives. No published size or sha256 was found. The md5 values are those pinned in
 # TheProjectsGuy/MLHub, src/mlhub/pix2pix/data.py (commit d12398786f15369af68afc9843749f2953245d29),
-# for the same efrosgans.eecs.berkeley.edu URLs. Caveat: a missing comma after the night2day md5
-# in that file means its own night2day check never ran as written, so that one value is the
-# least corroborated. The approximate sizes are the server's directory listing (2018-09
+# for the same efrosgans.eecs.berkeley.edu URLs (night2day's is left out: see its entry).
+# The approximate sizes are the server's directory listing (2018-09
 # timestamps) as quoted in a public README; they are for display only, never for verification.
 _PIX2PIX = (
     _pix2pix("facades", "train/ val/ test/", "BtoA", "e2e25dd517e9d15828416ab329da2854", "29M",

@@ -139,6 +139,9 @@ class AlignedDataset(_FolderDataset):
         torch.Size([3, 256, 256])
     """
 
+    #: A and B of an item belong together: random transforms must treat them alike.
+    paired = True
+
     def __init__(
         self,
         *,
@@ -208,6 +211,9 @@ class UnalignedDataset(_FolderDataset):
         >>> sorted(data[0])  # doctest: +SKIP
         ['A', 'A_path', 'B', 'B_path']
     """
+
+    #: A and B are unrelated images: each gets its own random transform.
+    paired = False
 
     def __init__(
         self,

@@ -72,7 +72,7 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     seed_everything(recipe.run.seed)
 
     # Build: data, networks, losses, optimisers, schedule.
-    dataset = build_dataset(recipe, registry, observer)
+    dataset, augment = build_dataset(recipe, registry, observer)
     trainer = build_trainer(recipe, registry)
     networks = build_networks(recipe, registry, device)
     losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
@@ -80,6 +80,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                   recipe.optim)
     schedule = LRSchedule(recipe.schedule, recipe.optim.lr, list(trainer.optimizers().values()))
     fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
+    if augment is not None:
+        fixed = augment.center_crop(fixed)
     check_image_size(networks, fixed, recipe)  # before anything is written
     batch_size = recipe.data.batch_size
     loader, sampler = make_loader(dataset, batch_size=batch_size,
@@ -124,7 +126,10 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                 lr = schedule.begin_epoch(epoch)
                 sampler.set_epoch(epoch, start=step % steps_per_epoch)
                 for batch in loader:
-                    out = trainer.training_step(_to_device(batch, device))
+                    batch = _to_device(batch, device)
+                    if augment is not None:
+                        batch = augment(batch)
+                    out = trainer.training_step(batch)
                     meter.add(out)
                     epoch_loss.add({"G": out["G"]})
                     step += 1

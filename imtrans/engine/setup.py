@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from imtrans.data.device_augment import DeviceAugment
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import DataError, RecipeError
 from imtrans.plugins import Components
@@ -48,9 +49,19 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def build_dataset(recipe: Recipe, registry: Components, observer: TrainingObserver) -> Any:
+def build_dataset(recipe: Recipe, registry: Components, observer: TrainingObserver
+                  ) -> tuple[Any, DeviceAugment | None]:
     """Build the ``[data]`` dataset, falling back to the bundled sample of ``data.catalog``
-    when ``data.root`` is missing (with one line saying so)."""
+    when ``data.root`` is missing (with one line saying so).
+
+    Returns:
+        The dataset, and the on-device augmentation when ``data.augment = "device"`` (the
+        dataset then only resizes to ``load_size``; crop and flip happen on the device).
+
+    Raises:
+        RecipeError: ``augment = "device"`` with a preprocessing mode other than
+            ``resize_and_crop``.
+    """
     from imtrans.assembly import create_component
     from imtrans.data.resolve import resolve_root
 
@@ -60,7 +71,20 @@ def build_dataset(recipe: Recipe, registry: Components, observer: TrainingObserv
         if resolved.message:
             observer.message(resolved.message)
         kwargs = kwargs | {"root": str(resolved.path)}
-    return create_component(registry, "datasets", recipe.data.name, "data", kwargs)
+    augment = None
+    if recipe.data.augment == "device":
+        if kwargs.get("preprocess") != "resize_and_crop" or not {"load_size", "crop_size",
+                                                                 "flip"} <= kwargs.keys():
+            raise RecipeError(
+                f'[data] augment = "device" needs a dataset with preprocess = "resize_and_crop", '
+                f"load_size, crop_size and flip; got preprocess = {kwargs.get('preprocess')!r}")
+        augment = DeviceAugment(crop_size=kwargs["crop_size"], flip=kwargs["flip"],
+                                paired=getattr(registry.datasets.get(recipe.data.name).builder,
+                                               "paired", True))
+        # The loader resizes only: a crop of the full load_size is no crop, and no flip.
+        kwargs = kwargs | {"crop_size": kwargs["load_size"], "flip": False}
+    dataset = create_component(registry, "datasets", recipe.data.name, "data", kwargs)
+    return dataset, augment
 
 
 def check_image_size(networks: dict[str, torch.nn.Module], batch: dict[str, torch.Tensor],

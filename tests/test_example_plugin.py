@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,23 @@ def test_a_recipe_uses_the_plugin_loss_by_name(installed: dict[str, str]) -> Non
     assert rows["losses.reconstruction"][1:3] == ["charbonnier", "imtrans-example-loss"]
     assert rows["losses.structure"][1] == "ssim"
     assert "on reconstruction" in proc.stdout
+
+
+def test_the_plugin_loss_trains(installed: dict[str, str], tmp_path) -> None:
+    recipe = PLUGIN / "recipes" / "pix2pix_edges2shoes_charbonnier.toml"
+    overrides = ["data.load_size=36", "data.crop_size=32", "generator.name=unet",
+                 "generator.num_downs=5", "generator.ngf=4", "discriminator.ndf=4",
+                 "data.num_workers=0", "run.device=cpu", "train.max_steps=2", "train.log_every=1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "imtrans", "run", str(recipe),
+         *[arg for o in overrides for arg in ("--set", o)]],
+        capture_output=True, text=True, env=installed, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = (tmp_path / "runs/pix2pix_edges2shoes_charbonnier/metrics.jsonl").read_text()
+    first = json.loads(metrics.splitlines()[0])["losses"]
+    assert set(first) == {"D", "G", "G_adv", "reconstruction", "structure"}
+    assert first["G"] == pytest.approx(first["G_adv"] + first["reconstruction"]
+                                       + first["structure"], rel=1e-5)
 
 
 def test_allowlist_excludes_the_plugin(installed: dict[str, str]) -> None:

@@ -96,12 +96,13 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     # Where to write, and where to start from.
     step = 0
     if resume is not None:
-        run_dir = run_dir or training_state.run_dir_of(resume)
         step = training_state.restore(resume, trainer, schedule, recipe, device)
-        observer.message(f"resuming {run_dir} from step {step} ({resume.name})")
-    else:
-        run_dir = run_dir or create_run_dir(Path(recipe.run.output_dir),
-                                            recipe.run.name or recipe.trainer.name)
+        run_dir = run_dir or training_state.run_dir_of(resume)
+    # A checkpoint outside a run directory continues into a new one.
+    run_dir = run_dir or create_run_dir(Path(recipe.run.output_dir),
+                                        recipe.run.name or recipe.trainer.name)
+    if resume is not None:
+        observer.message(f"resuming {run_dir} from step {step} ({resume})")
     environment = write_run_record(run_dir, recipe.resolved(), registry, device)
     checkpoints = run_dir / "checkpoints"
     samples_dir = run_dir / "samples"

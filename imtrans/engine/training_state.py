@@ -94,9 +94,10 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
                               f"{exc}") from None
 
 
-def run_dir_of(checkpoint: Path) -> Path:
-    """The run directory a checkpoint belongs to (``<run>/checkpoints/<file>``)."""
-    return checkpoint.resolve().parent.parent
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint belongs to (``<run>/checkpoints/<file>``), if any."""
+    folder = checkpoint.resolve().parent
+    return folder.parent if folder.name == "checkpoints" else None
 
 
 def find_resume_point(resume: str, recipe: Recipe) -> Path:

@@ -6,6 +6,7 @@ through :func:`components`, built-ins and plugins alike.
 Example:
     >>> import imtrans
     >>> net = imtrans.components().generators.create("resnet_6blocks", ngf=8)
+    >>> translate = imtrans.load_translator("runs/cyclegan")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "hookimpl",
     "load_components",
     "load_recipe",
+    "load_translator",
 ]
 
 
@@ -53,4 +55,8 @@ def __getattr__(name: str) -> object:
         from imtrans.recipe import load_recipe
 
         return load_recipe
+    if name == "load_translator":
+        from imtrans.inference import load_translator
+
+        return load_translator
     raise AttributeError(f"module 'imtrans' has no attribute {name!r}")

@@ -131,8 +131,10 @@ def run(recipe_path: str, overrides: tuple[str, ...], resume: str | None) -> Non
 
 def _register_subcommands() -> None:
     from imtrans.cli_data import data
+    from imtrans.cli_translate import translate
 
     cli.add_command(data)
+    cli.add_command(translate)
 
 
 _register_subcommands()

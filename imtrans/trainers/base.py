@@ -56,6 +56,10 @@ class Trainer:
     #: ``[losses.NAME]`` term fills the slot NAME, or the slot given by its ``on`` key, so extra
     #: terms (a plugin loss, say) can be added to a slot beside the default one.
     pair_slots: ClassVar[dict[str, str]] = {}
+    #: The generators that translate, by direction: ``AtoB`` (the recipe's inputs to its
+    #: targets) and, for methods that learn the inverse too, ``BtoA``. Inference, evaluation and
+    #: export find a trained translator through this.
+    translators: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def recipe_defaults(cls) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class CycleGANTrainer(Trainer):
         "identity": "G_AB(b) vs b and G_BA(a) vs a (needs equal channel counts)",
     }
 
+    translators: ClassVar[dict[str, str]] = {"AtoB": "gen_ab", "BtoA": "gen_ba"}
+
     def __init__(self, *, pool_size: int = 50, d_loss_scale: float = 0.5) -> None:
         check_positive_settings(pool_size, d_loss_scale)
         self.pool_size = pool_size

@@ -38,6 +38,8 @@ class Pix2PixTrainer(Trainer):
 
     pair_slots: ClassVar[dict[str, str]] = {"reconstruction": "G(a) vs its paired target b"}
 
+    translators: ClassVar[dict[str, str]] = {"AtoB": "gen"}
+
     def __init__(self, *, pool_size: int = 0, d_loss_scale: float = 0.5) -> None:
         check_positive_settings(pool_size, d_loss_scale)
         self.pool_size = pool_size

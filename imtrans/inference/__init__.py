@@ -1,0 +1,7 @@
+"""Using trained models: load a generator from a checkpoint and translate images with it."""
+
+from __future__ import annotations
+
+from imtrans.inference.translator import Mode, Translator, find_checkpoint, load_translator
+
+__all__ = ["Mode", "Translator", "find_checkpoint", "load_translator"]

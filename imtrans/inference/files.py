@@ -1,0 +1,184 @@
+"""Translating image files: find the inputs, decode them in workers, batch, write the outputs.
+
+Inputs are a file, a folder (searched recursively) or a glob pattern. Outputs keep each input's
+name and, for a folder, its relative path; images of the same size are translated together.
+A file that cannot be read is skipped with a warning and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from imtrans.data.images import IMAGE_EXTENSIONS, find_images, read_image
+from imtrans.data.transforms import to_tensor
+from imtrans.errors import DataError
+from imtrans.inference.translator import Translator, tensor_to_image
+
+__all__ = ["TranslationSummary", "plan_outputs", "translate_files"]
+
+_GLOB_CHARACTERS = set("*?[")
+
+
+@dataclass
+class TranslationSummary:
+    """What a translation of files did."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = None
+                 ) -> list[tuple[Path, Path]]:
+    """Pair every input image with the path its translation goes to.
+
+    Args:
+        source: An image file, a folder (recursive) or a glob pattern (``**`` recurses).
+        output: A file (when ``source`` is one file and ``output`` has an image extension) or
+            a folder.
+        suffix: Replace every output's extension (``.png``, say); default: keep the input's.
+
+    Raises:
+        DataError: nothing matches ``source``, or ``output`` is a file for several inputs.
+    """
+    source_text, output = str(source), Path(output)
+    path = Path(source_text)
+    if path.is_file():
+        inputs, base = [path], path.parent
+    elif path.is_dir():
+        inputs, base = find_images(path), path
+    elif _GLOB_CHARACTERS & set(source_text):
+        inputs = sorted(Path(p) for p in glob.glob(source_text, recursive=True)
+                        if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        base = _glob_base(source_text)
+    else:
+        raise DataError(f"input {source_text} does not exist")
+    if not inputs:
+        raise DataError(f"no images found at {source_text} (looked for "
+                        f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
+    single_file_output = output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
+    if single_file_output:
+        if len(inputs) > 1:
+            raise DataError(f"output {output} is a file name but {len(inputs)} images match "
+                            f"{source_text}; give a folder")
+        return [(inputs[0], output)]
+    pairs = []
+    for item in inputs:
+        relative = item.relative_to(base) if item.is_relative_to(base) else Path(item.name)
+        target = output / relative
+        pairs.append((item, target.with_suffix(suffix) if suffix else target))
+    return pairs
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard."""
+    parts = []
+    for part in Path(pattern).parts:
+        if _GLOB_CHARACTERS & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path()
+
+
+class _Decoded(Dataset[tuple[int, Tensor | str]]):
+    """Decodes input ``index`` in a worker; a failure is returned as its message, not raised."""
+
+    def __init__(self, paths: list[Path], channels: int) -> None:
+        self.paths, self.channels = paths, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | str]:
+        try:
+            return index, to_tensor(read_image(self.paths[index], self.channels))
+        except DataError as exc:
+            return index, str(exc)
+
+
+def _batches(items: Iterator[tuple[int, Tensor | str]], batch_size: int,
+             on_error: Callable[[int, str], None]) -> Iterator[tuple[list[int], Tensor]]:
+    """Group decoded images of equal shape into batches of up to ``batch_size``."""
+    pending: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+    for index, item in items:
+        if isinstance(item, str):
+            on_error(index, item)
+            continue
+        bucket = pending.setdefault(tuple(item.shape), [])
+        bucket.append((index, item))
+        if len(bucket) == batch_size:
+            yield [i for i, _ in bucket], torch.stack([t for _, t in bucket])
+            bucket.clear()
+    for bucket in pending.values():
+        if bucket:
+            yield [i for i, _ in bucket], torch.stack([t for _, t in bucket])
+
+
+def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
+                    batch_size: int = 8, num_workers: int = 2, seed: int = 0,
+                    on_progress: Callable[[int], None] | None = None,
+                    on_skip: Callable[[Path, str], None] | None = None) -> TranslationSummary:
+    """Translate every ``(input, output)`` pair; write each output as soon as it is ready.
+
+    Args:
+        translator: The loaded generator.
+        pairs: From :func:`plan_outputs`.
+        batch_size: Images of one size translated together.
+        num_workers: Decoding processes (0: decode in this process).
+        seed: Seeds dropout in ``paper`` mode, so a run can be repeated exactly.
+        on_progress: Called with the number of inputs handled so far (written or skipped).
+        on_skip: Called with a path and the reason it was skipped.
+
+    Returns:
+        The files written and those skipped, with why.
+    """
+    summary = TranslationSummary()
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_progress:
+            on_progress(done)
+
+    def skip(index: int, reason: str) -> None:
+        summary.skipped.append((pairs[index][0], reason))
+        if on_skip:
+            on_skip(pairs[index][0], reason)
+        advance(1)
+
+    torch.manual_seed(seed)
+    dataset = _Decoded([source for source, _ in pairs], translator.in_channels)
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                        pin_memory=translator.device.type == "cuda")
+    for indices, batch in _batches(iter(loader), batch_size, skip):
+        outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
+        for index, image in zip(indices, outputs.cpu(), strict=True):
+            target = pairs[index][1]
+            try:
+                _save(tensor_to_image(image), target)
+            except (OSError, ValueError) as exc:
+                skip(index, f"cannot write {target}: {exc}")
+                continue
+            summary.written.append(target)
+            advance(1)
+    return summary
+
+
+def _save(image: object, target: Path) -> None:
+    """Write ``image`` to ``target`` (through a temporary name, so no half-written file)."""
+    from PIL import Image
+
+    assert isinstance(image, Image.Image)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix.lower() in (".jpg", ".jpeg") and image.mode == "RGBA":
+        image = image.convert("RGB")  # JPEG has no alpha channel
+    partial = target.with_name(f".partial-{target.name}")
+    image.save(partial, format=Image.registered_extensions().get(target.suffix.lower()))
+    partial.replace(target)

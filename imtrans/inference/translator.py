@@ -1,0 +1,238 @@
+"""A trained generator, loaded from a checkpoint, that translates tensors and PIL images.
+
+Example:
+    >>> import imtrans
+    >>> translate = imtrans.load_translator("runs/cyclegan/checkpoints")  # doctest: +SKIP
+    >>> translate(PIL.Image.open("photo.jpg")).save("painting.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from imtrans.assembly import create_component
+from imtrans.data.images import image_to_array
+from imtrans.data.transforms import to_tensor
+from imtrans.engine.checkpoint import latest_checkpoint, load_checkpoint
+from imtrans.engine.state import load_module_tensors
+from imtrans.errors import CheckpointError, InvalidArgumentError
+from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
+from imtrans.plugins import Components, components
+from imtrans.recipe import Recipe, recipe_from_dict
+
+__all__ = ["Mode", "Translator", "find_checkpoint", "load_translator", "to_uint8"]
+
+#: ``paper``: as the pix2pix paper tests (each image normalised by its own statistics, dropout
+#: kept on); ``eval``: the usual ``model.eval()`` (running batch-norm statistics, no dropout).
+Mode = Literal["paper", "eval"]
+
+
+class _ImageStatisticsNorm(nn.Module):
+    """Batch norm as it behaves in training mode on a batch of one image, for every image of
+    a batch independently: normalise by the image's own channel statistics, then apply the
+    learned scale and shift. The running statistics are not used or changed."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def _use_image_statistics(module: nn.Module) -> nn.Module:
+    """Replace every batch-norm layer of ``module`` (in place) by :class:`_ImageStatisticsNorm`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, _ImageStatisticsNorm(child))
+        else:
+            _use_image_statistics(child)
+    return module
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Map generator output in [-1, 1] to ``uint8`` 0..255 (rounded, clamped)."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@dataclass
+class Translator:
+    """A generator ready to translate images of any size.
+
+    Call it on a ``C x H x W`` or ``N x C x H x W`` float tensor in [-1, 1] (the range the
+    networks train in) to get the same back, or on a PIL image to get a PIL image. Sides that
+    are not multiples of :attr:`size_multiple` are padded by reflection and cropped back; images
+    with more than ``tile_size ** 2`` pixels are translated in overlapping tiles.
+
+    Attributes:
+        generator: The network, in evaluation mode, on :attr:`device`.
+        direction: ``AtoB`` or ``BtoA`` (the recipe's inputs to targets, or the inverse).
+        in_channels: Channels the generator takes.
+        out_channels: Channels it returns.
+        size_multiple: What every side it takes must be a multiple of.
+        device: Where it runs.
+        recipe: The recipe the checkpoint was trained from.
+        step: The training step of the checkpoint.
+        checkpoint: The file it came from.
+        tile_size: Largest side translated in one piece (a multiple of ``size_multiple``).
+        tile_overlap: Pixels that neighbouring tiles share.
+    """
+
+    generator: nn.Module
+    direction: str
+    in_channels: int
+    out_channels: int
+    size_multiple: int
+    device: torch.device
+    recipe: Recipe
+    step: int
+    checkpoint: Path
+    tile_size: int = 1024
+    tile_overlap: int = 64
+
+    def __post_init__(self) -> None:
+        self.tile_size = padded_size(self.tile_size, self.size_multiple)
+        if not 0 <= self.tile_overlap < self.tile_size:
+            raise InvalidArgumentError(f"tile overlap must be in [0, {self.tile_size}), got "
+                                       f"{self.tile_overlap}")
+
+    @overload
+    def __call__(self, images: Tensor) -> Tensor: ...
+    @overload
+    def __call__(self, images: Image.Image) -> Image.Image: ...
+
+    def __call__(self, images: Tensor | Image.Image) -> Tensor | Image.Image:
+        if isinstance(images, Image.Image):
+            return self.translate_image(images)
+        if images.dim() == 3:
+            return self.translate_batch(images[None])[0]
+        return self.translate_batch(images)
+
+    @torch.no_grad()
+    def translate_batch(self, images: Tensor) -> Tensor:
+        """Translate ``N x C x H x W`` images in [-1, 1]; returns them on the input's device."""
+        if images.dim() != 4 or images.shape[1] != self.in_channels:
+            raise InvalidArgumentError(
+                f"expected images of shape N x {self.in_channels} x H x W, got "
+                f"{tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        target_h = padded_size(height, self.size_multiple)
+        target_w = padded_size(width, self.size_multiple)
+        if target_h * target_w > self.tile_size**2:
+            padded = reflect_pad(images.float().cpu(), target_h, target_w)
+            out = translate_tiled(self.generator, padded, self.tile_size, self.tile_overlap,
+                                  self.device)
+        else:
+            padded = reflect_pad(images.to(self.device, torch.float32), target_h, target_w)
+            out = self.generator(padded).float()
+        return out[..., :height, :width].to(images.device)
+
+    def translate_image(self, image: Image.Image) -> Image.Image:
+        """Translate a PIL image (converted to the generator's channel count) to a PIL image."""
+        tensor = to_tensor(image_to_array(image, self.in_channels))
+        return tensor_to_image(self.translate_batch(tensor[None])[0])
+
+
+def tensor_to_image(image: Tensor) -> Image.Image:
+    """A ``C x H x W`` tensor in [-1, 1] with 1, 3 or 4 channels as a PIL image."""
+    channels = image.shape[0]
+    if channels not in (1, 3, 4):
+        raise InvalidArgumentError(f"cannot make an image file of {channels} channels; use the "
+                                   "tensor interface for other channel counts")
+    array = to_uint8(image).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array.squeeze(2) if channels == 1 else array))
+
+
+def find_checkpoint(path: Path | str) -> Path:
+    """A checkpoint file, or the newest checkpoint of a run directory or checkpoint folder.
+
+    Raises:
+        CheckpointError: nothing readable there.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    for folder in (path / "checkpoints", path):
+        found = latest_checkpoint(folder) if folder.is_dir() else None
+        if found is not None:
+            return found
+    raise CheckpointError(f"no checkpoint at {path} (expected a .safetensors file or a run "
+                          "directory holding checkpoints/step_*.safetensors)")
+
+
+def load_translator(path: Path | str, *, direction: str = "AtoB",
+                    device: str | torch.device | None = None, mode: Mode = "paper",
+                    tile_size: int = 1024, tile_overlap: int = 64,
+                    registry: Components | None = None) -> Translator:
+    """Load the generator of ``direction`` from a checkpoint made by ``imtrans run``.
+
+    Args:
+        path: A checkpoint file, or a run directory (its newest checkpoint is used).
+        direction: ``AtoB`` (the recipe's inputs to its targets) or ``BtoA`` (the inverse, for
+            methods that learn it, such as CycleGAN).
+        device: Where to run (default: CUDA when available, else the CPU).
+        mode: ``paper`` or ``eval``; see :data:`Mode`. Instance-norm networks without dropout
+            (CycleGAN's) give the same result in both.
+        tile_size: Images with more pixels than ``tile_size ** 2`` are translated in tiles.
+        tile_overlap: Overlap of neighbouring tiles, blended linearly.
+        registry: Components to build the generator with (default: built-ins and plugins).
+
+    Raises:
+        CheckpointError: the file is unreadable, or not a training checkpoint.
+        InvalidArgumentError: the method has no generator for ``direction``.
+    """
+    if mode not in ("paper", "eval"):
+        raise InvalidArgumentError(f"mode must be 'paper' or 'eval', got {mode!r}")
+    registry = registry or components()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    checkpoint = load_checkpoint(find_checkpoint(path))
+    recipe = _recipe_of(checkpoint.manifest, checkpoint.path, registry)
+    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
+    if direction not in trainer_cls.translators:
+        raise InvalidArgumentError(
+            f"trainer {recipe.trainer.name!r} has no {direction} generator; it translates "
+            f"{', '.join(trainer_cls.translators) or 'nothing'}")
+    role = trainer_cls.translators[direction]
+    spec = trainer_cls.networks(recipe)[role]
+    table = getattr(recipe, spec.section)
+    generator = create_component(registry, spec.kind, table.name, spec.section,
+                                 table.kwargs | spec.overrides)
+    load_module_tensors(f"net.{role}", generator, checkpoint.tensors)
+    generator = _prepare(generator, mode).to(device)
+    return Translator(
+        generator=generator, direction=direction,
+        in_channels=int(spec.overrides.get("in_channels", 3)),
+        out_channels=int(spec.overrides.get("out_channels", 3)),
+        size_multiple=int(getattr(generator, "size_multiple", 1)), device=device,
+        recipe=recipe, step=int(checkpoint.manifest.get("step", 0)), checkpoint=checkpoint.path,
+        tile_size=tile_size, tile_overlap=tile_overlap)
+
+
+def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Recipe:
+    raw = manifest.get("recipe")
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} has no recipe in its manifest; it was not written by "
+                              "imtrans run")
+    return recipe_from_dict(raw, registry=registry)
+
+
+def _prepare(generator: nn.Module, mode: Mode) -> nn.Module:
+    """Evaluation mode; in ``paper`` mode, with image statistics and dropout left on."""
+    generator.eval()
+    if mode == "paper":
+        generator = _use_image_statistics(copy.deepcopy(generator))
+        for module in generator.modules():
+            if isinstance(module, nn.Dropout | nn.Dropout2d):
+                module.train()
+    for param in generator.parameters():
+        param.requires_grad_(False)
+    return generator

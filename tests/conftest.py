@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny trained runs that inference, evaluation, export and report tests use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Tiny networks at 32 px on the CPU: a run of a few steps takes a second or two.
+TINY_RUN = {
+    "data.load_size": 36, "data.crop_size": 32, "generator.ngf": 4, "discriminator.ndf": 4,
+    "data.num_workers": 0, "run.device": "cpu", "train.log_every": 1, "train.sample_every": 2,
+}
+
+
+def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object) -> Path:
+    """Train ``recipes/<recipe>.toml`` for ``steps`` tiny steps in ``tmp_path``; return the
+    run directory. Pix2pix runs use a 5-level U-Net (32 px)."""
+    from imtrans.engine.loop import fit
+    from imtrans.recipe import load_recipe
+
+    settings: dict[str, object] = dict(TINY_RUN)
+    if recipe.startswith("pix2pix"):
+        settings |= {"generator.name": "unet", "generator.num_downs": 5}
+    settings |= {"train.max_steps": steps, "run.output_dir": str(tmp_path / "runs")}
+    settings |= {k.replace("__", "."): v for k, v in overrides.items()}
+    sets = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={str(v).lower()}"
+            if isinstance(v, bool) else f"{k}={v}" for k, v in settings.items()]
+    result = fit(load_recipe(ROOT / "recipes" / f"{recipe}.toml", sets))
+    return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def pix2pix_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step pix2pix run (U-Net with batch norm and dropout) on the bundled edges2shoes."""
+    return train_tiny(tmp_path_factory.mktemp("pix2pix"), "pix2pix_edges2shoes")
+
+
+@pytest.fixture(scope="session")
+def cyclegan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step CycleGAN run (ResNet, instance norm) on the bundled monet2photo."""
+    return train_tiny(tmp_path_factory.mktemp("cyclegan"), "cyclegan_photo2monet")

@@ -131,10 +131,16 @@ def run(recipe_path: str, overrides: tuple[str, ...], resume: str | None) -> Non
 
 def _register_subcommands() -> None:
     from imtrans.cli_data import data
+    from imtrans.cli_eval import evaluate
+    from imtrans.cli_export import export
+    from imtrans.cli_report import report
     from imtrans.cli_translate import translate
 
     cli.add_command(data)
     cli.add_command(translate)
+    cli.add_command(report)
+    cli.add_command(evaluate)
+    cli.add_command(export)
 
 
 _register_subcommands()

@@ -11,6 +11,8 @@ __all__ = [
     "ComponentError",
     "DataError",
     "DuplicateComponentError",
+    "EvaluationError",
+    "ExportError",
     "ImtransError",
     "InvalidArgumentError",
     "PluginError",
@@ -62,3 +64,11 @@ class CheckpointError(ImtransError):
 
 class TrainingInterrupted(ImtransError):
     """Training was stopped by Ctrl-C or SIGTERM after saving a checkpoint to resume from."""
+
+
+class EvaluationError(ImtransError):
+    """Evaluation cannot run: Inception weights missing, too few images, no test split."""
+
+
+class ExportError(ImtransError):
+    """An export could not be made, or the exported model does not match the PyTorch one."""

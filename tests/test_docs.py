@@ -6,7 +6,15 @@ from pathlib import Path
 
 from imtrans import hookspecs
 from imtrans.plugins import load_components
-from imtrans.recipe import DataTable, LossTerm, OptimTable, Recipe, RunTable, ScheduleTable
+from imtrans.recipe import (
+    DataTable,
+    EvalTable,
+    LossTerm,
+    OptimTable,
+    Recipe,
+    RunTable,
+    ScheduleTable,
+)
 from imtrans.reference import component_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +38,8 @@ def test_every_hook_is_documented_and_tested() -> None:
 
 def test_every_recipe_key_is_documented() -> None:
     reference = (DOCS / "recipes.md").read_text()
-    sections = {"run": RunTable, "optim": OptimTable, "schedule": ScheduleTable}
+    sections = {"run": RunTable, "optim": OptimTable, "schedule": ScheduleTable,
+                "eval": EvalTable}
     for section, model in sections.items():
         assert f"[{section}]" in reference
         for key in model.model_fields:

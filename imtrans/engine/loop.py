@@ -23,6 +23,7 @@ from imtrans.engine import training_state
 from imtrans.engine.data import SeededItems, batches_per_epoch, make_loader
 from imtrans.engine.metrics import LossMeter, MetricsLog
 from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.periodic_eval import PeriodicEvaluation
 from imtrans.engine.rundir import create_run_dir, write_run_record
 from imtrans.engine.samples import save_grid
 from imtrans.engine.schedules import LRSchedule
@@ -32,9 +33,10 @@ from imtrans.engine.setup import (
     seed_everything,
     select_device,
 )
-from imtrans.errors import TrainingInterrupted
+from imtrans.errors import ImtransError, TrainingInterrupted
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
+from imtrans.report import write_report
 
 __all__ = ["FitResult", "fit"]
 
@@ -83,6 +85,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     if augment is not None:
         fixed = augment.center_crop(fixed)
     check_image_size(networks, fixed, recipe)  # before anything is written
+    evaluation = (PeriodicEvaluation(recipe, registry, device)
+                  if PeriodicEvaluation.enabled(recipe) else None)
     batch_size = recipe.data.batch_size
     loader, sampler = make_loader(dataset, batch_size=batch_size,
                                   num_workers=recipe.data.num_workers, seed=recipe.run.seed,
@@ -146,12 +150,20 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                         clock, clock_step = time.perf_counter(), step
                     if step % recipe.train.sample_every == 0 or step == total_steps:
                         _write_samples(trainer, fixed, samples_dir / f"step_{step:08d}.png")
+                        _refresh_report(run_dir, observer)
                     epoch_end = step % steps_per_epoch == 0
                     if epoch_end:
                         schedule.end_epoch(epoch, epoch_loss.flush()["G"])
                     if _checkpoint_due(recipe, step, total_steps, steps_per_epoch, saved_clock):
                         last, saved_at, saved_clock = save(), step, time.monotonic()
                         training_state.prune(checkpoints, recipe.train, steps_per_epoch)
+                    if evaluation is not None and evaluation.due(step, steps_per_epoch,
+                                                                 total_steps):
+                        if saved_at != step:  # the scored weights must exist as a file
+                            last, saved_at, saved_clock = save(), step, time.monotonic()
+                        _evaluate(evaluation, trainer, step, steps_per_epoch, last, checkpoints,
+                                  log, observer)
+                        _refresh_report(run_dir, observer)
                     if step >= total_steps:
                         break
     except KeyboardInterrupt:
@@ -164,7 +176,29 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
         observer.on_end()
     if saved_at != step:
         last = save()
+    _refresh_report(run_dir, observer)
     return FitResult(run_dir, step, last)
+
+
+def _evaluate(evaluation: PeriodicEvaluation, trainer: Any, step: int, steps_per_epoch: int,
+              checkpoint: Path, checkpoints: Path, log: MetricsLog,
+              observer: TrainingObserver) -> None:
+    """Score the generator, log the scores, and keep the checkpoint if it is the best yet."""
+    epoch = -(-step // steps_per_epoch)  # epochs begun: a final partial epoch counts
+    scores = evaluation.evaluate(trainer, step, epoch)
+    log.write({"step": step, "epoch": epoch, "eval": scores})
+    best = evaluation.keep_if_best(checkpoints, checkpoint, scores, step, epoch)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    observer.message(f"eval at step {step} (epoch {epoch}): {shown}"
+                     + (f"; best {evaluation.metric} so far" if best else ""))
+
+
+def _refresh_report(run_dir: Path, observer: TrainingObserver) -> None:
+    """Rewrite report.html; a failure to write it is reported, never fatal to training."""
+    try:
+        write_report(run_dir)
+    except ImtransError as exc:
+        observer.message(f"warning: report.html not updated: {exc}")
 
 
 def _checkpoint_due(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int,

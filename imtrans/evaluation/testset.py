@@ -1,0 +1,114 @@
+"""The images an evaluation translates and compares with: a recipe's test split, as uint8.
+
+Test images are read the way the papers test: resized to the training crop size (square),
+not flipped, not cropped. For paired data the targets are the ground truth of each input; for
+unpaired data they are all real images of the target domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from imtrans.assembly import create_component
+from imtrans.data.resolve import resolve_root
+from imtrans.errors import EvaluationError, RecipeError
+from imtrans.inference.translator import to_uint8
+from imtrans.plugins import Components
+from imtrans.recipe import Recipe
+
+__all__ = ["TestSet", "load_test_set", "pick_split"]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """Inputs to translate and real target images, ``N x C x H x W`` ``uint8``.
+
+    Attributes:
+        inputs: The images given to the generator.
+        targets: Real images of the target domain (ground truth when ``paired``).
+        paired: Whether ``targets[i]`` is the true translation of ``inputs[i]``.
+        root: The dataset folder read.
+        split: The split read.
+        size: The square side the images were resized to.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    paired: bool
+    root: Path
+    split: str
+    size: int
+
+
+def pick_split(root: Path, split: str | None, paired: bool) -> str:
+    """``split``, or by default ``test`` when the dataset has one, else ``val``."""
+    if split:
+        return split
+    for candidate in ("test", "val"):
+        folder = root / candidate if paired else root / f"{candidate}A"
+        if folder.is_dir():
+            return candidate
+    raise EvaluationError(f"{root} has no test or val split; give one with --split")
+
+
+def _stack(dataset: Any, keys: tuple[str, ...], limit: int | None) -> list[Tensor]:
+    """The first ``limit`` items' images under ``keys``, one ``uint8`` batch per key."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    items = [dataset[i] for i in range(count)]
+    return [torch.stack([to_uint8(item[key]) for item in items]) for key in keys]
+
+
+def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "AtoB",
+                  split: str | None = None, data_root: Path | str | None = None,
+                  max_images: int | None = None) -> TestSet:
+    """Read the test split of ``recipe``'s dataset for translating in ``direction``.
+
+    Args:
+        recipe: The recipe the model was trained with (its dataset, root, channels, size).
+        registry: Components to build the dataset with.
+        direction: ``AtoB`` (the recipe's inputs to targets) or ``BtoA``.
+        split: ``test``, ``val``... (default: ``test`` if present, else ``val``).
+        data_root: Read this dataset folder instead of the recipe's ``data.root``.
+        max_images: Use at most this many inputs and this many targets (the first, sorted).
+
+    Raises:
+        EvaluationError: no such split, or a dataset evaluation does not know how to read.
+    """
+    kwargs = dict(recipe.data.kwargs)
+    if "root" not in kwargs and data_root is None:
+        raise EvaluationError(f"dataset {recipe.data.name!r} has no root folder to evaluate on")
+    resolved = resolve_root(data_root or kwargs["root"], recipe.data.catalog)
+    root = resolved.path
+    size = int(kwargs.get("crop_size", 256))
+    paired = bool(getattr(registry.datasets.get(recipe.data.name).builder, "paired", False))
+    split = pick_split(root, split, paired)
+    a_channels, b_channels = recipe.data.channels()
+    testing = {"preprocess": "resize_and_crop", "load_size": size, "crop_size": size,
+               "flip": False}
+    try:
+        if paired:
+            dataset = create_component(registry, "datasets", recipe.data.name, "data",
+                                       kwargs | testing | {"root": str(root), "split": split})
+            inputs, targets = _stack(dataset, ("A", "B"), max_images)
+            if direction == "BtoA":
+                inputs, targets = targets, inputs
+        else:
+            folders = [root / f"{split}A", root / f"{split}B"]
+            if kwargs.get("direction") == "BtoA":
+                folders.reverse()  # the recipe's A domain lives in <split>B
+            channels = [a_channels, b_channels]
+            if direction == "BtoA":
+                folders.reverse()
+                channels.reverse()
+            sets = [create_component(registry, "datasets", "single", "data",
+                                     testing | {"root": str(f), "in_channels": c})
+                    for f, c in zip(folders, channels, strict=True)]
+            inputs, targets = (_stack(s, ("A",), max_images)[0] for s in sets)
+    except RecipeError as exc:
+        raise EvaluationError(f"cannot read the {split} split of {root}: {exc}") from None
+    return TestSet(inputs, targets, paired, root, split, size)

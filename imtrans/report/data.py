@@ -1,0 +1,241 @@
+"""Read what a run directory holds into plain data for the report, tolerating missing files.
+
+Training may be writing while the report is built: the last line of ``metrics.jsonl`` can be
+half-written, samples and checkpoints appear and disappear (kept-last pruning). Everything here
+therefore treats an unreadable or malformed file as absent instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
+
+_STEP_FILE = re.compile(r"step_(\d+)\.(png|safetensors)")
+
+
+@dataclass
+class Series:
+    """One curve: values over training steps, in the order logged."""
+
+    steps: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, step: float, value: Any) -> None:
+        # Non-finite values (a diverged loss) cannot be drawn; bools are not numbers here.
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            self.steps.append(step)
+            self.values.append(float(value))
+
+
+@dataclass
+class Sample:
+    """A sample grid under ``samples/``: its step, path relative to the run, and PNG size."""
+
+    step: int
+    href: str
+    size: tuple[int, int] | None
+
+
+@dataclass
+class Checkpoint:
+    """A file under ``checkpoints/``."""
+
+    name: str
+    step: int | None
+    bytes: int
+
+
+@dataclass
+class RunData:
+    """Everything the report shows, read from one run directory."""
+
+    name: str
+    recipe_text: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] | None = None
+    losses: dict[str, Series] = field(default_factory=dict)
+    lr: Series = field(default_factory=Series)
+    images_per_sec: Series = field(default_factory=Series)
+    evals: dict[str, Series] = field(default_factory=dict)
+    last_step: int | None = None
+    last_epoch: int | None = None
+    samples: list[Sample] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    eval_results: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+
+    @property
+    def trainer(self) -> str | None:
+        """The recipe's trainer name (``pix2pix``, ``cyclegan``...), if the recipe says."""
+        table = self.recipe.get("trainer")
+        return str(table["name"]) if isinstance(table, dict) and "name" in table else None
+
+
+def read_run(run_dir: Path) -> RunData:
+    """Read the recipe, environment, metrics, samples, checkpoints and evaluation results."""
+    data = RunData(name=run_dir.name)
+    data.recipe_text = _read_text(run_dir / "recipe.toml")
+    if data.recipe_text is not None:
+        with contextlib.suppress(tomllib.TOMLDecodeError):  # the raw text is still shown
+            data.recipe = tomllib.loads(data.recipe_text)
+    data.environment = _read_json(run_dir / "environment.json")
+    _read_metrics(run_dir / "metrics.jsonl", data)
+    data.samples = _read_samples(run_dir / "samples")
+    data.checkpoints = _read_checkpoints(run_dir / "checkpoints")
+    data.best = _read_json(run_dir / "checkpoints" / "best.json")
+    data.eval_results = [(p.name, _read_json(p)) for p in sorted((run_dir / "eval").glob("*.json"))]
+    return data
+
+
+def downsample(series: Series, max_points: int = 1000) -> tuple[Series, Series, Series]:
+    """Bucket means (and each bucket's minimum and maximum) of at most ``max_points`` buckets.
+
+    Consecutive points share a bucket, so a curve of 50 000 logged steps is drawn from 1000
+    points while the min/max band still shows the spikes the means smooth away. A series that
+    already fits is returned as it is (its band equals the curve).
+    """
+    count = len(series.values)
+    if count <= max_points:
+        return series, series, series
+    mean, low, high = Series(), Series(), Series()
+    for bucket in range(max_points):
+        start, stop = count * bucket // max_points, count * (bucket + 1) // max_points
+        steps, values = series.steps[start:stop], series.values[start:stop]
+        step = sum(steps) / len(steps)
+        mean.steps.append(step)
+        mean.values.append(sum(values) / len(values))
+        low.steps.append(step)
+        low.values.append(min(values))
+        high.steps.append(step)
+        high.values.append(max(values))
+    return mean, low, high
+
+
+def _read_metrics(path: Path, data: RunData) -> None:
+    text = _read_text(path)
+    if not text:
+        return
+    records = [r for r in _parse_lines(text) if isinstance(r, dict)
+               and isinstance(r.get("step"), int)]
+    # A resumed run truncates the log at its checkpoint, so steps normally ascend; sorting
+    # (stable, linear when already sorted) keeps a hand-merged log drawable all the same.
+    records.sort(key=itemgetter("step"))
+    # Long runs log hundreds of thousands of values: columns are built by comprehensions
+    # (faster than appending point by point) and gaps are dropped afterwards.
+    train = [r for r in records if isinstance(r.get("losses"), dict)]
+    if train:
+        steps = [r["step"] for r in train]
+        data.last_step = steps[-1]
+        epochs = [r["epoch"] for r in train if isinstance(r.get("epoch"), int)]
+        data.last_epoch = epochs[-1] if epochs else None
+        for name in _keys(r["losses"] for r in train):
+            data.losses[str(name)] = _drawable(steps, [r["losses"].get(name) for r in train])
+        data.lr = _drawable(steps, [r.get("lr") for r in train])
+        data.images_per_sec = _drawable(steps, [r.get("images_per_sec") for r in train])
+    evals = [r for r in records if isinstance(r.get("eval"), dict)]
+    for name in _keys(r["eval"] for r in evals):
+        data.evals[str(name)] = _drawable([r["step"] for r in evals],
+                                          [r["eval"].get(name) for r in evals])
+
+
+def _keys(tables: Iterable[dict[str, Any]]) -> list[str]:
+    """Every key of ``tables``, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for table in tables:
+        if not table.keys() <= seen.keys():
+            seen.update(dict.fromkeys(table))
+    return list(seen)
+
+
+def _parse_lines(text: str) -> list[Any]:
+    """The JSON value of each line, skipping blank and malformed (half-written) lines."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    try:  # one parse of the whole log is faster than one per line
+        records = json.loads("[" + ",".join(lines[:-1]) + "]")
+    except ValueError:
+        records = [_loads(line) for line in lines[:-1]]
+    if lines:
+        records.append(_loads(lines[-1]))  # the line training may be writing right now
+    return records
+
+
+def _loads(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _drawable(steps: list[float], values: list[Any]) -> Series:
+    """The points whose value is a finite number: a diverged (NaN) loss cannot be drawn."""
+    try:  # the usual case, every value a finite number, checked at C speed
+        if math.isfinite(math.fsum(values)):
+            return Series(list(steps), [float(v) for v in values])
+    except (TypeError, OverflowError):
+        pass
+    kept = Series()
+    for step, value in zip(steps, values, strict=True):
+        kept.add(step, value)
+    return kept
+
+
+def _read_samples(folder: Path) -> list[Sample]:
+    samples = []
+    for path in folder.glob("step_*.png"):
+        match = _STEP_FILE.fullmatch(path.name)
+        if match:
+            samples.append(Sample(int(match.group(1)), f"samples/{path.name}", _png_size(path)))
+    return sorted(samples, key=lambda s: s.step)
+
+
+def _read_checkpoints(folder: Path) -> list[Checkpoint]:
+    found = []
+    for path in folder.glob("*.safetensors"):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue  # pruned by the training loop between glob and stat
+        match = _STEP_FILE.fullmatch(path.name)
+        found.append(Checkpoint(path.name, int(match.group(1)) if match else None, size))
+    # Step checkpoints in step order, then the others (best.safetensors...) by name.
+    return sorted(found, key=lambda c: (c.step is None, c.step or 0, c.name))
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the PNG header (no image library, no full decode)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,99 @@
+"""The report page: header, summary, curves and the sections of :mod:`imtrans.report.sections`.
+
+Every string taken from the run directory (names, recipe, versions) goes through
+:func:`html.escape`, since a recipe value or a plugin's loss name may hold ``<`` or ``&``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from statistics import median
+
+from imtrans.report import sections
+from imtrans.report.assets import SCRIPT, STYLE
+from imtrans.report.data import RunData, Series
+from imtrans.report.svg import PALETTE, line_chart
+
+__all__ = ["render_page"]
+
+_NAV = (("summary", "Summary"), ("losses", "Losses"), ("speed", "Speed and learning rate"),
+        ("evaluation", "Evaluation"), ("samples", "Samples"), ("checkpoints", "Checkpoints"),
+        ("recipe", "Recipe"), ("environment", "Environment"))
+
+
+def render_page(data: RunData, generated: datetime) -> str:
+    """The whole ``report.html`` of ``data`` as a string, stamped with ``generated``."""
+    title = f"{data.name} · imtrans report"
+    step = f"step {data.last_step}" if data.last_step is not None else "no training step yet"
+    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in _NAV)
+    body = [
+        '<header class="top"><div class="inner">',
+        f"<h1>{escape(data.name)}</h1>",
+        f'<div class="generated">generated at {generated:%Y-%m-%d %H:%M:%S %Z}, {step} '
+        "· this page does not refresh itself: reload it to see newer results</div>",
+        f"<nav>{nav}</nav></div></header><main>",
+        _summary(data), _losses(data), _speed(data),
+        sections.evaluation(data, _charts(data.evals)),
+        sections.samples(data), sections.checkpoints(data), sections.recipe(data),
+        sections.environment(data), "</main>",
+    ]
+    return ("<!DOCTYPE html>\n"
+            '<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{STYLE}</style>"
+            f"<script>{SCRIPT}</script></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def _summary(data: RunData) -> str:
+    recent = data.images_per_sec.values[-20:]
+    cards = [
+        ("step", _or_dash(data.last_step)),
+        ("epoch", _or_dash(data.last_epoch)),
+        ("trainer", _or_dash(data.trainer)),
+        ("images/s (recent median)", f"{median(recent):.3g}" if recent else "—"),
+        ("learning rate", f"{data.lr.values[-1]:.3g}" if data.lr.values else "—"),
+        ("samples", str(len(data.samples))),
+        ("checkpoints", str(len(data.checkpoints))),
+    ]
+    html = "".join(f'<div class="card"><div class="label">{escape(label)}</div>'
+                   f'<div class="value">{escape(value)}</div></div>' for label, value in cards)
+    return f'<section id="summary"><h2>Summary</h2><div class="cards">{html}</div></section>'
+
+
+def _losses(data: RunData) -> str:
+    if not data.losses:
+        return ('<section id="losses"><h2>Losses</h2>'
+                '<p class="empty">no metrics yet: metrics.jsonl has no training record</p>'
+                "</section>")
+    hint = ("One chart per loss term, over the training step. Each point is the mean over a "
+            "logging interval; long runs are drawn as bucket means over a band from each "
+            "bucket's minimum to its maximum.")
+    return (f'<section id="losses"><h2>Losses</h2><p class="hint">{hint}</p>'
+            f"{_charts(data.losses)}</section>")
+
+
+def _speed(data: RunData) -> str:
+    series = {"images/s": data.images_per_sec, "learning rate": data.lr}
+    shown = {name: s for name, s in series.items() if s.values}
+    if not shown:
+        return ('<section id="speed"><h2>Speed and learning rate</h2>'
+                '<p class="empty">no metrics yet</p></section>')
+    return (f'<section id="speed"><h2>Speed and learning rate</h2>'
+            f"{_charts(shown, offset=len(data.losses))}</section>")
+
+
+def _charts(series: dict[str, Series], offset: int = 0) -> str:
+    """A grid of one chart per series, each titled by its name, with its last value noted
+    (empty when no series has a point)."""
+    charts = [line_chart(name, s, PALETTE[(offset + i) % len(PALETTE)],
+                         note=f"last {s.values[-1]:.4g}")
+              for i, (name, s) in enumerate(series.items()) if s.values]
+    if not charts:
+        return ""
+    return f'<div class="charts">{"".join(charts)}</div>'
+
+
+def _or_dash(value: object) -> str:
+    return "—" if value is None else str(value)

@@ -1,0 +1,215 @@
+"""Report sections of tables and images: evaluation, samples, checkpoints, recipe, versions."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import PurePath
+from typing import Any
+
+from imtrans.report.data import Checkpoint, RunData, Sample
+
+__all__ = ["checkpoints", "environment", "evaluation", "recipe", "samples", "select_samples"]
+
+NEWEST_SAMPLES = 12
+OLDER_SAMPLES = 12
+_EAGER = 4  # the newest grids load at once; the rest only when scrolled near
+_COLUMNS = {"pix2pix": "input | output | target",
+            "cyclegan": "input | output | reconstruction (output translated back)"}
+_METRIC_ORDER = ("fid", "kid", "psnr", "ssim")
+
+
+def evaluation(data: RunData, charts: str) -> str:
+    """Evaluation metrics over training (``eval`` records) and the ``eval/*.json`` results."""
+    parts = ['<section id="evaluation"><h2>Evaluation</h2>']
+    if not charts and not data.eval_results:
+        parts.append('<p class="empty">no evaluation yet</p>')
+    if charts:
+        parts.append("<h3>During training</h3><p class=\"hint\">Scores on the evaluation "
+                     "subset, one chart per metric.</p>" + charts)
+    if data.eval_results:
+        parts.append("<h3>Results (eval/*.json)</h3>" + _eval_table(data.eval_results))
+    return "".join(parts) + "</section>"
+
+
+def select_samples(found: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """The newest grids (newest first) and an evenly spaced choice of the older ones."""
+    newest = found[::-1][:NEWEST_SAMPLES]
+    older = found[:-NEWEST_SAMPLES] if len(found) > NEWEST_SAMPLES else []
+    if len(older) > OLDER_SAMPLES:
+        last = len(older) - 1
+        older = [older[round(i * last / (OLDER_SAMPLES - 1))] for i in range(OLDER_SAMPLES)]
+    return newest, older[::-1]
+
+
+def samples(data: RunData) -> str:
+    """The sample grids over time, newest first, linked by paths relative to the run."""
+    parts = ['<section id="samples"><h2>Samples</h2>']
+    if not data.samples:
+        return parts[0] + '<p class="empty">no samples yet</p></section>'
+    columns = _COLUMNS.get(data.trainer or "", "input | output | reconstruction or target")
+    newest, older = select_samples(data.samples)
+    shown = len(newest) + len(older)
+    count = (f"all {shown}" if shown == len(data.samples) else
+             f"the newest {len(newest)} and {len(older)} older ones spread evenly over the run")
+    parts.append(f'<p class="hint">{len(data.samples)} sample grid(s) in samples/, showing '
+                 f"{count}. Each row is one fixed image; columns: {escape(columns)}. "
+                 "Click a grid for full size.</p>")
+    parts.append(_figures(newest, eager=_EAGER))
+    if older:
+        parts.append("<h3>Earlier in the run</h3>" + _figures(older, eager=0))
+    return "".join(parts) + "</section>"
+
+
+def checkpoints(data: RunData) -> str:
+    """The checkpoint files, with the last one (the result) and the best-seen one marked."""
+    parts = ['<section id="checkpoints"><h2>Checkpoints</h2>']
+    stepped = [c for c in data.checkpoints if c.step is not None]
+    last = stepped[-1] if stepped else None
+    best = data.best
+    best_name = PurePath(str(best.get("checkpoint", ""))).name if best else None
+    callouts = []
+    if last is not None:
+        callouts.append(
+            '<div class="callout last"><div class="title">Last checkpoint <span class="badge '
+            f'last">LAST</span></div><code>{escape(last.name)}</code>, step {last.step}: '
+            "the result of this run.</div>")
+    if best is not None:
+        callouts.append(_best_callout(best, best_name, data.checkpoints))
+    if callouts:
+        parts.append(f'<div class="callouts">{"".join(callouts)}</div>')
+    if not data.checkpoints:
+        parts.append('<p class="empty">no checkpoints yet</p>')
+    else:
+        best_step = best.get("step") if best else None
+        rows = "".join(_checkpoint_row(c, c is last, c.name == best_name, best_step)
+                       for c in data.checkpoints)
+        parts.append('<table class="compact"><thead><tr><th>file</th><th>step</th><th>size</th>'
+                     "</tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    return "".join(parts) + "</section>"
+
+
+def recipe(data: RunData) -> str:
+    """The resolved recipe, verbatim."""
+    body = (f"<pre>{escape(data.recipe_text)}</pre>" if data.recipe_text is not None
+            else '<p class="empty">no recipe.toml yet</p>')
+    return f'<section id="recipe"><h2>Recipe (resolved)</h2>{body}</section>'
+
+
+def environment(data: RunData) -> str:
+    """Versions of imtrans, torch, python and the plugins; device; git commit."""
+    if not data.environment:
+        body = '<p class="empty">no environment.json yet</p>'
+    else:
+        rows = "".join(f"<tr><th>{escape(str(key))}</th><td>{escape(_describe(value))}</td></tr>"
+                       for key, value in data.environment.items())
+        body = f'<table class="compact"><tbody>{rows}</tbody></table>'
+    return f'<section id="environment"><h2>Environment</h2>{body}</section>'
+
+
+def _figures(found: list[Sample], eager: int) -> str:
+    figures = []
+    for index, sample in enumerate(found):
+        size, pixelated = "", ""
+        if sample.size:
+            width, height = sample.size
+            # Tiny grids (32 px images) are enlarged by a whole factor, with crisp pixels.
+            scale = max(1, min(4, 360 // width)) if width < 300 else 1
+            size = f' width="{width * scale}" height="{height * scale}"'
+            pixelated = ' class="pixelated"' if scale > 1 else ""
+        loading = "eager" if index < eager else "lazy"
+        src = escape(sample.href)
+        figures.append(f'<figure><a href="{src}"><img src="{src}"{size}{pixelated} '
+                       f'loading="{loading}" alt="sample grid at step {sample.step}"></a>'
+                       f"<figcaption>step {sample.step}</figcaption></figure>")
+    return f'<div class="samples">{"".join(figures)}</div>'
+
+
+def _best_callout(best: dict[str, Any], best_name: str | None,
+                  found: list[Checkpoint]) -> str:
+    metric = escape(str(best.get("metric", "the evaluation metric")))
+    value = best.get("value")
+    shown = f"{value:.4g}" if isinstance(value, int | float) else escape(str(value))
+    lower = best.get("lower_is_better")
+    better = "" if lower is None else (" (lower is better)" if lower else " (higher is better)")
+    where = f"step {escape(str(best.get('step', '?')))}"
+    if best.get("epoch") is not None:
+        where += f", epoch {escape(str(best['epoch']))}"
+    missing = ("" if any(c.name == best_name for c in found)
+               else " (file not found in checkpoints/)")
+    return ('<div class="callout best"><div class="title">Best seen by '
+            f'{metric} <span class="badge best">BEST</span></div>'
+            f"<code>{escape(best_name or '?')}</code>{missing}: {metric} = {shown}{better} at "
+            f"{where}.<div class=\"caveat\">Selected on the evaluation subset, so its score "
+            "is optimistically biased: evaluate it on held-out data before comparing it "
+            "with other runs. The last checkpoint is the run's result.</div></div>")
+
+
+def _checkpoint_row(found: Checkpoint, is_last: bool, is_best: bool, best_step: Any) -> str:
+    badges = ('<span class="badge last">LAST</span>' if is_last else "") + (
+        '<span class="badge best">BEST</span>' if is_best else "")
+    classes = " ".join(name for name, on in (("is-last", is_last), ("is-best", is_best)) if on)
+    row_class = f' class="{classes}"' if classes else ""
+    # best.safetensors has no step in its name; best.json says which step it was saved at.
+    step = found.step if found.step is not None else best_step if is_best else None
+    step = "" if step is None else escape(str(step))
+    return (f'<tr{row_class}><td class="mono">{escape(found.name)}{badges}</td>'
+            f'<td class="num">{step}</td><td class="num">{_format_bytes(found.bytes)}</td></tr>')
+
+
+def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:
+    metrics: list[str] = []
+    for _, result in results:
+        scores = (result or {}).get("metrics")
+        for key in scores if isinstance(scores, dict) else {}:
+            if key not in metrics and key != "kid_std":
+                metrics.append(key)
+    metrics.sort(key=lambda k: (_METRIC_ORDER.index(k) if k in _METRIC_ORDER else 99, k))
+    head = ["file", "checkpoint", "step", "epoch", "split", "direction", *metrics, "protocol"]
+    rows = []
+    for name, result in results:
+        if result is None:
+            rows.append(f'<tr><td class="mono">{escape(name)}</td><td colspan="{len(head) - 1}">'
+                        "unreadable (not a JSON object)</td></tr>")
+            continue
+        scores = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+        cells = [f'<td class="mono">{escape(name)}</td>']
+        cells += [f"<td>{escape(_describe(result.get(key)))}</td>"
+                  for key in ("checkpoint", "step", "epoch", "split", "direction")]
+        for key in metrics:
+            text = _score(scores.get(key))
+            if key == "kid" and scores.get("kid_std") is not None:
+                text += f" ± {_score(scores['kid_std'])}"
+            cells.append(f'<td class="num">{escape(text)}</td>')
+        protocol = result.get("protocol")
+        cells.append(f"<td><small>{escape(_describe(protocol))}</small></td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _score(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _describe(value: Any) -> str:
+    """One line for a JSON value: plugin tables as 'name version', dicts as key=value."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k} {v.get('version', '')}".strip() if isinstance(v, dict) and "version" in v
+            else f"{k}={json.dumps(v) if isinstance(v, dict | list) else v}"
+            for k, v in value.items())
+    return str(value)
+
+
+def _format_bytes(count: int) -> str:
+    size, units = float(count), ["B", "KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size /= 1024
+        units.pop(0)
+    return f"{size:.0f} {units[0]}" if units[0] == "B" or size >= 10 else f"{size:.1f} {units[0]}"

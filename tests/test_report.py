@@ -26,10 +26,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
-    """A private copy of a session run, so that tests may add and delete files."""
+    """A private copy of a session run, so that tests may add and delete files; without what
+    other tests (eval, export) may have added to the shared run."""
     copy = tmp_path / run.name
-    shutil.copytree(run, copy)
-    (copy / "report.html").unlink(missing_ok=True)
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "export", "report.html"))
     return copy
 
 

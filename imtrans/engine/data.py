@@ -4,6 +4,11 @@ Each epoch's order and each item's random augmentation come from a generator see
 seed and the epoch, never from the state of the process that loads the item. So a run resumed
 in the middle of an epoch sees exactly the batches it would have seen, whatever the number of
 DataLoader workers.
+
+With several processes (``rank`` of ``world_size``), every rank draws the same epoch order and
+takes its own slice of each global batch of ``batch_size x world_size`` items: the ranks read
+disjoint items, make the same number of steps, and together see what one process with the
+global batch size would see, item for item.
 """
 
 from __future__ import annotations
@@ -41,14 +46,26 @@ class SeededItems(Dataset[Any]):
 class EpochBatches(Sampler[list[tuple[int, int]]]):
     """Batches of ``(index, seed)`` for one epoch, from batch ``start`` on.
 
+    ``batch_size`` is per process. With ``world_size`` processes, step ``k`` of an epoch
+    covers items ``k*G`` to ``(k+1)*G - 1`` of the epoch's order (``G = batch_size x
+    world_size``) and rank ``r`` takes the ``r``-th block of ``batch_size`` of them. The last,
+    smaller global batch is split evenly; when it does not divide, it is padded with the
+    epoch's first items so that every rank has a batch of the same size (DDP averages the
+    ranks' gradients with equal weights).
+
     Call :meth:`set_epoch` before iterating a new epoch (the DataLoader asks for a fresh
     iterator each time, so workers can persist across epochs).
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int) -> None:
+    def __init__(self, length: int, batch_size: int, seed: int, *, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.length = length
         self.batch_size = batch_size
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.start = 0
 
@@ -57,30 +74,43 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return max(0, batches_per_epoch(self.length, self.batch_size) - self.start)
+        steps = batches_per_epoch(self.length, self.batch_size * self.world_size)
+        return max(0, steps - self.start)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.length, generator=generator).tolist()
         seeds = torch.randint(2**62, (self.length,), generator=generator).tolist()
-        for first in range(self.start * self.batch_size, self.length, self.batch_size):
-            last = first + self.batch_size
-            yield list(zip(order[first:last], seeds[first:last], strict=True))
+        items = list(zip(order, seeds, strict=True))
+        size = self.batch_size * self.world_size
+        for first in range(self.start * size, self.length, size):
+            chunk = items[first:first + size]
+            # The last global batch: equal shares, padded from the epoch's start if needed.
+            share = -(-len(chunk) // self.world_size)
+            chunk += items[:share * self.world_size - len(chunk)]
+            yield chunk[self.rank * share:(self.rank + 1) * share]
 
 
 def batches_per_epoch(length: int, batch_size: int) -> int:
-    """How many batches one epoch of ``length`` items makes (the last may be smaller)."""
+    """How many batches one epoch of ``length`` items makes (the last may be smaller).
+
+    With several processes, pass the global batch size (per-process size x processes).
+    """
     return math.ceil(length / batch_size)
 
 
 def make_loader(dataset: Dataset[Any], *, batch_size: int, num_workers: int, seed: int,
-                pin_memory: bool) -> tuple[DataLoader[Any], EpochBatches]:
+                pin_memory: bool, rank: int = 0, world_size: int = 1
+                ) -> tuple[DataLoader[Any], EpochBatches]:
     """A DataLoader over ``dataset`` driven by an :class:`EpochBatches` sampler.
+
+    ``batch_size`` is per process; ``rank`` and ``world_size`` select this process's share.
 
     Returns:
         The loader and its sampler (call ``sampler.set_epoch`` before each epoch).
     """
-    sampler = EpochBatches(len(dataset), batch_size, seed)  # type: ignore[arg-type]
+    sampler = EpochBatches(len(dataset), batch_size, seed,  # type: ignore[arg-type]
+                           rank=rank, world_size=world_size)
     # A DataLoader draws a base seed for its workers each time an iterator starts; with a
     # generator of its own that draw leaves the global RNG alone, so starting an epoch in a
     # resumed process does not shift the random stream the training step uses.

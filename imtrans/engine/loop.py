@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from imtrans.assembly import build_losses, build_networks, build_trainer
-from imtrans.engine import training_state
+from imtrans.engine import distributed, training_state
 from imtrans.engine.data import SeededItems, batches_per_epoch, make_loader
 from imtrans.engine.metrics import LossMeter, MetricsLog
 from imtrans.engine.observer import TrainingObserver
@@ -33,6 +33,7 @@ from imtrans.engine.setup import (
     seed_everything,
     select_device,
 )
+from imtrans.engine.speed import apply_speed
 from imtrans.errors import ImtransError, TrainingInterrupted
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
@@ -70,7 +71,11 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     """
     registry = registry or components()
     observer = observer or TrainingObserver()
+    if not distributed.is_main_process():  # under torchrun, rank 0 alone prints and writes
+        observer = TrainingObserver()
     device = select_device(recipe.run.device, observer)
+    ddp = distributed.setup(device)  # without torchrun: one process, nothing changes
+    device = ddp.device
     seed_everything(recipe.run.seed)
 
     # Build: data, networks, losses, optimisers, schedule.
@@ -78,7 +83,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     trainer = build_trainer(recipe, registry)
     networks = build_networks(recipe, registry, device)
     losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
-    trainer.setup(networks, losses, {k: t.on or k for k, t in recipe.losses.items()},
+    apply_speed(trainer, networks, recipe.speed, device)  # [speed]: precision, compile...
+    trainer.setup(ddp.wrap(networks), losses, {k: t.on or k for k, t in recipe.losses.items()},
                   recipe.optim)
     schedule = LRSchedule(recipe.schedule, recipe.optim.lr, list(trainer.optimizers().values()))
     fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
@@ -86,12 +92,15 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
         fixed = augment.center_crop(fixed)
     check_image_size(networks, fixed, recipe)  # before anything is written
     evaluation = (PeriodicEvaluation(recipe, registry, device)
-                  if PeriodicEvaluation.enabled(recipe) else None)
+                  if PeriodicEvaluation.enabled(recipe) and ddp.is_main else None)
     batch_size = recipe.data.batch_size
     loader, sampler = make_loader(dataset, batch_size=batch_size,
                                   num_workers=recipe.data.num_workers, seed=recipe.run.seed,
-                                  pin_memory=device.type == "cuda")
-    steps_per_epoch = batches_per_epoch(len(dataset), batch_size)
+                                  pin_memory=device.type == "cuda", rank=ddp.rank,
+                                  world_size=ddp.world_size)
+    # data.batch_size is per process: a step trains on batch_size x processes images.
+    global_batch = batch_size * ddp.world_size
+    steps_per_epoch = batches_per_epoch(len(dataset), global_batch)
     epochs = recipe.schedule.n_epochs + recipe.schedule.n_epochs_decay
     total_steps = epochs * steps_per_epoch
     if recipe.train.max_steps is not None:
@@ -102,30 +111,37 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     if resume is not None:
         step = training_state.restore(resume, trainer, schedule, recipe, device)
         run_dir = run_dir or training_state.run_dir_of(resume)
+    ddp.decorrelate_rng(recipe.run.seed, step)
     # A checkpoint outside a run directory continues into a new one.
-    run_dir = run_dir or create_run_dir(Path(recipe.run.output_dir),
-                                        recipe.run.name or recipe.trainer.name)
+    if ddp.is_main:
+        run_dir = run_dir or create_run_dir(Path(recipe.run.output_dir),
+                                            recipe.run.name or recipe.trainer.name)
+    run_dir = ddp.share_path(run_dir)  # rank 0 created it; the others only know its name
     if resume is not None:
         observer.message(f"resuming {run_dir} from step {step} ({resume})")
-    environment = write_run_record(run_dir, recipe.resolved(), registry, device)
+    environment = (write_run_record(run_dir, recipe.resolved(), registry, device)
+                   if ddp.is_main else {})
     checkpoints = run_dir / "checkpoints"
     samples_dir = run_dir / "samples"
-    samples_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(run_dir / "metrics.jsonl")
-    log.truncate_after(step)  # records after the checkpoint will be written again
+    if ddp.is_main:
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        log.truncate_after(step)  # records after the checkpoint will be written again
 
-    def save() -> Path:
+    def save() -> Path | None:
+        if not ddp.is_main:  # every rank holds the same weights; rank 0 writes them
+            return None
         return training_state.save(checkpoints, trainer, schedule, step, steps_per_epoch,
                                    recipe, environment)
 
     meter, epoch_loss = LossMeter(), LossMeter()
     saved_at, saved_clock, last = -1, time.monotonic(), None
     observer.on_start(total_steps=total_steps, start_step=step, steps_per_epoch=steps_per_epoch,
-                      epochs=epochs, images_per_step=batch_size)
+                      epochs=epochs, images_per_step=global_batch)
     clock, clock_step = time.perf_counter(), step
     trainer.train()
     try:
-        with _sigterm_as_interrupt():
+        with ddp.interrupts() if ddp.enabled else _sigterm_as_interrupt():
             while step < total_steps:
                 epoch = step // steps_per_epoch
                 lr = schedule.begin_epoch(epoch)
@@ -142,13 +158,15 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                     if step % recipe.train.log_every == 0 or step == total_steps:
                         now = time.perf_counter()
                         record = {"step": step, "epoch": epoch + 1, "lr": lr,
-                                  "images_per_sec": (step - clock_step) * batch_size
+                                  "images_per_sec": (step - clock_step) * global_batch
                                   / max(now - clock, 1e-9),
                                   "losses": meter.flush()}  # the only read-back
-                        log.write(record)
+                        if ddp.is_main:  # rank 0's losses, not the ranks' average
+                            log.write(record)
                         observer.on_log(record)
                         clock, clock_step = time.perf_counter(), step
-                    if step % recipe.train.sample_every == 0 or step == total_steps:
+                    if ddp.is_main and (step % recipe.train.sample_every == 0
+                                        or step == total_steps):
                         _write_samples(trainer, fixed, samples_dir / f"step_{step:08d}.png")
                         _refresh_report(run_dir, observer)
                     epoch_end = step % steps_per_epoch == 0
@@ -156,14 +174,17 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                         schedule.end_epoch(epoch, epoch_loss.flush()["G"])
                     if _checkpoint_due(recipe, step, total_steps, steps_per_epoch, saved_clock):
                         last, saved_at, saved_clock = save(), step, time.monotonic()
-                        training_state.prune(checkpoints, recipe.train, steps_per_epoch)
+                        if ddp.is_main:
+                            training_state.prune(checkpoints, recipe.train, steps_per_epoch)
                     if evaluation is not None and evaluation.due(step, steps_per_epoch,
                                                                  total_steps):
                         if saved_at != step:  # the scored weights must exist as a file
                             last, saved_at, saved_clock = save(), step, time.monotonic()
-                        _evaluate(evaluation, trainer, step, steps_per_epoch, last, checkpoints,
-                                  log, observer)
+                        _evaluate(evaluation, ddp.unwrapped(trainer), step, steps_per_epoch,
+                                  last, checkpoints, log, observer)
                         _refresh_report(run_dir, observer)
+                    if ddp.enabled and ddp.should_stop():  # a signal, agreed by all ranks
+                        raise KeyboardInterrupt
                     if step >= total_steps:
                         break
     except KeyboardInterrupt:
@@ -174,9 +195,11 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
             f"imtrans run RECIPE --resume {last}") from None
     finally:
         observer.on_end()
+        ddp.close(trainer)  # what follows involves no other rank
     if saved_at != step:
         last = save()
-    _refresh_report(run_dir, observer)
+    if ddp.is_main:
+        _refresh_report(run_dir, observer)
     return FitResult(run_dir, step, last)
 
 

@@ -20,6 +20,7 @@ from imtrans.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from imtrans.engine.distributed import unwrap
 from imtrans.engine.rundir import latest_run_dir
 from imtrans.engine.schedules import LRSchedule
 from imtrans.engine.state import (
@@ -47,7 +48,8 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
     tensors: dict[str, torch.Tensor] = {}
     optimizers: dict[str, Any] = {}
     for name, module in trainer.modules().items():
-        tensors |= module_tensors(f"net.{name}", module)
+        # DDP's wrapper adds "module." to names; checkpoints keep the network's own names.
+        tensors |= module_tensors(f"net.{name}", unwrap(module))
     for name, optimizer in trainer.optimizers().items():
         state, optimizers[name] = optimizer_tensors(f"optim.{name}", optimizer)
         tensors |= state
@@ -81,7 +83,7 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     tensors = checkpoint.tensors
     try:
         for name, module in trainer.modules().items():
-            load_module_tensors(f"net.{name}", module, tensors)
+            load_module_tensors(f"net.{name}", unwrap(module), tensors)
         for name, optimizer in trainer.optimizers().items():
             load_optimizer_tensors(f"optim.{name}", optimizer, tensors,
                                    manifest["optimizers"][name])

@@ -60,6 +60,9 @@ class Trainer:
     #: targets) and, for methods that learn the inverse too, ``BtoA``. Inference, evaluation and
     #: export find a trained translator through this.
     translators: ClassVar[dict[str, str]] = {}
+    #: Whether :meth:`setup` creates fused Adam optimisers (``speed.fused_adam``; set by
+    #: :func:`imtrans.engine.speed.apply_speed`); pass it to :func:`make_adam`.
+    fused_adam: bool = False
 
     @classmethod
     def recipe_defaults(cls) -> dict[str, Any]:
@@ -126,11 +129,19 @@ class Trainer:
             module.train(mode)
 
 
-def make_adam(modules: Iterable[nn.Module], optim: OptimTable) -> torch.optim.Adam:
-    """One Adam over all ``modules``' parameters (the papers share one per role)."""
+def make_adam(modules: Iterable[nn.Module], optim: OptimTable, *,
+              fused: bool = False) -> torch.optim.Adam:
+    """One Adam over all ``modules``' parameters (the papers share one per role).
+
+    Args:
+        modules: The networks it updates.
+        optim: The recipe's Adam settings.
+        fused: Use the fused kernel (one launch per step instead of several per tensor);
+            :func:`imtrans.engine.speed.check_speed` has checked that the device has it.
+    """
     params = [p for m in modules for p in m.parameters()]
     return torch.optim.Adam(params, lr=optim.lr, betas=optim.betas,
-                            weight_decay=optim.weight_decay)
+                            weight_decay=optim.weight_decay, fused=fused or None)
 
 
 def set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:

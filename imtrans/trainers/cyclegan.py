@@ -83,8 +83,8 @@ class CycleGANTrainer(Trainer):
         self.identity_terms = terms.get("identity", [])
         self.pool_a, self.pool_b = ImagePool(self.pool_size), ImagePool(self.pool_size)
         # One Adam for both generators and one for both discriminators, as in the paper's code.
-        self.opt_gen = make_adam([self.gen_ab, self.gen_ba], optim)
-        self.opt_disc = make_adam([self.disc_a, self.disc_b], optim)
+        self.opt_gen = make_adam([self.gen_ab, self.gen_ba], optim, fused=self.fused_adam)
+        self.opt_disc = make_adam([self.disc_a, self.disc_b], optim, fused=self.fused_adam)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]

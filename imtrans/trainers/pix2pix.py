@@ -75,8 +75,8 @@ class Pix2PixTrainer(Trainer):
         self.generator_adversarial = bool(terms.get(self.adversarial_slot))
         self.reconstruction_terms = terms.get("reconstruction", [])
         self.pool = ImagePool(self.pool_size)
-        self.opt_gen = make_adam([self.gen], optim)
-        self.opt_disc = make_adam([self.disc], optim)
+        self.opt_gen = make_adam([self.gen], optim, fused=self.fused_adam)
+        self.opt_disc = make_adam([self.disc], optim, fused=self.fused_adam)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]

@@ -1,0 +1,205 @@
+"""Benchmark a recipe's training step: throughput, step-time percentiles, data wait, FLOPs.
+
+The trainer, networks, losses, ``[speed]`` switches and data are built exactly as
+:func:`imtrans.engine.loop.fit` builds them; then ``warmup`` steps absorb compilation and
+allocator growth, and ``steps`` steps of the real ``trainer.training_step`` are timed. Nothing
+is written to disk.
+
+Example:
+    >>> result = benchmark(load_recipe("recipes/pix2pix_facades.toml"), steps=50)
+    >>> result["images_per_sec"]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from imtrans.assembly import build_losses, build_networks, build_trainer
+from imtrans.engine.data import make_loader
+from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.setup import build_dataset, seed_everything, select_device
+from imtrans.engine.speed import apply_speed
+from imtrans.plugins import Components, components
+from imtrans.recipe import Recipe
+from imtrans.trainers.base import Trainer
+from imtrans.version import __version__
+
+__all__ = ["benchmark"]
+
+
+def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bool = False,
+              registry: Components | None = None, observer: TrainingObserver | None = None
+              ) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``recipe`` after ``warmup`` untimed ones.
+
+    Args:
+        recipe: A validated recipe (its ``[speed]`` table applies).
+        steps: Timed steps (>= 1).
+        warmup: Untimed steps first (compilation, cuDNN autotuning, allocator growth).
+        synthetic: Random images on the device instead of the recipe's data.
+        registry: The components (default: built-ins and installed plugins).
+        observer: Receives notices such as the bundled-sample fallback (default: silent).
+
+    Returns:
+        One flat record (see ``docs/training.md``, Benchmarking): ``images_per_sec``,
+        ``step_ms_p50/p90/p99``, ``data_wait_fraction``, ``peak_memory_bytes``,
+        ``warmup_seconds``, ``flops_per_image``, ``achieved_tflops``, versions and settings.
+
+    Raises:
+        ImtransError: as training would (bad data, a switch the device lacks, ...).
+    """
+    registry = registry or components()
+    observer = observer or TrainingObserver()
+    device = select_device(recipe.run.device, observer)
+    seed_everything(recipe.run.seed)
+    batches = (_synthetic_batches(recipe, device) if synthetic
+               else _recipe_batches(recipe, registry, observer, device))
+    first = next(batches)
+    batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
+    flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
+
+    seed_everything(recipe.run.seed)
+    trainer = _build(recipe, registry, device, speed=True)
+    trainer.train()
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    for _ in range(warmup):
+        trainer.training_step(next(batches))
+    _sync(device)
+    warmup_seconds = time.perf_counter() - started
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+
+    waited, marks = 0.0, []
+    started = time.perf_counter()
+    for _ in range(steps):
+        asked = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - asked
+        # CUDA events time the step on the GPU without a per-step host sync, so the host
+        # keeps queueing work (and fetching the next batch) as training does.
+        begin = _event() if cuda else time.perf_counter()
+        trainer.training_step(batch)
+        marks.append((begin, _event() if cuda else time.perf_counter()))
+    _sync(device)
+    total = time.perf_counter() - started
+    step_ms = sorted(b.elapsed_time(e) if cuda else 1000 * (e - b) for b, e in marks)
+    images_per_sec = steps * batch_size / total
+    speed = recipe.speed
+    return {
+        "images_per_sec": images_per_sec,
+        "step_ms_p50": _percentile(step_ms, 50),
+        "step_ms_p90": _percentile(step_ms, 90),
+        "step_ms_p99": _percentile(step_ms, 99),
+        "data_wait_fraction": waited / total,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+        "warmup_seconds": warmup_seconds,
+        "flops_per_image": flops_per_image,
+        "achieved_tflops": flops_per_image * images_per_sec / 1e12,
+        "device": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "torch": torch.__version__,
+        "imtrans": __version__,
+        "settings": {
+            "trainer": recipe.trainer.name, "generator": recipe.generator.name,
+            "batch_size": batch_size, "image_size": image_size, "precision": speed.precision,
+            "channels_last": speed.channels_last, "fused_adam": speed.fused_adam,
+            "compile": speed.compile, "cuda_graphs": speed.cuda_graphs,
+            "synthetic": synthetic, "augment": recipe.data.augment,
+            "num_workers": recipe.data.num_workers, "steps": steps, "warmup": warmup,
+            "device": str(device),
+        },
+    }
+
+
+def _build(recipe: Recipe, registry: Components, device: torch.device, *, speed: bool
+           ) -> Trainer:
+    """The trainer with its networks, losses and optimisers, as training builds it."""
+    trainer = build_trainer(recipe, registry)
+    networks = build_networks(recipe, registry, device)
+    losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
+    if speed:
+        apply_speed(trainer, networks, recipe.speed, device)
+    trainer.setup(networks, losses, {k: t.on or k for k, t in recipe.losses.items()},
+                  recipe.optim)
+    return trainer
+
+
+def _count_flops(recipe: Recipe, registry: Components, device: torch.device,
+                 batch: dict[str, Tensor]) -> int:
+    """FLOPs of one full training step (forward and backward of every network), counted on
+    a plain fp32 eager copy: compiled kernels bypass the counter, and precision and memory
+    format change how fast the operations run, not how many there are."""
+    trainer = _build(recipe, registry, device, speed=False)
+    trainer.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            FlopCounterMode(display=False) as counter:
+        trainer.training_step(batch)
+    del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return counter.get_total_flops()
+
+
+def _recipe_batches(recipe: Recipe, registry: Components, observer: TrainingObserver,
+                    device: torch.device) -> Iterator[dict[str, Tensor]]:
+    """The recipe's batches on ``device`` as the fit loop makes them, epoch after epoch."""
+    dataset, augment = build_dataset(recipe, registry, observer)
+    loader, sampler = make_loader(dataset, batch_size=recipe.data.batch_size,
+                                  num_workers=recipe.data.num_workers, seed=recipe.run.seed,
+                                  pin_memory=device.type == "cuda")
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()
+                         if isinstance(v, Tensor)}
+            yield augment(on_device) if augment is not None else on_device
+        epoch += 1
+
+
+def _synthetic_batches(recipe: Recipe, device: torch.device) -> Iterator[dict[str, Tensor]]:
+    """Random images in [-1, 1] of the recipe's batch and crop size, made once on ``device``
+    and repeated: the step alone, with no data cost."""
+    kwargs = recipe.data.kwargs
+    size = int(kwargs.get("crop_size", kwargs.get("load_size", 256)))
+    a, b = recipe.data.channels()
+    n = recipe.data.batch_size
+    generator = torch.Generator().manual_seed(recipe.run.seed)
+    pool = [{"A": (torch.rand(n, a, size, size, generator=generator) * 2 - 1).to(device),
+             "B": (torch.rand(n, b, size, size, generator=generator) * 2 - 1).to(device)}
+            for _ in range(2)]
+    index = 0
+    while True:
+        yield pool[index % len(pool)]
+        index += 1
+
+
+def _event() -> torch.cuda.Event:
+    """A timing event recorded now on the current stream."""
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _percentile(sorted_values: list[float], percent: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, math.ceil(percent / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _cpu_name() -> str:
+    import platform
+
+    return f"cpu ({platform.machine() or 'unknown'})"

@@ -1,0 +1,159 @@
+"""The [speed] switches: bf16, channels_last, fused Adam, torch.compile, CUDA graphs."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import torch
+
+from imtrans.assembly import build_losses, build_networks, build_trainer
+from imtrans.engine.speed import apply_speed
+from imtrans.errors import RecipeError
+from imtrans.plugins import Components, load_components
+from imtrans.recipe import recipe_from_dict
+
+
+@pytest.fixture(scope="module")
+def builtins() -> Components:
+    return load_components(autoload=False)
+
+
+def losses_over_steps(builtins: Components, trainer: str, steps: int,
+                      device: str = "cpu", **speed: object) -> torch.Tensor:
+    """Every loss term of ``steps`` seeded training steps, one row per step."""
+    torch.manual_seed(0)
+    raw = {"trainer": {"name": trainer}, "data": {"root": "unused"},
+           "generator": {"ngf": 4}, "discriminator": {"ndf": 4}, "speed": speed}
+    if trainer == "pix2pix":
+        raw["generator"] |= {"name": "unet", "num_downs": 5}
+    recipe = recipe_from_dict(raw, registry=builtins)
+    trainer_obj = build_trainer(recipe, builtins)
+    networks = build_networks(recipe, builtins, device)
+    apply_speed(trainer_obj, networks, recipe.speed, torch.device(device))
+    trainer_obj.setup(networks, {k: v.to(device) for k, v in build_losses(recipe, builtins)
+                                 .items()},
+                      {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
+    generator = torch.Generator().manual_seed(1)
+    rows = []
+    for _ in range(steps):
+        batch = {k: (torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1).to(device)
+                 for k in ("A", "B")}
+        out = trainer_obj.training_step(batch)
+        rows.append(torch.stack([out[k] for k in sorted(out)]))
+    return torch.stack(rows).cpu()
+
+
+@pytest.mark.parametrize("trainer", ["pix2pix", "cyclegan"])
+def test_bf16_tracks_fp32(builtins, trainer: str) -> None:
+    # bf16 keeps 8 mantissa bits: each rounded value is off by up to 2^-9 (0.2%). The G loss
+    # is dominated by L1 / cycle terms, means over many pixels whose rounding errors mostly
+    # cancel; measured over 10 steps (ngf 8): at most 0.2% (pix2pix) and 1.0% (CycleGAN).
+    # 3% leaves room for other CPUs' kernels while still catching a loss computed in bf16
+    # or a broken cast (either is off by far more after a few Adam steps).
+    fp32 = losses_over_steps(builtins, trainer, 5)
+    bf16 = losses_over_steps(builtins, trainer, 5, precision="bf16")
+    g = 1 if trainer == "pix2pix" else 2  # sorted keys: D, G, ... / D_A, D_B, G, ...
+    relative = ((bf16[:, g] - fp32[:, g]).abs() / fp32[:, g].abs()).max().item()
+    assert relative < 0.03, f"bf16 G loss differs from fp32 by {relative:.2%}"
+    assert torch.isfinite(bf16).all()
+
+
+def test_bf16_networks_run_in_bf16_and_return_fp32(builtins) -> None:
+    recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "unused"},
+                               "generator": {"ngf": 4}, "discriminator": {"ndf": 4},
+                               "speed": {"precision": "bf16"}}, registry=builtins)
+    trainer = build_trainer(recipe, builtins)
+    networks = build_networks(recipe, builtins)
+    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
+    seen = []
+    networks["gen_ab"].model[1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = networks["gen_ab"](torch.rand(1, 3, 32, 32))
+    assert seen == [torch.bfloat16] and out.dtype == torch.float32
+    # The weights stay fp32 (the master copy Adam updates), and a deep copy (periodic
+    # evaluation translates with one) runs itself, not the original.
+    assert all(p.dtype == torch.float32 for p in networks["gen_ab"].parameters())
+    twin = copy.deepcopy(networks["gen_ab"])
+    assert twin.forward.__self__ is twin
+
+
+def test_channels_last_gives_the_same_losses(builtins) -> None:
+    # Only the summation order of the convolutions changes: float rounding, nothing more.
+    # (pix2pix over several steps; CycleGAN's tiny discriminators amplify any rounding
+    # difference chaotically over steps, fused Adam's too, so it is compared on one step.)
+    plain = losses_over_steps(builtins, "pix2pix", 4)
+    torch.testing.assert_close(losses_over_steps(builtins, "pix2pix", 4, channels_last=True),
+                               plain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses_over_steps(builtins, "cyclegan", 1, channels_last=True),
+                               losses_over_steps(builtins, "cyclegan", 1), rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_networks_and_inputs(builtins) -> None:
+    recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
+                               "generator": {"name": "unet", "num_downs": 5, "ngf": 4},
+                               "discriminator": {"ndf": 4}, "speed": {"channels_last": True}},
+                              registry=builtins)
+    trainer = build_trainer(recipe, builtins)
+    networks = build_networks(recipe, builtins)
+    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
+    weight = networks["gen"].model.model[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert networks["disc"](torch.rand(1, 6, 32, 32)).is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_fused_adam_on_the_cpu(builtins) -> None:
+    # torch has a fused CPU Adam (since 2.4): the same update up to rounding.
+    torch.testing.assert_close(losses_over_steps(builtins, "pix2pix", 3, fused_adam=True),
+                               losses_over_steps(builtins, "pix2pix", 3), rtol=1e-4, atol=1e-5)
+    recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
+                               "speed": {"fused_adam": True}}, registry=builtins)
+    trainer = build_trainer(recipe, builtins)
+    networks = build_networks(recipe, builtins, "meta")
+    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
+    assert trainer.fused_adam
+
+
+def test_fused_adam_unsupported_device_is_a_clear_error(builtins) -> None:
+    recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
+                               "speed": {"fused_adam": True}}, registry=builtins)
+    with pytest.raises(RecipeError, match=r"speed\.fused_adam = true: .* no fused Adam on 'meta'"):
+        apply_speed(build_trainer(recipe, builtins), {}, recipe.speed, torch.device("meta"))
+
+
+def test_cuda_graphs_off_cuda_is_a_clear_error(builtins) -> None:
+    recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "unused"},
+                               "speed": {"cuda_graphs": True}}, registry=builtins)
+    with pytest.raises(RecipeError, match=r"speed\.cuda_graphs = true needs a CUDA device"):
+        apply_speed(build_trainer(recipe, builtins), {}, recipe.speed, torch.device("cpu"))
+
+
+def test_unknown_speed_key_and_value_are_refused(builtins) -> None:
+    base = {"trainer": {"name": "cyclegan"}, "data": {"root": "unused"}}
+    with pytest.raises(RecipeError, match=r"speed\.precision"):
+        recipe_from_dict(base | {"speed": {"precision": "fp16"}}, registry=builtins)
+    with pytest.raises(RecipeError, match=r"speed\.compiled: unknown key"):
+        recipe_from_dict(base | {"speed": {"compiled": True}}, registry=builtins)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compile_on_the_cpu(builtins) -> None:
+    # Two steps of the smallest pix2pix: compiles each network (forward and backward), then
+    # the same losses as eager up to the fused kernels' rounding.
+    compiled = losses_over_steps(builtins, "pix2pix", 2, compile=True)
+    torch.testing.assert_close(compiled, losses_over_steps(builtins, "pix2pix", 2),
+                               rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("trainer", ["pix2pix", "cyclegan"])
+def test_bf16_channels_last_compile_on_the_gpu(builtins, trainer: str) -> None:
+    fast = losses_over_steps(builtins, trainer, 4, "cuda", precision="bf16",
+                             channels_last=True, compile=True, fused_adam=True)
+    assert torch.isfinite(fast).all()
+    g = 1 if trainer == "pix2pix" else 2
+    fp32 = losses_over_steps(builtins, trainer, 4, "cuda")
+    assert ((fast[:, g] - fp32[:, g]).abs() / fp32[:, g].abs()).max() < 0.03

@@ -176,6 +176,7 @@ def test_eval_command_on_a_paired_run_is_reproducible(pix2pix_run: Path) -> None
     assert result["protocol"]["inception"]["standard"] is True
     assert result["protocol"]["images"] == {"generated": 5, "real": 5}
     assert result["split"] == "val" and result["step"] == 4  # the sample has no test split
+    assert result["epoch"] == 0  # 4 steps of a 5-step epoch: none completed
     assert "fid" in first.output and str(result_file) in first.output
     second = runner.invoke(cli, args)
     assert second.exit_code == 0

@@ -149,7 +149,8 @@ class Evaluator:
         """Scores of ``translator`` as a result record with the protocol."""
         return EvalResult(
             checkpoint=str(translator.checkpoint) if translator.checkpoint else None,
-            step=translator.step, epoch=epoch, split=self.data.split,
+            step=translator.step, epoch=translator.epoch if epoch is None else epoch,
+            split=self.data.split,
             direction=self.direction, metrics=scores, protocol=self.protocol(generated))
 
     def protocol(self, generated: int) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class Translator:
         checkpoint: The file it came from (``None`` for a network still training).
         tile_size: Largest side translated in one piece (a multiple of ``size_multiple``).
         tile_overlap: Pixels that neighbouring tiles share.
+        epoch: The epochs completed at the checkpoint, when known.
     """
 
     generator: nn.Module
@@ -99,6 +100,7 @@ class Translator:
     checkpoint: Path | None
     tile_size: int = 1024
     tile_overlap: int = 64
+    epoch: int | None = None
 
     def __post_init__(self) -> None:
         self.tile_size = padded_size(self.tile_size, self.size_multiple)
@@ -211,13 +213,15 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     return translator_for(generator, recipe, registry, direction=direction, device=device,
                           mode=mode, step=int(checkpoint.manifest.get("step", 0)),
                           checkpoint=checkpoint.path, tile_size=tile_size,
-                          tile_overlap=tile_overlap, copy_network=False)
+                          tile_overlap=tile_overlap, copy_network=False,
+                          epoch=checkpoint.manifest.get("epoch"))
 
 
 def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *,
                    direction: str, device: torch.device, mode: Mode = "paper", step: int = 0,
                    checkpoint: Path | None = None, tile_size: int = 1024,
-                   tile_overlap: int = 64, copy_network: bool = True) -> Translator:
+                   tile_overlap: int = 64, copy_network: bool = True,
+                   epoch: int | None = None) -> Translator:
     """A :class:`Translator` around ``generator``, the ``direction`` network of ``recipe``'s
     trainer. With ``copy_network`` (for a network still training) the translator works on a
     copy, so the original keeps its mode, layers and gradients."""
@@ -231,7 +235,7 @@ def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *
         out_channels=int(spec.overrides.get("out_channels", 3)),
         size_multiple=int(getattr(generator, "size_multiple", 1)), device=torch.device(device),
         recipe=recipe, step=step, checkpoint=checkpoint, tile_size=tile_size,
-        tile_overlap=tile_overlap)
+        tile_overlap=tile_overlap, epoch=epoch)
 
 
 def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Recipe:

@@ -35,6 +35,7 @@ from imtrans.errors import CheckpointError
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
+    "checkpoint_at",
     "checkpoint_name",
     "latest_checkpoint",
     "list_checkpoints",
@@ -336,6 +337,18 @@ def latest_checkpoint(directory: Path) -> Path | None:
     """
     checkpoints = list_checkpoints(directory)
     return checkpoints[-1][1] if checkpoints else None
+
+
+def checkpoint_at(path: Path) -> Path | None:
+    """``path`` if it is a file, else the newest checkpoint of ``path/checkpoints/`` (a run
+    directory) or of ``path`` itself (a checkpoint folder); ``None`` when there is none."""
+    if path.is_file():
+        return path
+    for folder in (path / "checkpoints", path):
+        found = latest_checkpoint(folder) if folder.is_dir() else None
+        if found is not None:
+            return found
+    return None
 
 
 def prune_checkpoints(

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from imtrans.engine.checkpoint import (
+    checkpoint_at,
     checkpoint_name,
-    latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -118,12 +118,9 @@ def find_resume_point(resume: str, recipe: Recipe) -> Path:
         target = run_dir
     else:
         target = Path(resume)
-    if target.is_file():
-        return target
-    for folder in (target / "checkpoints", target):
-        found = latest_checkpoint(folder) if folder.is_dir() else None
-        if found is not None:
-            return found
+    found = checkpoint_at(target)
+    if found is not None:
+        return found
     raise CheckpointError(f"no checkpoint found at {target} (looked for "
                           f"{target}/checkpoints/step_*.safetensors)")
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from imtrans.assembly import create_component
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
-from imtrans.engine.checkpoint import latest_checkpoint, load_checkpoint
+from imtrans.engine.checkpoint import checkpoint_at, load_checkpoint
 from imtrans.engine.state import load_module_tensors
 from imtrans.errors import CheckpointError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
@@ -161,13 +161,9 @@ def find_checkpoint(path: Path | str) -> Path:
     Raises:
         CheckpointError: nothing readable there.
     """
-    path = Path(path)
-    if path.is_file():
-        return path
-    for folder in (path / "checkpoints", path):
-        found = latest_checkpoint(folder) if folder.is_dir() else None
-        if found is not None:
-            return found
+    found = checkpoint_at(Path(path))
+    if found is not None:
+        return found
     raise CheckpointError(f"no checkpoint at {path} (expected a .safetensors file or a run "
                           "directory holding checkpoints/step_*.safetensors)")
 

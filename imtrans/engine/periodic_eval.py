@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from imtrans.errors import EvaluationError
 from imtrans.evaluation.evaluate import METRICS, Evaluator
 from imtrans.inference.translator import translator_for
 from imtrans.plugins import Components
@@ -52,8 +53,6 @@ class PeriodicEvaluation:
                 max_images=self.table.max_images, inception=self.table.inception,
                 device=device)
         if self.metric not in self.evaluator.metrics:
-            from imtrans.errors import EvaluationError
-
             raise EvaluationError(f"[eval] metric {self.metric!r} does not apply to this data "
                                   f"(it gives {', '.join(self.evaluator.metrics)})")
 

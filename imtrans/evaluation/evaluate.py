@@ -25,7 +25,14 @@ from imtrans.evaluation.inception import (
     find_inception,
     sha256_of,
 )
-from imtrans.evaluation.scores import KID_SEED, KID_SUBSETS, fid_score, kid_score, psnr_ssim
+from imtrans.evaluation.scores import (
+    KID_SEED,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    fid_score,
+    kid_score,
+    psnr_ssim,
+)
 from imtrans.evaluation.testset import TestSet, load_test_set
 from imtrans.inference.translator import Translator, to_uint8
 from imtrans.plugins import Components
@@ -128,9 +135,8 @@ class Evaluator:
             if "kid" in self.metrics:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # "saves all features"
-                    mean, std, size = kid_score(self.real_features, fake)
+                    mean, std, _ = kid_score(self.real_features, fake)
                 scores |= {"kid": mean, "kid_std": std}
-                self._kid_subset = size
         if {"psnr", "ssim"} & set(self.metrics):
             psnr, ssim = psnr_ssim(generated, self.data.targets)
             scores |= {"psnr": float(psnr.clamp(max=PSNR_CAP).mean()),
@@ -173,7 +179,8 @@ class Evaluator:
         if "kid" in self.metrics:
             described["kid"] = {"kernel": "cubic polynomial, gamma 1/2048, coef 1",
                                 "estimator": "unbiased MMD^2", "subsets": KID_SUBSETS,
-                                "subset_size": getattr(self, "_kid_subset", None),
+                                "subset_size": min(KID_SUBSET_SIZE, generated,
+                                                   len(data.targets)),
                                 "seed": KID_SEED}
         if {"psnr", "ssim"} & set(self.metrics):
             described["psnr_ssim"] = (f"kornia, per image then averaged, [0, 1] range, SSIM "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -171,11 +172,8 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
     return summary
 
 
-def _save(image: object, target: Path) -> None:
+def _save(image: Image.Image, target: Path) -> None:
     """Write ``image`` to ``target`` (through a temporary name, so no half-written file)."""
-    from PIL import Image
-
-    assert isinstance(image, Image.Image)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix.lower() in (".jpg", ".jpeg") and image.mode == "RGBA":
         image = image.convert("RGB")  # JPEG has no alpha channel

@@ -76,6 +76,12 @@ class DataTable(ComponentTable):
         description="where the random crop and flip run: in the loading processes "
         "(albumentations) or on the training device (kornia)",
     )
+    cache: Literal["auto", "device", "off"] = Field(
+        default="auto",
+        description="keep the decoded images on the training device as uint8 and crop and "
+        "flip them there: `auto` on a GPU when they take at most a quarter of its memory, "
+        "`device` always (the CPU too), `off` never (stream from loading processes)",
+    )
     catalog: str | None = Field(
         default=None,
         description="the known dataset `root` holds; when `root` is missing, its bundled "

@@ -82,12 +82,14 @@ def test_same_seed_same_losses_and_a_second_run_gets_its_own_directory(tmp_path:
     assert [r["losses"] for r in first] == [r["losses"] for r in second]
 
 
-@pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix"], argvalues=[
+@pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix", "cyclegan-cache"], argvalues=[
     # CycleGAN with dropout and a small pool: the pool and the dropout RNG must resume too.
     (CYCLEGAN, ["generator.dropout=true", "trainer.pool_size=2"]),
     # pix2pix: batch norm statistics, dropout, a learning rate decaying across epochs, and
     # the random crop and flip drawn on the training device.
     (PIX2PIX, [*TINY_UNET, "data.batch_size=2", "data.augment=device"]),
+    # The images held in memory (data.cache), with B drawn at random per item.
+    (CYCLEGAN, ["data.cache=device", "trainer.pool_size=2"]),
 ])
 def test_resume_in_a_second_process_gives_the_same_weights(tmp_path: Path, recipe: str,
                                                            extra: list[str]) -> None:

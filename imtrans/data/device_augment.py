@@ -39,6 +39,8 @@ class DeviceAugment:
             steps.append(K.RandomHorizontalFlip())
         self.random = nn.Sequential(*steps)
         self.center = K.CenterCrop((crop_size, crop_size))
+        self.crop_size = crop_size
+        self.flip = flip
         self.paired = paired
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -6,6 +6,11 @@ skipped with a :class:`SkippedImageWarning` naming it, and the next file in orde
 instead, so that one bad file never kills a DataLoader worker. With ``strict=True`` it raises
 :class:`~imtrans.errors.DataError` instead. The ``skipped`` attribute counts the files skipped
 so far by this process (each DataLoader worker holds its own copy of the dataset).
+
+The datasets also offer the view :class:`~imtrans.data.device_cache.DeviceImageCache` needs to
+hold their images on the training device: :meth:`cache_tables` (the tables of images an item is
+drawn from), :meth:`load_resized` (one table entry, decoded and resized, not yet cropped) and
+:meth:`item_positions` (which entry of each table item ``i`` uses).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -101,6 +107,31 @@ class _FolderDataset(Dataset[dict[str, Tensor | str]]):
         """The files this process has skipped as unusable so far, sorted."""
         return sorted(f.paths[i] for f in self._files for i in f.bad)
 
+    def cache_tables(self) -> list[dict[str, int]]:
+        """The tables an item's images come from: for each, its image keys and their channels.
+
+        Aligned data has one table whose entries hold A and B together; unaligned data one
+        table per domain.
+        """
+        raise NotImplementedError
+
+    def table_length(self, table: int) -> int:
+        """How many entries (files) ``table`` has."""
+        return len(self._files[table])
+
+    def entry_path(self, table: int, position: int) -> Path:
+        """The file behind entry ``position`` of ``table``."""
+        return self._files[table].paths[position]
+
+    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
+        """Entry ``position`` of ``table`` decoded and resized (``H x W x C`` ``uint8``), with
+        the file it came from: the next usable one when that file is not (as items skip)."""
+        raise NotImplementedError
+
+    def item_positions(self, index: int, generator: torch.Generator | None = None) -> list[int]:
+        """The entry of each table that item ``index`` uses (random draws from ``generator``)."""
+        return [self._index(index)]
+
     def _index(self, index: int) -> int:
         length = len(self)
         if index < 0:
@@ -166,7 +197,8 @@ class AlignedDataset(_FolderDataset):
         expected = f"{folder}/ holding images with A and B side by side (left half A)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
 
-    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
+    def _halves(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The input and target halves of the file at ``path``, as ``uint8`` arrays."""
         image = load_image(path)
         width, height = image.size
         half = width // 2
@@ -175,11 +207,22 @@ class AlignedDataset(_FolderDataset):
         left = image.crop((0, 0, half, height))
         right = image.crop((half, 0, 2 * half, height))
         source, target = (left, right) if self.direction == "AtoB" else (right, left)
-        a, b = self.transform(
-            image_to_array(source, self.in_channels), image_to_array(target, self.out_channels)
-        )
+        return image_to_array(source, self.in_channels), image_to_array(target, self.out_channels)
+
+    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
+        a, b = self.transform(*self._halves(path))
         assert b is not None  # a paired call always returns both
         return a, b
+
+    def _resized_pair(self, path: Path) -> dict[str, np.ndarray]:
+        source, target = self._halves(path)
+        return {"A": self.transform.resize(source), "B": self.transform.resize(target)}
+
+    def cache_tables(self) -> list[dict[str, int]]:
+        return [{"A": self.in_channels, "B": self.out_channels}]
+
+    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
+        return self._files[table].load(position, self._resized_pair)
 
     def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         (a, b), path = self._files[0].load(self._index(index), self._pair)
@@ -252,14 +295,30 @@ class UnalignedDataset(_FolderDataset):
     def _image_b(self, path: Path) -> Tensor:
         return self.transform(read_image(path, self.out_channels))[0]
 
+    def _position_b(self, index: int, generator: torch.Generator | None) -> int:
+        count = len(self._files[1])
+        return index % count if self.serial else int(torch.randint(count, (),
+                                                                   generator=generator))
+
     def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         index = self._index(index)
         files_a, files_b = self._files
         a, path_a = files_a.load(index % len(files_a), self._image_a)
         # torch's global generator: seeded by torch.manual_seed, and per DataLoader worker.
-        index_b = index % len(files_b) if self.serial else int(torch.randint(len(files_b), ()))
-        b, path_b = files_b.load(index_b, self._image_b)
+        b, path_b = files_b.load(self._position_b(index, None), self._image_b)
         return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
+
+    def cache_tables(self) -> list[dict[str, int]]:
+        return [{"A": self.in_channels}, {"B": self.out_channels}]
+
+    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
+        key, channels = ("A", self.in_channels) if table == 0 else ("B", self.out_channels)
+        return self._files[table].load(
+            position, lambda path: {key: self.transform.resize(read_image(path, channels))})
+
+    def item_positions(self, index: int, generator: torch.Generator | None = None) -> list[int]:
+        index = self._index(index)
+        return [index % len(self._files[0]), self._position_b(index, generator)]
 
 
 class SingleDataset(_FolderDataset):
@@ -308,3 +367,11 @@ class SingleDataset(_FolderDataset):
     def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         a, path = self._files[0].load(self._index(index), self._image)
         return {"A": a, "A_path": str(path)}
+
+    def cache_tables(self) -> list[dict[str, int]]:
+        return [{"A": self.in_channels}]
+
+    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
+        return self._files[table].load(
+            position, lambda path: {"A": self.transform.resize(read_image(path,
+                                                                            self.in_channels))})

@@ -137,7 +137,9 @@ class ImageTransform:
             )
         return height, width
 
-    def _resize(self, image: np.ndarray) -> np.ndarray:
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """The deterministic first part of the transform: ``image`` resized to
+        :meth:`target_size` (bicubic), still an ``H x W x C`` ``uint8`` array."""
         size = self.target_size(*image.shape[:2])
         if size == image.shape[:2]:
             return image
@@ -169,9 +171,9 @@ class ImageTransform:
                 "a paired transform needs images of the same size, got "
                 f"{image_a.shape[0]}x{image_a.shape[1]} and {image_b.shape[0]}x{image_b.shape[1]}"
             )
-        image_a = self._resize(image_a)
+        image_a = self.resize(image_a)
         if image_b is not None:
-            image_b = self._resize(image_b)
+            image_b = self.resize(image_b)
         if self.preprocess in _CROPPING:
             height, width = image_a.shape[:2]
             if height < self.crop_size or width < self.crop_size:

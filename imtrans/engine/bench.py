@@ -22,9 +22,9 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from imtrans.assembly import build_losses, build_networks, build_trainer
-from imtrans.engine.data import make_loader
+from imtrans.engine.batches import TrainingData, training_data
 from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.setup import build_dataset, seed_everything, select_device
+from imtrans.engine.setup import seed_everything, select_device
 from imtrans.engine.speed import apply_speed
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
@@ -59,8 +59,8 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     observer = observer or TrainingObserver()
     device = select_device(recipe.run.device, observer)
     seed_everything(recipe.run.seed)
-    batches = (_synthetic_batches(recipe, device) if synthetic
-               else _recipe_batches(recipe, registry, observer, device))
+    data = None if synthetic else training_data(recipe, registry, observer, device)
+    batches = _synthetic_batches(recipe, device) if data is None else _endless(data)
     first = next(batches)
     batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
     flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
@@ -100,6 +100,8 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
         "step_ms_p99": _percentile(step_ms, 99),
         "data_wait_fraction": waited / total,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+        # Part of the peak: the images held on the device (data.cache), 0 when streamed.
+        "data_cache_bytes": data.cache.nbytes if data is not None and data.cache else 0,
         "warmup_seconds": warmup_seconds,
         "flops_per_image": flops_per_image,
         "achieved_tflops": flops_per_image * images_per_sec / 1e12,
@@ -112,6 +114,7 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
             "channels_last": speed.channels_last, "fused_adam": speed.fused_adam,
             "compile": speed.compile, "cuda_graphs": speed.cuda_graphs,
             "synthetic": synthetic, "augment": recipe.data.augment,
+            "data_cache": data is not None and data.cache is not None,
             "num_workers": recipe.data.num_workers, "steps": steps, "warmup": warmup,
             "device": str(device),
         },
@@ -147,20 +150,12 @@ def _count_flops(recipe: Recipe, registry: Components, device: torch.device,
     return counter.get_total_flops()
 
 
-def _recipe_batches(recipe: Recipe, registry: Components, observer: TrainingObserver,
-                    device: torch.device) -> Iterator[dict[str, Tensor]]:
-    """The recipe's batches on ``device`` as the fit loop makes them, epoch after epoch."""
-    dataset, augment = build_dataset(recipe, registry, observer)
-    loader, sampler = make_loader(dataset, batch_size=recipe.data.batch_size,
-                                  num_workers=recipe.data.num_workers, seed=recipe.run.seed,
-                                  pin_memory=device.type == "cuda")
+def _endless(data: TrainingData) -> Iterator[dict[str, Tensor]]:
+    """The recipe's batches on the device as the fit loop takes them, epoch after epoch."""
     epoch = 0
     while True:
-        sampler.set_epoch(epoch)
-        for batch in loader:
-            on_device = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-                         if isinstance(v, Tensor)}
-            yield augment(on_device) if augment is not None else on_device
+        data.batches.set_epoch(epoch)
+        yield from data.batches
         epoch += 1
 
 

@@ -20,19 +20,15 @@ from torch import Tensor
 
 from imtrans.assembly import build_losses, build_networks, build_trainer
 from imtrans.engine import distributed, training_state
-from imtrans.engine.data import SeededItems, batches_per_epoch, make_loader
+from imtrans.engine.batches import training_data
+from imtrans.engine.data import batches_per_epoch
 from imtrans.engine.metrics import LossMeter, MetricsLog
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.periodic_eval import PeriodicEvaluation
 from imtrans.engine.rundir import create_run_dir, write_run_record
 from imtrans.engine.samples import save_grid
 from imtrans.engine.schedules import LRSchedule
-from imtrans.engine.setup import (
-    build_dataset,
-    check_image_size,
-    seed_everything,
-    select_device,
-)
+from imtrans.engine.setup import check_image_size, seed_everything, select_device
 from imtrans.engine.speed import apply_speed
 from imtrans.errors import ImtransError, TrainingInterrupted
 from imtrans.plugins import Components, components
@@ -79,7 +75,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     seed_everything(recipe.run.seed)
 
     # Build: data, networks, losses, optimisers, schedule.
-    dataset, augment = build_dataset(recipe, registry, observer)
+    data = training_data(recipe, registry, observer, device, rank=ddp.rank,
+                         world_size=ddp.world_size)
     trainer = build_trainer(recipe, registry)
     networks = build_networks(recipe, registry, device)
     losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
@@ -87,20 +84,13 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     trainer.setup(ddp.wrap(networks), losses, {k: t.on or k for k, t in recipe.losses.items()},
                   recipe.optim)
     schedule = LRSchedule(recipe.schedule, recipe.optim.lr, list(trainer.optimizers().values()))
-    fixed = _fixed_batch(dataset, recipe.train.sample_count, recipe.run.seed, device)
-    if augment is not None:
-        fixed = augment.center_crop(fixed)
+    fixed = data.fixed_batch(recipe.train.sample_count, recipe.run.seed, device)
     check_image_size(networks, fixed, recipe)  # before anything is written
     evaluation = (PeriodicEvaluation(recipe, registry, device)
                   if PeriodicEvaluation.enabled(recipe) and ddp.is_main else None)
-    batch_size = recipe.data.batch_size
-    loader, sampler = make_loader(dataset, batch_size=batch_size,
-                                  num_workers=recipe.data.num_workers, seed=recipe.run.seed,
-                                  pin_memory=device.type == "cuda", rank=ddp.rank,
-                                  world_size=ddp.world_size)
     # data.batch_size is per process: a step trains on batch_size x processes images.
-    global_batch = batch_size * ddp.world_size
-    steps_per_epoch = batches_per_epoch(len(dataset), global_batch)
+    global_batch = recipe.data.batch_size * ddp.world_size
+    steps_per_epoch = batches_per_epoch(len(data.dataset), global_batch)
     epochs = recipe.schedule.n_epochs + recipe.schedule.n_epochs_decay
     total_steps = epochs * steps_per_epoch
     if recipe.train.max_steps is not None:
@@ -145,11 +135,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
             while step < total_steps:
                 epoch = step // steps_per_epoch
                 lr = schedule.begin_epoch(epoch)
-                sampler.set_epoch(epoch, start=step % steps_per_epoch)
-                for batch in loader:
-                    batch = _to_device(batch, device)
-                    if augment is not None:
-                        batch = augment(batch)
+                data.batches.set_epoch(epoch, start=step % steps_per_epoch)
+                for batch in data.batches:
                     out = trainer.training_step(batch)
                     meter.add(out)
                     epoch_loss.add({"G": out["G"]})
@@ -237,20 +224,6 @@ def _checkpoint_due(recipe: Recipe, step: int, total_steps: int, steps_per_epoch
     epochs_done = step // steps_per_epoch
     milestone = train.keep_every_epochs and epochs_done % train.keep_every_epochs == 0
     return bool(milestone) or time.monotonic() - saved_clock >= 60 * train.checkpoint_minutes
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()
-            if isinstance(v, Tensor)}
-
-
-def _fixed_batch(dataset: Any, count: int, seed: int, device: torch.device
-                 ) -> dict[str, Tensor]:
-    """The first ``count`` items, always drawn the same way: the sample grids' inputs."""
-    items = SeededItems(dataset)
-    picked = [items[(i, seed + i)] for i in range(min(count, len(dataset)))]
-    return {k: torch.stack([p[k] for p in picked]).to(device)
-            for k, v in picked[0].items() if isinstance(v, Tensor)}
 
 
 def _write_samples(trainer: Any, batch: dict[str, Tensor], path: Path) -> None:

@@ -115,6 +115,30 @@ def test_fused_adam_on_the_cpu(builtins) -> None:
     assert trainer.fused_adam
 
 
+@pytest.mark.parametrize(("saved", "resumed"), [(False, True), (True, False)])
+def test_resume_takes_fused_adam_from_the_recipe_not_the_checkpoint(saved: bool,
+                                                                   resumed: bool) -> None:
+    from imtrans.engine.state import load_optimizer_tensors, optimizer_tensors
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    first = torch.optim.Adam(net.parameters(), lr=0.1, fused=saved or None)
+    for _ in range(2):
+        first.zero_grad()
+        net(torch.ones(1, 4)).sum().backward()
+        first.step()
+    twin = copy.deepcopy(net)
+    second = torch.optim.Adam(twin.parameters(), lr=0.1, fused=resumed or None)
+    load_optimizer_tensors("opt", second, *optimizer_tensors("opt", first))
+    assert bool(second.param_groups[0]["fused"]) is resumed
+    assert second.state_dict()["state"][0]["step"].item() == 2
+    for model, opt in ((net, first), (twin, second)):  # one more step each: the same update
+        opt.zero_grad()
+        model(torch.ones(1, 4)).sum().backward()
+        opt.step()
+    torch.testing.assert_close(twin.weight, net.weight, rtol=1e-6, atol=1e-7)
+
+
 def test_fused_adam_unsupported_device_is_a_clear_error(builtins) -> None:
     recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
                                "speed": {"fused_adam": True}}, registry=builtins)

@@ -197,6 +197,10 @@ def load_optimizer_tensors(
             f"{prefix}: the checkpoint's optimiser has parameter groups of sizes {saved_sizes}, "
             f"the recipe's has {own_sizes}"
         )
+    for saved, own in zip(groups, optimizer.param_groups, strict=True):
+        # How the update runs (fused kernel, foreach, capturable for CUDA graphs) belongs to
+        # this process's [speed] settings, not to the training state: keep the optimiser's.
+        saved.update({k: own[k] for k in _RUNTIME_KEYS if k in own})
     state: dict[Any, Any] = {}
     for entry in meta["state"]:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
@@ -206,6 +210,10 @@ def load_optimizer_tensors(
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{prefix}: could not restore the optimiser: {exc}") from exc
+
+
+#: Optimiser settings that choose an implementation, not a result.
+_RUNTIME_KEYS = ("fused", "foreach", "capturable", "differentiable")
 
 
 def rng_tensors(prefix: str = "rng") -> dict[str, Tensor]:

@@ -6,6 +6,8 @@ Every message says what was given and what was expected.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "CheckpointError",
     "ComponentError",
@@ -22,8 +24,38 @@ __all__ = [
 ]
 
 
+# torch's DataLoader re-raises a worker's exception as ``type(exc)(text)``, where the text is
+# "Caught DataError in DataLoader worker process 0.\nOriginal Traceback ...". That would put a
+# traceback into the one-line message the command line prints.
+_WORKER_TEXT = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def _unwrap_worker_text(text: str, cls: type) -> tuple[str, str | None]:
+    """The original message inside a DataLoader worker's re-raise text, and that whole text."""
+    if not _WORKER_TEXT.match(text):
+        return text, None
+    marker = f"\n{cls.__module__}.{cls.__qualname__}: "
+    start = text.rfind(marker)
+    if start < 0:
+        return text, None
+    return text[start + len(marker):].rstrip("\n"), text
+
+
 class ImtransError(Exception):
-    """Base class of every error imtrans raises on purpose."""
+    """Base class of every error imtrans raises on purpose.
+
+    An error raised in a DataLoader worker and re-raised by torch in the main process keeps
+    the worker's message; the worker's traceback becomes a note (shown by ``--debug``).
+    """
+
+    def __init__(self, *args: object) -> None:
+        note = None
+        if len(args) == 1 and isinstance(args[0], str):
+            message, note = _unwrap_worker_text(args[0], type(self))
+            args = (message,)
+        super().__init__(*args)
+        if note is not None:
+            self.add_note(note)
 
 
 class ComponentError(ImtransError):

@@ -72,6 +72,7 @@ class _Files:
     def load(self, index: int, use: Callable[[Path], T]) -> tuple[T, Path]:
         """``use`` the file at ``index``, or the first usable one after it (wrapping around)."""
         count = len(self.paths)
+        last = ""
         for step in range(count):
             position = (index + step) % count
             if position in self.bad:
@@ -85,8 +86,10 @@ class _Files:
                 if self.strict:
                     raise DataError(reason) from exc
                 self.bad.add(position)
+                last = f" (the last: {reason})"
                 warnings.warn(f"skipping {path}: {reason}", SkippedImageWarning, stacklevel=2)
-        raise DataError(f"none of the {count} image files under {self.folder} could be used")
+        # The warnings may have gone to a worker's stderr: the error says why, by one example.
+        raise DataError(f"none of the {count} image files under {self.folder} could be used{last}")
 
 
 class _FolderDataset(Dataset[dict[str, Tensor | str]]):

@@ -14,6 +14,7 @@ from torch import nn
 
 from imtrans.errors import ComponentError, RecipeError
 from imtrans.losses.adversarial import AdversarialLoss
+from imtrans.losses.feature import GeneratorFeatureLoss
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
@@ -69,17 +70,27 @@ def build_networks(
 def build_losses(recipe: Recipe, registry: Components) -> dict[str, nn.Module]:
     """Build every loss term by its recipe key, checking each fits the slot it fills.
 
+    The adversarial slot takes an ``AdversarialLoss``, feature slots a
+    ``GeneratorFeatureLoss``, and pair slots any other loss (one comparing two images).
+
     Raises:
-        RecipeError: an adversarial slot holds a pair loss, or the reverse.
+        RecipeError: a term is of the wrong kind for its slot.
     """
     trainer_cls = registry.trainers.get(recipe.trainer.name).builder
     losses = {}
     for key, term in recipe.losses.items():
         loss = create_component(registry, "losses", term.name, f"losses.{key}", term.kwargs)
-        adversarial_slot = (term.on or key) == trainer_cls.adversarial_slot
-        if adversarial_slot != isinstance(loss, AdversarialLoss):
-            wanted = "an adversarial loss" if adversarial_slot else "a loss comparing two images"
-            raise RecipeError(f"[losses.{key}]: slot {term.on or key!r} takes {wanted}; "
+        slot = term.on or key
+        if slot == trainer_cls.adversarial_slot:
+            fits, wanted = isinstance(loss, AdversarialLoss), "an adversarial loss"
+        elif slot in trainer_cls.feature_slots:
+            fits = isinstance(loss, GeneratorFeatureLoss)
+            wanted = "a feature loss (a GeneratorFeatureLoss, such as patchnce)"
+        else:
+            fits = not isinstance(loss, AdversarialLoss | GeneratorFeatureLoss)
+            wanted = "a loss comparing two images"
+        if not fits:
+            raise RecipeError(f"[losses.{key}]: slot {slot!r} takes {wanted}; "
                               f"{term.name!r} is not one")
         losses[key] = loss
     return losses
@@ -90,12 +101,19 @@ def summarize(recipe: Recipe, registry: Components) -> list[ComponentSummary]:
     build_trainer(recipe, registry)
     rows = [_row("trainer", "trainers", recipe.trainer.name, registry, None)]
     rows.append(_row("data", "datasets", recipe.data.name, registry, None, _data_detail(recipe)))
-    specs = registry.trainers.get(recipe.trainer.name).builder.networks(recipe)
-    for role, net in build_networks(recipe, registry, "meta").items():
+    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
+    specs = trainer_cls.networks(recipe)
+    networks = build_networks(recipe, registry, "meta")
+    for role, net in networks.items():
         spec = specs[role]
         count = sum(p.numel() for p in net.parameters())
         rows.append(_row(role, spec.kind, getattr(recipe, spec.section).name, registry, count))
+    translator = networks.get(trainer_cls.translators.get("AtoB", ""))
     for key, loss in build_losses(recipe, registry).items():
+        if isinstance(loss, GeneratorFeatureLoss) and translator is not None:
+            # Bound to the (meta) translator as training would: sizes its parameters and
+            # refuses a generator it cannot serve before anything runs.
+            _bind(loss, translator, key)
         term = recipe.losses[key]
         weight = getattr(loss, "weight", None)
         detail = f"weight {weight:g}" if isinstance(weight, float | int) else ""
@@ -104,6 +122,14 @@ def summarize(recipe: Recipe, registry: Components) -> list[ComponentSummary]:
         count = sum(p.numel() for p in loss.parameters()) or None
         rows.append(_row(f"losses.{key}", "losses", term.name, registry, count, detail))
     return rows
+
+
+def _bind(loss: GeneratorFeatureLoss, generator: nn.Module, key: str) -> None:
+    try:
+        with torch.device("meta"):
+            loss.bind(generator)
+    except ComponentError as exc:
+        raise RecipeError(f"[losses.{key}]: {exc}") from None
 
 
 def _row(role: str, kind: str, name: str, registry: Components, params: int | None,

@@ -2,8 +2,10 @@
 
 Adversarial losses (:mod:`imtrans.losses.adversarial`) turn discriminator logits into the
 discriminator and generator objectives; reconstruction losses
-(:mod:`imtrans.losses.reconstruction`) compare a generated image with a target image. Each loss
-is a pure function plus a thin ``nn.Module`` whose keyword-only arguments a recipe may set.
+(:mod:`imtrans.losses.reconstruction`) compare a generated image with a target image; feature
+losses (:mod:`imtrans.losses.feature`) compare a generator's output with its input inside the
+generator and may own trainable parameters. Each loss is a pure function plus a thin
+``nn.Module`` whose keyword-only arguments a recipe may set.
 
 Example:
     >>> import torch
@@ -29,12 +31,14 @@ from imtrans.losses.adversarial import (
     lsgan_loss,
     wasserstein_loss,
 )
+from imtrans.losses.feature import GeneratorFeatureLoss
 from imtrans.losses.reconstruction import (
     CycleLoss,
     IdentityLoss,
     L1Loss,
     PairLoss,
     Reduction,
+    check_weight,
     l1_loss,
 )
 
@@ -42,6 +46,7 @@ __all__ = [
     "AdversarialLoss",
     "CycleLoss",
     "GPMode",
+    "GeneratorFeatureLoss",
     "HingeLoss",
     "IdentityLoss",
     "L1Loss",
@@ -50,6 +55,7 @@ __all__ = [
     "Reduction",
     "VanillaGANLoss",
     "WGANGPLoss",
+    "check_weight",
     "gan_loss",
     "gradient_penalty",
     "hinge_loss",

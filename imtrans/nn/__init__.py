@@ -1,12 +1,19 @@
 """Networks: generators, discriminators and the builders that make them initialised.
 
 The builders (``resnet_9blocks``, ``unet_256``, ``patchgan``, ...) take keyword arguments
-only and are what the component registry exposes to recipes.
+only and are what the component registry exposes to recipes. :func:`generator_features` takes
+features from inside a generator that exposes its layers (:mod:`imtrans.nn.features`).
 """
 
 from __future__ import annotations
 
 from imtrans.nn.discriminators import PatchDiscriminator, PixelDiscriminator, patchgan, pixel
+from imtrans.nn.features import (
+    LayeredGenerator,
+    feature_channels,
+    feature_layers_of,
+    generator_features,
+)
 from imtrans.nn.generators import (
     ResnetGenerator,
     UnetGenerator,
@@ -21,6 +28,7 @@ from imtrans.nn.layers import InitName, NormName, PaddingName, UpsamplingName, i
 
 __all__ = [
     "InitName",
+    "LayeredGenerator",
     "NormName",
     "PaddingName",
     "PatchDiscriminator",
@@ -28,6 +36,9 @@ __all__ = [
     "ResnetGenerator",
     "UnetGenerator",
     "UpsamplingName",
+    "feature_channels",
+    "feature_layers_of",
+    "generator_features",
     "init_weights",
     "patchgan",
     "pixel",

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from imtrans.losses import AdversarialLoss
     from imtrans.recipe import OptimTable, Recipe
 
-__all__ = ["NetworkSpec", "Trainer", "set_requires_grad"]
+__all__ = [
+    "NetworkSpec",
+    "Trainer",
+    "discriminator_loss",
+    "make_adam",
+    "set_requires_grad",
+    "terms_by_slot",
+]
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,10 @@ class NetworkSpec:
 class Trainer:
     """Base class of trainers.
 
-    Subclasses set :attr:`adversarial_slot` and :attr:`pair_slots`, implement
-    :meth:`recipe_defaults`, :meth:`networks`, :meth:`setup`, :meth:`training_step` and
-    :meth:`sample_images`, and keep their networks and optimisers in named attributes.
+    Subclasses set :attr:`adversarial_slot`, :attr:`pair_slots` and :attr:`feature_slots`,
+    implement :meth:`recipe_defaults`, :meth:`networks`, :meth:`setup`,
+    :meth:`training_step` and :meth:`sample_images`, and keep their networks and optimisers
+    in named attributes.
     """
 
     #: The loss term slot that takes an adversarial loss (an ``AdversarialLoss``).
@@ -56,6 +64,10 @@ class Trainer:
     #: ``[losses.NAME]`` term fills the slot NAME, or the slot given by its ``on`` key, so extra
     #: terms (a plugin loss, say) can be added to a slot beside the default one.
     pair_slots: ClassVar[dict[str, str]] = {}
+    #: Loss slots that take feature losses (:class:`imtrans.losses.GeneratorFeatureLoss`):
+    #: terms computed from a generator, its input and its output, which may own parameters
+    #: (bind them and give them optimisers with :class:`imtrans.trainers.TrainableTerms`).
+    feature_slots: ClassVar[dict[str, str]] = {}
     #: The generators that translate, by direction: ``AtoB`` (the recipe's inputs to its
     #: targets) and, for methods that learn the inverse too, ``BtoA``. Inference, evaluation and
     #: export find a trained translator through this.
@@ -81,7 +93,7 @@ class Trainer:
     def slots(cls) -> dict[str, str]:
         """Every loss slot, adversarial included, with a one-line description."""
         adversarial = {cls.adversarial_slot: "the generators' and discriminators' GAN loss"}
-        return adversarial | dict(cls.pair_slots)
+        return adversarial | dict(cls.pair_slots) | dict(cls.feature_slots)
 
     def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
               slots: dict[str, str], optim: OptimTable) -> None:

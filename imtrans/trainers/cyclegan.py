@@ -17,6 +17,7 @@ from imtrans.trainers.base import (
     terms_by_slot,
 )
 from imtrans.trainers.image_pool import ImagePool
+from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
 
 if TYPE_CHECKING:
     from imtrans.recipe import OptimTable, Recipe
@@ -40,6 +41,11 @@ class CycleGANTrainer(Trainer):
     pair_slots: ClassVar[dict[str, str]] = {
         "cycle": "G_BA(G_AB(a)) vs a and G_AB(G_BA(b)) vs b",
         "identity": "G_AB(b) vs b and G_BA(a) vs a (needs equal channel counts)",
+    }
+
+    feature_slots: ClassVar[dict[str, str]] = {
+        "features": "G_AB(a) vs a and G_BA(b) vs b inside each generator (e.g. patchnce); "
+                    "each generator gets its own copy of the term",
     }
 
     translators: ClassVar[dict[str, str]] = {"AtoB": "gen_ab", "BtoA": "gen_ba"}
@@ -81,10 +87,16 @@ class CycleGANTrainer(Trainer):
         self.generator_adversarial = bool(terms.get(self.adversarial_slot))
         self.cycle_terms = terms.get("cycle", [])
         self.identity_terms = terms.get("identity", [])
+        # The two generators' features differ: each direction gets its own copy of a term.
+        features = terms.get("features", [])
+        self.features_ab = bind_feature_terms(features, self.gen_ab, suffix="_ab")
+        self.features_ba = bind_feature_terms(features, self.gen_ba, suffix="_ba")
         self.pool_a, self.pool_b = ImagePool(self.pool_size), ImagePool(self.pool_size)
         # One Adam for both generators and one for both discriminators, as in the paper's code.
         self.opt_gen = make_adam([self.gen_ab, self.gen_ba], optim, fused=self.fused_adam)
         self.opt_disc = make_adam([self.disc_a, self.disc_b], optim, fused=self.fused_adam)
+        self.trainable = TrainableTerms(self.features_ab + self.features_ba, optim,
+                                        fused=self.fused_adam)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -97,6 +109,7 @@ class CycleGANTrainer(Trainer):
         discs = [self.disc_a, self.disc_b]
         set_requires_grad(discs, False)
         self.opt_gen.zero_grad(set_to_none=True)
+        self.trainable.zero_grad()
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
             terms["G_adv"] = (self.adversarial.generator_loss(self.disc_b(fake_b))
@@ -107,9 +120,13 @@ class CycleGANTrainer(Trainer):
             same_b, same_a = self.gen_ab(real_b), self.gen_ba(real_a)
             for key, loss in self.identity_terms:
                 terms[key] = loss(same_b, real_b) + loss(same_a, real_a)
+        for (key, loss_ab), (_, loss_ba) in zip(self.features_ab, self.features_ba, strict=True):
+            terms[key.removesuffix("_ab")] = (loss_ab(self.gen_ab, real_a, fake_b)
+                                              + loss_ba(self.gen_ba, real_b, fake_a))
         total = torch.stack(list(terms.values())).sum()
         total.backward()
         self.opt_gen.step()
+        self.trainable.step()
 
         # Discriminators: real images vs generated ones drawn through the history pools.
         set_requires_grad(discs, True)
@@ -130,10 +147,10 @@ class CycleGANTrainer(Trainer):
 
     def modules(self) -> dict[str, nn.Module]:
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba,
-                "disc_a": self.disc_a, "disc_b": self.disc_b}
+                "disc_a": self.disc_a, "disc_b": self.disc_b} | self.trainable.modules()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"gen": self.opt_gen, "disc": self.opt_disc}
+        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()
 
     def state_tensors(self) -> dict[str, Tensor]:
         return self.pool_a.state_tensors("pool_a") | self.pool_b.state_tensors("pool_b")

@@ -17,6 +17,7 @@ from imtrans.trainers.base import (
     terms_by_slot,
 )
 from imtrans.trainers.image_pool import ImagePool
+from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
 
 if TYPE_CHECKING:
     from imtrans.recipe import OptimTable, Recipe
@@ -37,6 +38,10 @@ class Pix2PixTrainer(Trainer):
     """
 
     pair_slots: ClassVar[dict[str, str]] = {"reconstruction": "G(a) vs its paired target b"}
+
+    feature_slots: ClassVar[dict[str, str]] = {
+        "features": "G(a) vs a inside the generator (e.g. patchnce; needs a ResNet generator)",
+    }
 
     translators: ClassVar[dict[str, str]] = {"AtoB": "gen"}
 
@@ -74,9 +79,11 @@ class Pix2PixTrainer(Trainer):
         self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
         self.generator_adversarial = bool(terms.get(self.adversarial_slot))
         self.reconstruction_terms = terms.get("reconstruction", [])
+        self.feature_terms = bind_feature_terms(terms.get("features", []), self.gen)
         self.pool = ImagePool(self.pool_size)
         self.opt_gen = make_adam([self.gen], optim, fused=self.fused_adam)
         self.opt_disc = make_adam([self.disc], optim, fused=self.fused_adam)
+        self.trainable = TrainableTerms(self.feature_terms, optim, fused=self.fused_adam)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -94,15 +101,19 @@ class Pix2PixTrainer(Trainer):
         # Generator: fool the (frozen) discriminator and stay close to the target.
         set_requires_grad([self.disc], False)
         self.opt_gen.zero_grad(set_to_none=True)
+        self.trainable.zero_grad()
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
             terms["G_adv"] = self.adversarial.generator_loss(
                 self.disc(torch.cat([real_a, fake_b], 1)))
         for key, loss in self.reconstruction_terms:
             terms[key] = loss(fake_b, real_b)
+        for key, loss in self.feature_terms:
+            terms[key] = loss(self.gen, real_a, fake_b)
         total = torch.stack(list(terms.values())).sum()
         total.backward()
         self.opt_gen.step()
+        self.trainable.step()
         return {"D": loss_d.detach(), "G": total.detach()} | {
             k: v.detach() for k, v in terms.items()}
 
@@ -111,10 +122,10 @@ class Pix2PixTrainer(Trainer):
         return [batch["A"], self.gen(batch["A"]), batch["B"]]
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"gen": self.gen, "disc": self.disc}
+        return {"gen": self.gen, "disc": self.disc} | self.trainable.modules()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"gen": self.opt_gen, "disc": self.opt_disc}
+        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()
 
     def state_tensors(self) -> dict[str, Tensor]:
         return self.pool.state_tensors("pool")

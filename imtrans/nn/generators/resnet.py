@@ -76,7 +76,8 @@ class ResnetGenerator(nn.Module):
     ``model`` is one ``nn.Sequential``: 0 pad, 1 conv7x7, 2 norm, 3 ReLU, 4/7 the two
     stride-2 convs (each followed by norm and ReLU), then the residual blocks from index 10,
     then upsampling, a final pad, conv7x7 and Tanh. Input height and width must be
-    multiples of ``size_multiple``.
+    multiples of ``size_multiple``. ``feature_layers`` is ``model``, so
+    :func:`imtrans.nn.generator_features` can take features from inside it.
 
     Args:
         in_channels: Channels of the input image.
@@ -109,6 +110,7 @@ class ResnetGenerator(nn.Module):
         upsampling: UpsamplingName = "transposed",
     ):
         super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
         bias = conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -132,6 +134,11 @@ class ResnetGenerator(nn.Module):
         # The last conv feeds Tanh, not a norm, so it always has a bias.
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+
+    @property
+    def feature_layers(self) -> nn.Sequential:
+        """The layers in order (``model``): their composition is :meth:`forward`."""
+        return self.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` of shape (N, in_channels, H, W) to (N, out_channels, H, W)."""

@@ -17,6 +17,8 @@ from torch import nn
 from imtrans.errors import InvalidArgumentError
 from imtrans.nn import (
     ResnetGenerator,
+    feature_channels,
+    generator_features,
     init_weights,
     patchgan,
     pixel,
@@ -321,3 +323,38 @@ def test_presets(preset: Builder, base: Builder, fixed: str, value: int) -> None
         assert n_params(preset(ngf=16)) == n_params(base(ngf=16, **{fixed: value}))
     with pytest.raises(TypeError, match=preset.__name__):
         preset(**{fixed: value})
+
+
+def test_generator_features_are_the_layer_outputs_and_stop_early() -> None:
+    torch.manual_seed(0)
+    net = resnet(ngf=4, n_blocks=9)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    last = len(net.feature_layers) - 1
+    # The last layer's output is the generator's output; the order follows the request.
+    late, first = generator_features(net, x, [last, 0])
+    assert torch.equal(late, net(x))
+    assert torch.equal(first, torch.nn.functional.pad(x, (3, 3, 3, 3), mode="reflect"))
+    shapes = [tuple(f.shape) for f in generator_features(net, x, [0, 4, 8, 12, 16])]
+    assert shapes == [(2, 3, 38, 38), (2, 8, 16, 16), (2, 16, 8, 8), (2, 16, 8, 8),
+                      (2, 16, 8, 8)]
+    assert feature_channels(net, [0, 4, 8, 12, 16]) == [3, 8, 16, 16, 16]
+
+
+def test_feature_channels_leave_the_generator_untouched() -> None:
+    net = resnet(ngf=4, n_blocks=2, norm="batch").train()
+    stats = [b.clone() for b in net.buffers()]
+    assert feature_channels(net, [1]) == [4]
+    assert net.training and all(m.training for m in net.modules())
+    assert all(torch.equal(a, b) for a, b in zip(stats, net.buffers(), strict=True))
+    with torch.device("meta"):
+        on_meta = resnet(ngf=8, n_blocks=9)
+    assert feature_channels(on_meta, [0, 4, 16]) == [3, 16, 32]
+
+
+def test_generators_without_a_flat_layer_sequence_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="UnetGenerator does not expose"):
+        generator_features(unet(num_downs=5, ngf=4), torch.zeros(1, 3, 32, 32), [0])
+    with pytest.raises(InvalidArgumentError, match=r"out of range.*0 to 27"):
+        feature_channels(resnet(ngf=4, n_blocks=9), [0, 28])
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        feature_channels(resnet(ngf=4), [])

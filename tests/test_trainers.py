@@ -7,8 +7,12 @@ import itertools
 import pytest
 import torch
 
-from imtrans.assembly import build_losses, build_networks, build_trainer
+from imtrans.assembly import build_losses, build_networks, build_trainer, summarize
 from imtrans.engine.schedules import LRSchedule
+from imtrans.errors import RecipeError
+from imtrans.hookspecs import hookimpl
+from imtrans.losses import GeneratorFeatureLoss
+from imtrans.nn import feature_channels, generator_features
 from imtrans.plugins import Components, load_components
 from imtrans.recipe import ScheduleTable, recipe_from_dict
 from imtrans.trainers.image_pool import ImagePool
@@ -146,3 +150,124 @@ def test_schedule_sets_the_optimiser_rate() -> None:
     schedule = LRSchedule(ScheduleTable(n_epochs=1, n_epochs_decay=1), 2e-4, [optimizer])
     assert schedule.begin_epoch(1) == pytest.approx(1e-4)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+class ToyFeatureLoss(GeneratorFeatureLoss):
+    """A feature loss with parameters: 1x1 projections of encoder layer 4, compared by L1."""
+
+    def __init__(self, *, weight: float = 1.0) -> None:
+        super().__init__(weight=weight)
+        self.proj: torch.nn.Module | None = None
+
+    def bind(self, generator: torch.nn.Module) -> None:
+        (channels,) = feature_channels(generator, [4])
+        self.proj = torch.nn.Conv2d(channels, 2, 1)
+
+    def forward(self, generator, source, output, *, flipped=False):
+        (out,) = generator_features(generator, output, [4])
+        (src,) = generator_features(generator, source, [4])
+        return self.weight * (self.proj(out) - self.proj(src)).abs().mean()
+
+
+class ToyPlugin:
+    @hookimpl
+    def register_losses(self, register) -> None:
+        register("toy_features", ToyFeatureLoss)
+
+
+@pytest.fixture(scope="module")
+def with_toy() -> Components:
+    return load_components(autoload=False, extra_plugins=[("toy", ToyPlugin())])
+
+
+def toy_cyclegan(registry: Components):
+    return tiny("cyclegan", registry,
+                losses={"toy": {"name": "toy_features", "on": "features", "weight": 2.0}})
+
+
+def test_cyclegan_feature_term_gets_one_trained_copy_per_generator(with_toy) -> None:
+    torch.manual_seed(0)
+    trainer = toy_cyclegan(with_toy)
+    assert set(trainer.modules()) == {"gen_ab", "gen_ba", "disc_a", "disc_b",
+                                      "loss_toy_ab", "loss_toy_ba"}
+    assert set(trainer.optimizers()) == {"gen", "disc", "loss_toy_ab", "loss_toy_ba"}
+    head_ab, head_ba = trainer.modules()["loss_toy_ab"], trainer.modules()["loss_toy_ba"]
+    assert head_ab is not head_ba
+    # One Adam per term, at the recipe's settings, over exactly the term's parameters.
+    opt = trainer.optimizers()["loss_toy_ab"]
+    assert opt.param_groups[0]["params"] == list(head_ab.parameters())
+    assert opt.param_groups[0]["lr"] == 2e-4 and opt.param_groups[0]["betas"] == (0.5, 0.999)
+    # (The biases cancel in the toy's difference: only the weights get a gradient.)
+    before = [head_ab.proj.weight.clone(), head_ba.proj.weight.clone()]
+    out = trainer.training_step(batch())
+    after = [head_ab.proj.weight, head_ba.proj.weight]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert torch.allclose(out["G"], out["G_adv"] + out["cycle"] + out["identity"] + out["toy"])
+    assert out["toy"] > 0
+
+
+def test_pix2pix_feature_term_needs_a_generator_with_layers(with_toy) -> None:
+    torch.manual_seed(0)
+    losses = {"toy": {"name": "toy_features", "on": "features"}}
+    recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "x"},
+                               "generator": {"name": "resnet_6blocks", "ngf": 4},
+                               "discriminator": {"ndf": 4}, "losses": losses},
+                              registry=with_toy)
+    trainer = build_trainer(recipe, with_toy)
+    trainer.setup(build_networks(recipe, with_toy), build_losses(recipe, with_toy),
+                  {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
+    assert "toy" in trainer.training_step(batch()) and "loss_toy" in trainer.optimizers()
+    # A U-Net is a nest of blocks: validation names the term and the reason.
+    recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "x"},
+                               "losses": losses}, registry=with_toy)
+    with pytest.raises(RecipeError, match=r"\[losses.toy\].*flat sequence"):
+        summarize(recipe, with_toy)
+
+
+def test_loss_kinds_must_fit_their_slots(with_toy) -> None:
+    raw = {"trainer": {"name": "cyclegan"}, "data": {"root": "x"}}
+    wrong_pair = recipe_from_dict(raw | {"losses": {"toy": {"name": "toy_features",
+                                                            "on": "cycle"}}}, registry=with_toy)
+    with pytest.raises(RecipeError, match="slot 'cycle' takes a loss comparing two images"):
+        build_losses(wrong_pair, with_toy)
+    wrong_feature = recipe_from_dict(raw | {"losses": {"extra": {"name": "l1",
+                                                                 "on": "features"}}},
+                                     registry=with_toy)
+    with pytest.raises(RecipeError, match="slot 'features' takes a feature loss"):
+        build_losses(wrong_feature, with_toy)
+
+
+def test_validate_counts_the_parameters_a_feature_term_builds(with_toy) -> None:
+    recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "x"},
+                               "losses": {"toy": {"name": "toy_features", "on": "features"}}},
+                              registry=with_toy)
+    rows = {row.role: row for row in summarize(recipe, with_toy)}
+    # resnet_9blocks at ngf 64: layer 4 has 128 channels -> a 128 x 2 conv with bias.
+    assert rows["losses.toy"].parameters == 128 * 2 + 2
+    assert "on features" in rows["losses.toy"].detail
+
+
+def test_trainable_terms_resume_exactly_from_a_checkpoint(with_toy, tmp_path) -> None:
+    from imtrans.engine import training_state
+    from imtrans.engine.schedules import LRSchedule
+
+    def fresh():
+        torch.manual_seed(0)
+        trainer = toy_cyclegan(with_toy)
+        return trainer, LRSchedule(recipe.schedule, 2e-4, list(trainer.optimizers().values()))
+
+    recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "x"},
+                               "generator": {"ngf": 4}, "discriminator": {"ndf": 4},
+                               "losses": {"toy": {"name": "toy_features", "on": "features",
+                                                  "weight": 2.0}}}, registry=with_toy)
+    straight, schedule = fresh()
+    for step in range(2):
+        straight.training_step(batch(step))
+    path = training_state.save(tmp_path, straight, schedule, 2, 10, recipe, {})
+    straight.training_step(batch(2))
+    resumed, schedule = fresh()
+    assert training_state.restore(path, resumed, schedule, recipe, torch.device("cpu")) == 2
+    resumed.training_step(batch(2))
+    for name, module in straight.modules().items():
+        for a, b in zip(module.parameters(), resumed.modules()[name].parameters(), strict=True):
+            assert torch.equal(a, b), name

@@ -1,0 +1,157 @@
+"""CUT and FastCUT (Park et al., ECCV 2020): one-sided unpaired translation, one generator and
+one discriminator, held to its input by PatchNCE instead of a cycle through an inverse network."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from imtrans import InvalidArgumentError, RecipeError
+from imtrans.trainers import (
+    NetworkSpec,
+    TrainableTerms,
+    Trainer,
+    bind_feature_terms,
+    discriminator_loss,
+    make_adam,
+    set_requires_grad,
+    terms_by_slot,
+)
+
+if TYPE_CHECKING:  # types only: the recipe tables a trainer receives
+    from imtrans.recipe import OptimTable, Recipe
+
+__all__ = ["CUTTrainer"]
+
+
+class CUTTrainer(Trainer):
+    """CUT: a generator, a PatchGAN discriminator and a PatchNCE term, no inverse network.
+
+    Defaults are CUT's: resnet_9blocks generator and 70x70 PatchGAN with instance norm, no
+    dropout, the non-saturating GAN loss (``gan``: BCE with logits against 1, which is
+    softplus(-D(G(x))) for the generator), PatchNCE with lambda_NCE 1 on encoder layers
+    0, 4, 8, 12, 16 plus identity NCE on G(y) vs y, no image history, the discriminator loss
+    halved. FastCUT is ``nce_idt = false``, ``flip_equivariance = true`` and a PatchNCE weight
+    of 10 (``recipes/fastcut_photo2monet.toml``).
+
+    Each step updates the discriminator first, then the generator and the PatchNCE heads, as
+    the official code does.
+
+    Args:
+        nce_idt: Add the identity NCE term NCE(G(y), y) and average it with NCE(G(x), x)
+            (CUT: true; FastCUT: false). Needs equal channel counts in A and B.
+        flip_equivariance: Flip the generator's input left to right at random (p = 0.5)
+            and compare the output's features flipped back (FastCUT: true).
+        d_loss_scale: Factor on the discriminator loss (0.5 in the official code).
+
+    Raises:
+        InvalidArgumentError: ``d_loss_scale`` is not positive.
+    """
+
+    pair_slots: ClassVar[dict[str, str]] = {}
+    feature_slots: ClassVar[dict[str, str]] = {
+        "nce": "G(a) vs a patch by patch inside G (PatchNCE), and G(b) vs b with nce_idt",
+    }
+    translators: ClassVar[dict[str, str]] = {"AtoB": "gen"}
+
+    def __init__(self, *, nce_idt: bool = True, flip_equivariance: bool = False,
+                 d_loss_scale: float = 0.5) -> None:
+        if d_loss_scale <= 0:
+            raise InvalidArgumentError(f"d_loss_scale must be > 0, got {d_loss_scale}")
+        self.nce_idt = nce_idt
+        self.flip_equivariance = flip_equivariance
+        self.d_loss_scale = d_loss_scale
+
+    @classmethod
+    def recipe_defaults(cls) -> dict[str, Any]:
+        return {
+            "data": {"name": "unaligned"},
+            "generator": {"name": "resnet_9blocks", "norm": "instance", "dropout": False},
+            "discriminator": {"name": "patchgan", "n_layers": 3, "norm": "instance"},
+            "schedule": {"n_epochs": 200, "n_epochs_decay": 200},
+            "losses": {
+                "adversarial": {"name": "gan"},
+                "nce": {"name": "patchnce", "weight": 1.0},
+            },
+        }
+
+    @classmethod
+    def networks(cls, recipe: Recipe) -> dict[str, NetworkSpec]:
+        a, b = recipe.data.channels()
+        if a != b and recipe.trainer.kwargs.get("nce_idt", True):
+            raise RecipeError(f"[trainer]: nce_idt translates B images with the A -> B "
+                              f"generator, which needs equal channel counts, got A {a} and "
+                              f"B {b}; set nce_idt = false")
+        return {
+            "gen": NetworkSpec("generators", "generator", {"in_channels": a, "out_channels": b}),
+            "disc": NetworkSpec("discriminators", "discriminator", {"in_channels": b}),
+        }
+
+    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
+              slots: dict[str, str], optim: OptimTable) -> None:
+        self.gen, self.disc = networks["gen"], networks["disc"]
+        terms = terms_by_slot(losses, slots)
+        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
+        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
+        self.nce_terms = bind_feature_terms(terms.get("nce", []), self.gen)
+        self.opt_gen = make_adam([self.gen], optim, fused=self.fused_adam)
+        self.opt_disc = make_adam([self.disc], optim, fused=self.fused_adam)
+        self.trainable = TrainableTerms(self.nce_terms, optim, fused=self.fused_adam)
+
+    def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        real_a, real_b = batch["A"], batch["B"]
+        count = real_a.shape[0]
+        # One generator pass over A (and B for the identity term), as the official code.
+        inputs = torch.cat([real_a, real_b]) if self.nce_idt else real_a
+        # Drawn on the CPU generator: no wait on the device, and checkpoints restore it.
+        flipped = self.flip_equivariance and bool(torch.rand(()) < 0.5)
+        if flipped:
+            inputs = inputs.flip(3)
+        fake = self.gen(inputs)
+        fake_b, idt_b = fake[:count], fake[count:]
+
+        # Discriminator first: real B vs the detached G(a).
+        set_requires_grad([self.disc], True)
+        self.opt_disc.zero_grad(set_to_none=True)
+        loss_d = discriminator_loss(self.adversarial, self.disc, real_b, fake_b,
+                                    self.d_loss_scale)
+        loss_d.backward()
+        self.opt_disc.step()
+
+        # Generator and heads: fool the (frozen) discriminator, keep patches to their source.
+        set_requires_grad([self.disc], False)
+        self.opt_gen.zero_grad(set_to_none=True)
+        self.trainable.zero_grad()
+        terms: dict[str, Tensor] = {}
+        parts: dict[str, Tensor] = {}  # logged beside the terms, not added again
+        if self.generator_adversarial:
+            terms["G_adv"] = self.adversarial.generator_loss(self.disc(fake_b))
+        for key, loss in self.nce_terms:
+            nce_x = loss(self.gen, real_a, fake_b, flipped=flipped)
+            if self.nce_idt:
+                nce_y = loss(self.gen, real_b, idt_b, flipped=flipped)
+                parts |= {f"{key}_x": nce_x.detach(), f"{key}_y": nce_y.detach()}
+                terms[key] = 0.5 * (nce_x + nce_y)
+            else:
+                terms[key] = nce_x
+        total = torch.stack(list(terms.values())).sum()
+        total.backward()
+        self.opt_gen.step()
+        self.trainable.step()
+        return {"D": loss_d.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()} | parts
+
+    @torch.no_grad()
+    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        columns = [batch["A"], self.gen(batch["A"])]
+        if self.nce_idt:
+            columns += [batch["B"], self.gen(batch["B"])]
+        return columns
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"gen": self.gen, "disc": self.disc} | self.trainable.modules()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()

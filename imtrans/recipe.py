@@ -243,13 +243,6 @@ def check_components(recipe: Recipe, registry: Components) -> Recipe:
     Raises:
         RecipeError: naming the table, e.g. ``[losses.cycle]: unexpected argument 'wieght'``.
     """
-    trainer_cls: type[Trainer] = registry.trainers.get(recipe.trainer.name).builder
-    _check_slots(recipe, trainer_cls)
-    _check_overrides(recipe, trainer_cls)
-    # Arguments the trainer sets itself (channel counts) stay out of the written recipe.
-    set_by_trainer: dict[str, set[str]] = {}
-    for spec in trainer_cls.networks(recipe).values():
-        set_by_trainer.setdefault(spec.section, set()).update(spec.overrides)
     tables: list[tuple[str, str, ComponentTable]] = [
         ("trainers", "trainer", recipe.trainer),
         ("datasets", "data", recipe.data),
@@ -257,16 +250,19 @@ def check_components(recipe: Recipe, registry: Components) -> Recipe:
         ("discriminators", "discriminator", recipe.discriminator),
     ]
     tables += [("losses", f"losses.{key}", term) for key, term in recipe.losses.items()]
+    # Arguments first: laying out the networks below reads some of them (the [data] channel
+    # counts), which must be the right type by then.
+    checked = [(where, *_check_table(registry, kind, where, table))
+               for kind, where, table in tables]
+    trainer_cls: type[Trainer] = registry.trainers.get(recipe.trainer.name).builder
+    _check_slots(recipe, trainer_cls)
+    _check_overrides(recipe, trainer_cls)
+    # Arguments the trainer sets itself (channel counts) stay out of the written recipe.
+    set_by_trainer: dict[str, set[str]] = {}
+    for spec in trainer_cls.networks(recipe).values():
+        set_by_trainer.setdefault(spec.section, set()).update(spec.overrides)
     completed = recipe.model_dump(exclude_none=True)
-    for kind, where, table in tables:
-        try:
-            builder = registry.registry(kind).get(table.name).builder
-            checked = check_arguments(builder, table.kwargs, f"[{where}]")
-        except ComponentError as exc:
-            message = str(exc)
-            if not message.startswith("["):
-                message = f"[{where}] name = {table.name!r}: {message}"
-            raise RecipeError(message) from None
+    for where, builder, values in checked:
         defaults = {
             name: param.default
             for name, param in accepted_arguments(builder).items()
@@ -276,8 +272,21 @@ def check_components(recipe: Recipe, registry: Components) -> Recipe:
         node = completed
         for part in where.split("."):
             node = node[part]
-        node.update(defaults | checked)
+        node.update(defaults | values)
     return Recipe.model_validate(completed)
+
+
+def _check_table(registry: Components, kind: str, where: str, table: ComponentTable
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The builder a table names and its arguments, checked and coerced."""
+    try:
+        builder = registry.registry(kind).get(table.name).builder
+        return builder, check_arguments(builder, table.kwargs, f"[{where}]")
+    except ComponentError as exc:
+        message = str(exc)
+        if not message.startswith("["):
+            message = f"[{where}] name = {table.name!r}: {message}"
+        raise RecipeError(message) from None
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -74,7 +74,7 @@ def test_round_trip_model_optimizer_rng_pool_and_nested_manifest(tmp_path, batch
     train(net, opt, batches[:2])
     tensors, manifest = full_state(net, opt)
     tensors["pool.fake_b"] = torch.randn(5, 3, 8, 8).transpose(2, 3)  # not contiguous
-    manifest["recipe"] = {"name": "demo", "lists": [1, 2.5, None, True, ["x", {"y": "z"}]]}
+    manifest["notes"] = {"name": "demo", "lists": [1, 2.5, None, True, ["x", {"y": "z"}]]}
     path = save_checkpoint(tmp_path / checkpoint_name(3), tensors, manifest)
 
     loaded = load_checkpoint(path)

@@ -220,6 +220,26 @@ def _check_member(archive: Path, name: str, link: str | None, relative_to_member
         raise DataError(f"refusing to extract {archive}: member {name!r} {where}")
 
 
+def _check_resolved(archive: Path, into: Path, member: tarfile.TarInfo) -> None:
+    """Refuse a member that, through links already extracted, resolves outside ``into``.
+
+    Each link of a chain can point inside where it is written while the chain ends outside
+    (``a -> ..``, ``a/b -> ..``, ``a/b/c -> ..``); only the file system can tell.
+    """
+    root = os.path.realpath(into)
+    path = os.path.join(into, member.name)
+    targets = [path]
+    if member.issym():
+        targets.append(os.path.join(os.path.dirname(path), member.linkname))
+    elif member.islnk():
+        targets.append(os.path.join(into, member.linkname))
+    for target in targets:
+        resolved = os.path.realpath(target)
+        if os.path.commonpath([root, resolved]) != root:
+            raise DataError(f"refusing to extract {archive}: member {member.name!r} resolves to "
+                            f"{resolved}, outside the destination")
+
+
 def _extract_zip(archive: Path, into: Path) -> None:
     with zipfile.ZipFile(archive) as zipped:
         for info in zipped.infolist():  # all checked before anything is written
@@ -230,7 +250,7 @@ def _extract_zip(archive: Path, into: Path) -> None:
 
 
 def _extract_tar(archive: Path, into: Path) -> None:
-    # The "data" filter (Python >= 3.11.4) checks every member again, as a second defence.
+    # The "data" filter (Python >= 3.11.4) checks every member again, as a third defence.
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:  # one pass: each member is checked before it is written
@@ -238,6 +258,8 @@ def _extract_tar(archive: Path, into: Path) -> None:
             _check_member(archive, member.name, link, relative_to_member=member.issym())
             if not (member.isfile() or member.isdir() or link is not None):
                 raise DataError(f"refusing to extract {archive}: {member.name!r} is a device")
+            # The "data" filter does this too, but older Pythons have no filter.
+            _check_resolved(archive, into, member)
             tar.extract(member, into, **safe)
 
 

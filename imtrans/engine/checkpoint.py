@@ -217,6 +217,33 @@ def _check_header(path: Path) -> None:
         )
 
 
+#: Manifest entries that readers use as they are, and what each must be when present.
+_COUNTS = ("step", "epoch")
+_OBJECTS = ("recipe", "optimizers", "schedule", "environment")
+
+
+def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse a manifest whose well-known entries have the wrong JSON type, so that a hostile
+    or damaged file fails here with its path rather than deep inside a resume."""
+    def refuse(what: str, value: Any, expected: str) -> CheckpointError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+        return CheckpointError(f"{path} has a malformed manifest: {what} is {shown}; "
+                               f"expected {expected}")
+
+    for key in _COUNTS:
+        value = manifest.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise refuse(key, value, "an integer >= 0")
+    for key in _OBJECTS:
+        if not isinstance(manifest.get(key, {}), dict):
+            raise refuse(key, manifest[key], "a JSON object")
+    # Every section of a recipe is a table ([run], [data], [losses]...).
+    for section, table in manifest.get("recipe", {}).items():
+        if not isinstance(table, dict):
+            raise refuse(f"recipe [{section}]", table, "a table")
+
+
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`, executing nothing from it.
 
@@ -229,7 +256,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoin
 
     Raises:
         CheckpointError: The file is missing, not a safetensors file, truncated, has no or a
-            malformed imtrans manifest, or an unknown format version.
+            malformed imtrans manifest (not JSON; a step or epoch that is not a count; a
+            recipe, optimizers, schedule or environment that is not an object), or an unknown
+            format version.
 
     Example:
         >>> load_checkpoint(Path("ck/step_00000010.safetensors")).manifest  # doctest: +SKIP
@@ -264,6 +293,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoin
         raise CheckpointError(
             f"{path} has a manifest that is a JSON {type(manifest).__name__}; expected an object"
         )
+    _check_manifest(manifest, path)
     if torch.device(device).type != "cpu":
         tensors = {name: tensor.to(device) for name, tensor in tensors.items()}
     return Checkpoint(path=path, tensors=tensors, manifest=manifest)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from imtrans.errors import CheckpointError
 
 __all__ = [
+    "check_module_shapes",
     "load_module_tensors",
     "load_optimizer_tensors",
     "module_tensors",
@@ -68,16 +69,16 @@ def module_tensors(prefix: str, module: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def load_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Tensor]) -> None:
-    """Load ``prefix.*`` tensors into ``module`` strictly.
+def check_module_shapes(prefix: str, module: nn.Module, tensors: Mapping[str, Tensor]) -> None:
+    """Check that the ``prefix.*`` tensors are exactly ``module``'s state, key for key and
+    shape for shape, without loading them; ``module`` may live on the meta device.
 
     Raises:
         CheckpointError: Keys are missing or unexpected, or shapes differ; the message names
             ``prefix`` and lists the first few differences.
 
     Example:
-        >>> net = nn.Linear(2, 1)
-        >>> load_module_tensors("gen", net, module_tensors("gen", nn.Linear(2, 1)))
+        >>> check_module_shapes("gen", nn.Linear(2, 1), module_tensors("gen", nn.Linear(2, 1)))
     """
     given = tensors_with_prefix(tensors, prefix)
     expected = module.state_dict()
@@ -98,6 +99,21 @@ def load_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Te
                 break
     if problems:
         raise CheckpointError(f"{prefix}: " + "; ".join(problems))
+
+
+def load_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Tensor]) -> None:
+    """Load ``prefix.*`` tensors into ``module`` strictly.
+
+    Raises:
+        CheckpointError: Keys are missing or unexpected, or shapes differ (see
+            :func:`check_module_shapes`), or a tensor cannot be loaded.
+
+    Example:
+        >>> net = nn.Linear(2, 1)
+        >>> load_module_tensors("gen", net, module_tensors("gen", nn.Linear(2, 1)))
+    """
+    check_module_shapes(prefix, module, tensors)
+    given = tensors_with_prefix(tensors, prefix)
     try:
         module.load_state_dict(given, strict=True)
     except (RuntimeError, ValueError, TypeError) as exc:

@@ -23,8 +23,8 @@ from imtrans.assembly import create_component
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
 from imtrans.engine.checkpoint import checkpoint_at, load_checkpoint
-from imtrans.engine.state import load_module_tensors
-from imtrans.errors import CheckpointError, InvalidArgumentError
+from imtrans.engine.state import check_module_shapes, load_module_tensors
+from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
@@ -186,7 +186,9 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         registry: Components to build the generator with (default: built-ins and plugins).
 
     Raises:
-        CheckpointError: the file is unreadable, or not a training checkpoint.
+        CheckpointError: the file is unreadable, not a training checkpoint, holds a recipe
+            this installation cannot build, or tensors that do not fit its generator (checked
+            before the generator's weights are allocated).
         InvalidArgumentError: the method has no generator for ``direction``.
     """
     if mode not in ("paper", "eval"):
@@ -203,8 +205,18 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     role = trainer_cls.translators[direction]
     spec = trainer_cls.networks(recipe)[role]
     table = getattr(recipe, spec.section)
-    generator = create_component(registry, spec.kind, table.name, spec.section,
-                                 table.kwargs | spec.overrides)
+
+    def build() -> nn.Module:
+        return create_component(registry, spec.kind, table.name, spec.section,
+                                table.kwargs | spec.overrides)
+
+    # The recipe comes from the file, and its sizes could ask for any amount of memory. The
+    # network is laid out on the meta device (no memory) and checked against the file's
+    # tensors, whose sizes the file bounds, before its weights are allocated.
+    with torch.device("meta"):
+        layout = build()
+    check_module_shapes(f"net.{role}", layout, checkpoint.tensors)
+    generator = build()
     load_module_tensors(f"net.{role}", generator, checkpoint.tensors)
     return translator_for(generator, recipe, registry, direction=direction, device=device,
                           mode=mode, step=int(checkpoint.manifest.get("step", 0)),
@@ -239,7 +251,12 @@ def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Re
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path} has no recipe in its manifest; it was not written by "
                               "imtrans run")
-    return recipe_from_dict(raw, registry=registry)
+    try:
+        return recipe_from_dict(raw, registry=registry)
+    except RecipeError as exc:
+        # A recipe of a run made with a plugin that is not installed lands here too.
+        raise CheckpointError(f"{path}: the recipe in its manifest is not valid here: "
+                              f"{exc}") from None
 
 
 def _prepare(generator: nn.Module, mode: Mode) -> nn.Module:

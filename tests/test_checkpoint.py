@@ -290,6 +290,20 @@ def test_optimizer_with_other_groups_is_refused() -> None:
         load_optimizer_tensors("opt_d", other, tensors, meta)
 
 
+def test_optimizer_moments_of_the_wrong_shape_are_refused(batches) -> None:
+    net = small_net()
+    opt = torch.optim.Adam(net.parameters())
+    train(net, opt, batches[:1])
+    tensors, meta = optimizer_tensors("opt_g", opt)
+    tensors["opt_g.state.2.exp_avg_sq"] = torch.zeros(7)  # parameter 2 is the norm's weight
+    fresh = torch.optim.Adam(net.parameters())
+    with pytest.raises(CheckpointError, match=r"opt_g: the checkpoint's exp_avg_sq of "
+                                              r"parameter 2 has shape \(7,\), the parameter "
+                                              r"has \(4,\)"):
+        load_optimizer_tensors("opt_g", fresh, tensors, meta)
+    assert fresh.state_dict()["state"] == {}  # nothing was loaded
+
+
 def test_names_listing_and_latest_ignore_temp_files(tmp_path) -> None:
     assert checkpoint_name(1000) == "step_00001000.safetensors"
     assert parse_checkpoint_name(checkpoint_name(1000, epoch_end=5)) == (1000, 5)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import resource
 import struct
 import sys
@@ -203,6 +204,21 @@ def test_hostile_content_is_refused_by_translate_and_resume(cyclegan_run: Path, 
     result = runner.invoke(cli, ["run", CYCLEGAN, "--resume", str(path), *sets])
     assert cli_error(result)
     assert not list((tmp_path / "runs").glob("*/checkpoints/step_*"))  # nothing trained
+
+
+def test_optimiser_state_of_the_wrong_shape_is_refused_on_resume(cyclegan_run: Path,
+                                                                   tmp_path: Path) -> None:
+    # load_state_dict takes any shape; the first step after the resume would then fail.
+    def shrink(tensors: dict) -> dict:
+        moment = next(k for k in sorted(tensors) if k.endswith(".exp_avg"))
+        return {**tensors, moment: torch.zeros(3)}
+
+    path = rewritten(_latest(cyclegan_run), tmp_path / "moments.safetensors", tensors=shrink)
+    sets = [arg for o in [*TINY, "train.max_steps=8", f"run.output_dir={tmp_path / 'runs'}"]
+            for arg in ("--set", o)]
+    line = cli_error(CliRunner().invoke(cli, ["run", CYCLEGAN, "--resume", str(path), *sets]))
+    assert re.search(r"optim\.\w+: the checkpoint's exp_avg of parameter \d+ has shape \(3,\)",
+                     line)
 
 
 def test_a_recipe_in_a_checkpoint_that_is_invalid_is_a_checkpoint_error(cyclegan_run: Path,

@@ -222,10 +222,32 @@ def load_optimizer_tensors(
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
             raise CheckpointError(f"{prefix}: malformed optimiser state entry {entry!r:.80}")
         state[entry[0]] = _decode(entry[1], tensors, prefix)
+    _check_state_shapes(prefix, optimizer, groups, state)
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{prefix}: could not restore the optimiser: {exc}") from exc
+
+
+def _check_state_shapes(prefix: str, optimizer: torch.optim.Optimizer, groups: list[Any],
+                        state: Mapping[Any, Any]) -> None:
+    """Refuse per-parameter state (Adam's moments...) whose shape is not its parameter's.
+
+    ``load_state_dict`` takes any shape, and the first step after the resume would fail deep
+    inside the optimiser. Scalars (such as Adam's ``step``) are left alone.
+    """
+    saved_ids = [i for group in groups for i in group.get("params", ())]
+    own = [p for group in optimizer.param_groups for p in group["params"]]
+    by_id = dict(zip(saved_ids, own, strict=False))  # how load_state_dict pairs them
+    for index, values in state.items():
+        param = by_id.get(index)
+        if param is None or not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
+                raise CheckpointError(
+                    f"{prefix}: the checkpoint's {name} of parameter {index} has shape "
+                    f"{tuple(value.shape)}, the parameter has {tuple(param.shape)}")
 
 
 #: Optimiser settings that choose an implementation, not a result.

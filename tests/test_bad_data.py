@@ -22,6 +22,8 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -231,6 +233,42 @@ def test_a_folder_of_only_unusable_files(tmp_path: Path) -> None:
             DataError, match=r"could be used \(the last: cannot use image .*s\.png: an image of "
                              r"8x8 \(after resizing\) is smaller than crop_size 16"):
         SingleDataset(root=small, preprocess="crop", crop_size=16)[0]
+
+
+# --- random damage --------------------------------------------------------------------------
+
+
+def _encoded(fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    options = {"exif": exif} if fmt in ("JPEG", "PNG", "WEBP") else {}
+    Image.fromarray(noise(12, 10)).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+ENCODED = {fmt: _encoded(fmt) for fmt in ("JPEG", "PNG", "TIFF", "WEBP", "BMP")}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(sorted(ENCODED)), data=st.data())
+def test_randomly_damaged_files_decode_or_raise_a_data_error(tmp_path: Path, fmt: str,
+                                                             data: st.DataObject) -> None:
+    damaged = bytearray(ENCODED[fmt])
+    for _ in range(data.draw(st.integers(1, 6), label="changes")):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(damaged)), label="length")
+    path = tmp_path / f"damaged.{fmt.lower()}"
+    path.write_bytes(bytes(damaged[:cut]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's own warnings about corrupt EXIF data
+        try:
+            image = read_image(path, 3)
+        except DataError as exc:
+            assert str(path) in str(exc)
+        else:
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
 
 # --- decompression bombs ---------------------------------------------------------------------

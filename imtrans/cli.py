@@ -32,12 +32,20 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ImtransError as exc:
+        except (ImtransError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = Text("error: ", style="bold red") + Text(str(exc))
+            # An OSError is the system's (a full disk, a folder without write permission):
+            # its own words and the file name say what to fix.
+            text = str(exc) if isinstance(exc, ImtransError) else _os_error_text(exc)
+            message = Text("error: ", style="bold red") + Text(text)
             Console(stderr=True, soft_wrap=True).print(message, highlight=False)
             ctx.exit(EXIT_ERROR)
+
+
+def _os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

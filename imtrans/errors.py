@@ -17,6 +17,7 @@ __all__ = [
     "ExportError",
     "ImtransError",
     "InvalidArgumentError",
+    "NonFiniteError",
     "PluginError",
     "RecipeError",
     "TrainingInterrupted",
@@ -96,6 +97,11 @@ class CheckpointError(ImtransError):
 
 class TrainingInterrupted(ImtransError):
     """Training was stopped by Ctrl-C or SIGTERM after saving a checkpoint to resume from."""
+
+
+class NonFiniteError(ImtransError):
+    """A loss or the weights became NaN or inf; says at which step, in which terms, and which
+    checkpoint is the last good one."""
 
 
 class EvaluationError(ImtransError):

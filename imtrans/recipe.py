@@ -137,6 +137,12 @@ class TrainTable(_Strict):
     keep_last: int = Field(default=3, ge=1, description="newest checkpoints kept")
     keep_every_epochs: int = Field(
         default=5, ge=0, description="also keep the epoch-end checkpoint of every N epochs")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        default="stop", description="when a loss or weight turns NaN or inf (found at the next "
+        "log step or checkpoint): stop, or reload the last checkpoint and skip the batches "
+        "up to the one that broke")
+    max_rollbacks: int = Field(
+        default=3, ge=0, description="rollbacks allowed in one process before stopping")
 
 
 class EvalTable(_Strict):

@@ -429,3 +429,28 @@ def test_symlink_loops_terminate_without_duplicates(tmp_path: Path) -> None:
     assert skipped == [str(train / "x.png"), str(train / "y.png")]
     warned = " ".join(message for item in items for message in item["warned"])
     assert "Too many levels of symbolic links" in warned or "ELOOP" in warned
+
+
+@pytest.mark.parametrize("cache", ["off", "device"])
+def test_training_ends_with_a_count_of_the_skipped_files(tmp_path: Path, cache: str) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "pairs" / "train"
+    for i in range(4):
+        write(folder / f"{i}.png", noise(40, 80, seed=i))
+    bad = write(folder / "2b.png", b"not an image at all")
+    root = Path(__file__).resolve().parents[1]
+    sets = [f"data.root={tmp_path / 'pairs'}", "data.load_size=36", "data.crop_size=32",
+            "generator.name=unet", "generator.num_downs=5", "generator.ngf=4",
+            "discriminator.ndf=4", "run.device=cpu", "data.num_workers=2", "data.batch_size=1",
+            "train.max_steps=6", f"run.output_dir={tmp_path / 'runs'}", f"data.cache={cache}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    env |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "imtrans", "run",
+                           str(root / "recipes" / "pix2pix_edges2shoes.toml"),
+                           *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: skipped 1 unusable image files" in proc.stderr
+    assert str(bad) in " ".join(proc.stderr.split())  # the console may wrap the path

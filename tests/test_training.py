@@ -82,7 +82,8 @@ def test_same_seed_same_losses_and_a_second_run_gets_its_own_directory(tmp_path:
     assert [r["losses"] for r in first] == [r["losses"] for r in second]
 
 
-@pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix", "cyclegan-cache"], argvalues=[
+@pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix", "cyclegan-cache"],
+                         argvalues=[
     # CycleGAN with dropout and a small pool: the pool and the dropout RNG must resume too.
     (CYCLEGAN, ["generator.dropout=true", "trainer.pool_size=2"]),
     # pix2pix: batch norm statistics, dropout, a learning rate decaying across epochs, and

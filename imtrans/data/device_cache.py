@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from imtrans.data.workers import ignore_stop_signals
+
 __all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes", "supports_cache"]
 
 _CACHE_VIEW = ("cache_tables", "table_length", "entry_path", "load_resized", "item_positions")
@@ -144,7 +146,8 @@ class DeviceImageCache:
         # A generator of its own: the workers' base seed is not drawn from the global RNG,
         # so the networks built next start from the same weights with or without the cache.
         loader = DataLoader(entries, batch_size=None, num_workers=num_workers,
-                            collate_fn=_keep_arrays, generator=torch.Generator())
+                            collate_fn=_keep_arrays, generator=torch.Generator(),
+                            worker_init_fn=ignore_stop_signals)
         skipped: set[str] = set()
         for done, (table, position, arrays, path) in enumerate(loader, 1):
             for key, array in arrays.items():

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
-from imtrans.engine.data import EpochBatches, SeededItems, make_loader
+from imtrans.engine.data import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.setup import build_dataset
 from imtrans.errors import RecipeError
@@ -49,6 +49,7 @@ class StreamedBatches:
             pin_memory=device.type == "cuda", rank=rank, world_size=world_size)
         self.augment = augment
         self.device = device
+        self.skipped: set[str] = set()
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch to iterate, skipping its first ``start`` batches (resume)."""
@@ -56,6 +57,8 @@ class StreamedBatches:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         for batch in self.loader:
+            for listed in batch.get(SKIPPED_KEY, ()):
+                self.skipped.update(path for path in listed.split("\n") if path)
             on_device = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                          if isinstance(v, Tensor)}
             yield on_device if self.augment is None else self.augment(on_device)
@@ -93,6 +96,12 @@ class TrainingData:
     dataset: Any
     batches: CachedBatches | StreamedBatches
     cache: DeviceImageCache | None = None
+
+    @property
+    def skipped(self) -> list[str]:
+        """The image files found unusable so far (each replaced by the next usable one)."""
+        found = self.cache.skipped if self.cache is not None else self.batches.skipped
+        return sorted(found)
 
     def fixed_batch(self, count: int, seed: int, device: torch.device) -> dict[str, Tensor]:
         """The first ``count`` items, always drawn the same way (centre-cropped when the crop
@@ -137,9 +146,6 @@ def training_data(recipe: Recipe, registry: Components, observer: TrainingObserv
                          f"({cache_bytes(dataset, load_size) / 2**30:.2f} GiB, data.cache)")
         cache = DeviceImageCache.fill(dataset, device, load_size=load_size,
                                       crop_size=crop_size, flip=flip, num_workers=workers)
-        if cache.skipped:
-            observer.message(f"warning: skipped {len(cache.skipped)} unusable image files "
-                             f"(the next usable file stands in), e.g. {cache.skipped[0]}")
         return TrainingData(dataset, CachedBatches(cache, batch_size=batch_size, seed=seed,
                                                    rank=rank, world_size=world_size), cache)
     streamed = StreamedBatches(dataset, augment, batch_size=batch_size, num_workers=workers,

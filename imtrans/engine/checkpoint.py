@@ -42,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "parse_checkpoint_name",
     "prune_checkpoints",
+    "remove_stale_temporaries",
     "save_checkpoint",
 ]
 
@@ -192,6 +193,21 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping
             ) from exc
         raise
     return path
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``directory``; return them.
+
+    Call it only where no other process is writing checkpoints into ``directory`` (at the start
+    of a run, on the process that writes): a temporary file is never read, but a large model
+    leaves one as large as a checkpoint after every kill.
+    """
+    if not directory.is_dir():
+        return []
+    stale = sorted(directory.glob(f"{TEMP_PREFIX}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _check_header(path: Path) -> None:

@@ -20,7 +20,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["EpochBatches", "SeededItems", "make_loader"]
+from imtrans.data.workers import ignore_stop_signals
+
+__all__ = ["SKIPPED_KEY", "EpochBatches", "SeededItems", "make_loader"]
+
+#: The item key under which :class:`SeededItems` passes on the files found unusable so far.
+SKIPPED_KEY = "skipped_paths"
 
 
 class SeededItems(Dataset[Any]):
@@ -40,7 +45,13 @@ class SeededItems(Dataset[Any]):
         index, seed = key
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.dataset[index]
+            item = self.dataset[index]
+        if isinstance(item, dict) and hasattr(self.dataset, "skipped_paths"):
+            # Each loading process holds its own copy of the dataset and of the files it
+            # found unusable: items carry that list to the training process, which adds the
+            # lists up for the final count.
+            item = item | {SKIPPED_KEY: "\n".join(map(str, self.dataset.skipped_paths))}
+        return item
 
 
 class EpochBatches(Sampler[list[tuple[int, int]]]):
@@ -116,5 +127,6 @@ def make_loader(dataset: Dataset[Any], *, batch_size: int, num_workers: int, see
     # resumed process does not shift the random stream the training step uses.
     loader = DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers,
                         pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                        generator=torch.Generator().manual_seed(seed))
+                        generator=torch.Generator().manual_seed(seed),
+                        worker_init_fn=ignore_stop_signals)
     return loader, sampler

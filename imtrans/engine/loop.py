@@ -21,8 +21,10 @@ from torch import Tensor
 from imtrans.assembly import build_losses, build_networks, build_trainer
 from imtrans.engine import distributed, training_state
 from imtrans.engine.batches import training_data
+from imtrans.engine.checkpoint import remove_stale_temporaries
 from imtrans.engine.data import batches_per_epoch
 from imtrans.engine.metrics import LossMeter, MetricsLog
+from imtrans.engine.nonfinite import NonFiniteWatch, roll_back, stop_message
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.periodic_eval import PeriodicEvaluation
 from imtrans.engine.rundir import create_run_dir, write_run_record
@@ -30,7 +32,7 @@ from imtrans.engine.samples import save_grid
 from imtrans.engine.schedules import LRSchedule
 from imtrans.engine.setup import check_image_size, seed_everything, select_device
 from imtrans.engine.speed import apply_speed
-from imtrans.errors import ImtransError, TrainingInterrupted
+from imtrans.errors import ImtransError, NonFiniteError, TrainingInterrupted
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
 from imtrans.report import write_report
@@ -117,15 +119,22 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     if ddp.is_main:
         samples_dir.mkdir(parents=True, exist_ok=True)
         log.truncate_after(step)  # records after the checkpoint will be written again
+        remove_stale_temporaries(checkpoints)  # what a killed process was writing
+
+    watch = NonFiniteWatch()  # NaN/inf flags, read at log steps and before saving
 
     def save() -> Path | None:
         if not ddp.is_main:  # every rank holds the same weights; rank 0 writes them
             return None
+        fault = watch.check(step, trainer.modules())
+        if fault is not None:  # never save a broken model over the last good one
+            raise NonFiniteError(stop_message(fault, last, recipe))
         return training_state.save(checkpoints, trainer, schedule, step, steps_per_epoch,
                                    recipe, environment)
 
     meter, epoch_loss = LossMeter(), LossMeter()
-    saved_at, saved_clock, last = -1, time.monotonic(), None
+    saved_at, saved_clock, last = -1, time.monotonic(), resume
+    rollbacks = 0
     observer.on_start(total_steps=total_steps, start_step=step, steps_per_epoch=steps_per_epoch,
                       epochs=epochs, images_per_step=global_batch)
     clock, clock_step = time.perf_counter(), step
@@ -141,8 +150,27 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                     meter.add(out)
                     epoch_loss.add({"G": out["G"]})
                     step += 1
+                    watch.add(step, out)
                     observer.on_step(step, epoch)
-                    if step % recipe.train.log_every == 0 or step == total_steps:
+                    log_due = step % recipe.train.log_every == 0 or step == total_steps
+                    checkpoint_due = _checkpoint_due(recipe, step, total_steps,
+                                                     steps_per_epoch, saved_clock)
+                    evaluation_due = evaluation is not None and evaluation.due(
+                        step, steps_per_epoch, total_steps)
+                    fault = (watch.check(step, trainer.modules())
+                             if log_due or checkpoint_due or evaluation_due else None)
+                    if fault is not None:
+                        if (recipe.train.on_nonfinite == "stop" or ddp.enabled or last is None
+                                or rollbacks >= recipe.train.max_rollbacks):
+                            raise NonFiniteError(stop_message(fault, last, recipe))
+                        rollbacks += 1
+                        step = roll_back(fault, last, trainer, schedule, recipe, device, log,
+                                          observer, steps_per_epoch, rollbacks)
+                        meter.flush()  # drop sums with NaN in them
+                        epoch_loss.flush()
+                        saved_at, clock, clock_step = -1, time.perf_counter(), step
+                        break  # the epoch's batches start again after the skipped ones
+                    if log_due:
                         now = time.perf_counter()
                         record = {"step": step, "epoch": epoch + 1, "lr": lr,
                                   "images_per_sec": (step - clock_step) * global_batch
@@ -159,12 +187,11 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                     epoch_end = step % steps_per_epoch == 0
                     if epoch_end:
                         schedule.end_epoch(epoch, epoch_loss.flush()["G"])
-                    if _checkpoint_due(recipe, step, total_steps, steps_per_epoch, saved_clock):
+                    if checkpoint_due:
                         last, saved_at, saved_clock = save(), step, time.monotonic()
                         if ddp.is_main:
                             training_state.prune(checkpoints, recipe.train, steps_per_epoch)
-                    if evaluation is not None and evaluation.due(step, steps_per_epoch,
-                                                                 total_steps):
+                    if evaluation is not None and evaluation_due:
                         if saved_at != step:  # the scored weights must exist as a file
                             last, saved_at, saved_clock = save(), step, time.monotonic()
                         _evaluate(evaluation, ddp.unwrapped(trainer), step, steps_per_epoch,
@@ -183,6 +210,11 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     finally:
         observer.on_end()
         ddp.close(trainer)  # what follows involves no other rank
+        if data.skipped:
+            observer.message(f"warning: skipped {len(data.skipped)} unusable image files, each "
+                             f"replaced by the next usable one (set data.strict = true to stop "
+                             f"instead): {', '.join(data.skipped[:3])}"
+                             + (", ..." if len(data.skipped) > 3 else ""))
     if saved_at != step:
         last = save()
     if ddp.is_main:

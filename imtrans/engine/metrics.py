@@ -7,6 +7,7 @@ and reads them back once per logging interval, one transfer for all terms.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,40 @@ class MetricsLog:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record, in order (a torn last line is left out)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (written after the checkpoint a resume starts from)."""
+        """Drop records past ``step`` (written after the checkpoint a resume starts from), and
+        any line a killed process left half-written. The file is replaced in one rename, so
+        a second kill now cannot lose the records kept."""
         if not self.path.exists():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            record_step = _step_of(line)
+            if record_step is not None and record_step <= step:
+                kept.append(line)
+        partial = self.path.with_name(f".tmp-{self.path.name}")
+        partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(partial, self.path)
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line; None for a torn line (a process killed while writing)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return int(record.get("step", 0)) if isinstance(record, dict) else None

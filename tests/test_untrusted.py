@@ -221,6 +221,55 @@ def test_optimiser_state_of_the_wrong_shape_is_refused_on_resume(cyclegan_run: P
                      line)
 
 
+def _pool(**changes: Any) -> Callable[[dict], dict]:
+    """Tensors with ``trainer.pool_a.<key>`` replaced (``None`` removes the key)."""
+    def change(tensors: dict) -> dict:
+        tensors = {**tensors, **{f"trainer.pool_a.{k}": v for k, v in changes.items()}}
+        return {k: v for k, v in tensors.items() if v is not None}
+    return change
+
+
+#: The tiny run's pools hold 4 of at most 50 generated 3 x 32 x 32 images each.
+HOSTILE_POOLS: dict[str, tuple[Callable[[dict], dict], str]] = {
+    "negative count": (_pool(count=torch.tensor(-1)),
+                       r"pool_a\.count is -1; expected an image count from 0 to the pool size 50"),
+    "count above the pool size": (_pool(count=torch.tensor(51)),
+                                  r"pool_a\.count is 51; expected .* pool size 50"),
+    "count not one integer": (_pool(count=torch.tensor([4.0, 4.0])),
+                              r"pool_a\.count is a torch\.float32 tensor of shape \(2,\)"),
+    "fewer images than the count": (_pool(count=torch.tensor(2)),
+                                    r"pool_a\.images holds 4 images but pool_a\.count is 2"),
+    "images missing": (_pool(images=None), r"pool_a\.images is missing but pool_a\.count is 4"),
+    "images not C x H x W": (_pool(images=torch.zeros(4, 32, 32)),
+                             r"pool_a\.images is a torch\.float32 tensor of shape \(4, 32, 32\)"
+                             r"; expected floating-point images of shape \(4, C, H, W\)"),
+    "images not floating point": (_pool(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8)),
+                                  r"pool_a\.images is a torch\.uint8 tensor"),
+    "images with other channels": (_pool(images=torch.zeros(4, 1, 32, 32)),
+                                   r"pool_a\.images: the checkpoint's pool holds images of shape "
+                                   r"\(1, 32, 32\) but this run generates \(3, 32, 32\)"),
+    "images of another size": (_pool(images=torch.zeros(4, 3, 8, 8)),
+                               r"pool_a\.images: .* shape \(3, 8, 8\) but this run generates "
+                               r"\(3, 32, 32\)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_POOLS))
+def test_a_hostile_image_pool_is_refused_on_resume_in_one_line(cyclegan_run: Path,
+                                                                tmp_path: Path, kind: str) -> None:
+    change, message = HOSTILE_POOLS[kind]
+    path = rewritten(_latest(cyclegan_run), tmp_path / "pool.safetensors", tensors=change)
+    sets = [arg for o in [*TINY, "train.max_steps=8", f"run.output_dir={tmp_path / 'runs'}"]
+            for arg in ("--set", o)]
+    result = CliRunner().invoke(cli, ["run", CYCLEGAN, "--resume", str(path), *sets])
+    line = cli_error(result)
+    assert re.search(message, line), line
+    # Found on loading, the line names the file; found at the first step, the key says it.
+    assert str(path) in line or "this run generates" in line
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "runs").glob("*/checkpoints/step_*"))  # nothing trained
+
+
 def test_a_recipe_in_a_checkpoint_that_is_invalid_is_a_checkpoint_error(cyclegan_run: Path,
                                                                         tmp_path: Path) -> None:
     path = rewritten(_latest(cyclegan_run), tmp_path / "odd.safetensors",

@@ -74,8 +74,9 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
 
     Raises:
-        CheckpointError: the checkpoint is unreadable, or was made with different networks
-            (the message names the component and the setting that differs).
+        CheckpointError: the checkpoint is unreadable, was made with different networks
+            (the message names the component and the setting that differs), or holds trainer
+            state (such as an image pool) this trainer cannot take.
     """
     checkpoint = load_checkpoint(path)
     manifest = checkpoint.manifest
@@ -87,7 +88,12 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
         for name, optimizer in trainer.optimizers().items():
             load_optimizer_tensors(f"optim.{name}", optimizer, tensors,
                                    manifest["optimizers"][name])
-        trainer.load_state_tensors(tensors_with_prefix(tensors, "trainer"), device)
+        try:
+            trainer.load_state_tensors(tensors_with_prefix(tensors, "trainer"), device)
+        except (CheckpointError, RuntimeError) as exc:
+            # torch's own errors (a shape that does not fit a buffer) keep their words; the
+            # keys the trainer names sit under "trainer." in the file.
+            raise CheckpointError(f"{path}: trainer state: {exc}") from exc
         schedule.load_state(manifest["schedule"])
         restore_rng(tensors, "rng")
         return int(manifest["step"])

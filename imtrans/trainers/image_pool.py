@@ -38,6 +38,9 @@ class ImagePool:
         self.size = size
         self.count = 0
         self.images: Tensor | None = None
+        # The key of images restored from a checkpoint, until the first query has checked
+        # them against what this run generates.
+        self._unchecked: str | None = None
 
     def query(self, images: Tensor) -> Tensor:
         """Return a batch for the discriminator: ``images`` mixed with stored ones."""
@@ -46,6 +49,8 @@ class ImagePool:
         images = images.detach()
         if self.images is None:
             self.images = images.new_empty((self.size, *images.shape[1:]))
+        elif self._unchecked is not None:
+            self.images = self._checked(self.images, images)
         out = []
         # One CPU draw per image decides swap or pass-through; no device sync is involved.
         draws = torch.rand(images.shape[0]).tolist()
@@ -73,16 +78,46 @@ class ImagePool:
                            ) -> None:
         """Restore what :meth:`state_tensors` saved.
 
+        The stored images' channels and size are checked against the run's at the first
+        :meth:`query`, the first time the pool sees what the generators make.
+
         Raises:
-            CheckpointError: the saved pool is larger than this pool.
+            CheckpointError: the count is not an integer from 0 to the pool size, or the
+                images are not a floating-point ``count x C x H x W`` tensor (the message
+                names the key).
         """
-        count = int(tensors.get(f"{prefix}.count", torch.tensor(0)))
-        if count > self.size:
-            raise CheckpointError(f"{prefix}: checkpoint holds {count} images, pool size is "
-                                  f"{self.size}")
-        self.count = count
-        self.images = None
-        if count:
-            stored = tensors[f"{prefix}.images"].to(device)
+        count_key, images_key = f"{prefix}.count", f"{prefix}.images"
+        saved = tensors.get(count_key, torch.tensor(0))
+        if saved.numel() != 1 or saved.dtype.is_floating_point or saved.dtype.is_complex \
+                or saved.dtype == torch.bool:
+            raise CheckpointError(f"{count_key} is a {saved.dtype} tensor of shape "
+                                  f"{tuple(saved.shape)}; expected one integer")
+        count = int(saved.reshape(()))
+        if not 0 <= count <= self.size:
+            raise CheckpointError(f"{count_key} is {count}; expected an image count from 0 to "
+                                  f"the pool size {self.size}")
+        stored = tensors.get(images_key)
+        rows = 0 if stored is None else stored.shape[0] if stored.dim() else 1
+        if rows != count:
+            held = "is missing" if stored is None else f"holds {rows} images"
+            raise CheckpointError(f"{images_key} {held} but {count_key} is {count}")
+        if stored is not None and count and (stored.dim() != 4 or stored.numel() == 0
+                                             or not stored.dtype.is_floating_point):
+            raise CheckpointError(f"{images_key} is a {stored.dtype} tensor of shape "
+                                  f"{tuple(stored.shape)}; expected floating-point images of "
+                                  f"shape ({count}, C, H, W)")
+        self.count, self.images, self._unchecked = count, None, None
+        if stored is not None and count:
+            stored = stored.to(device)
             self.images = stored.new_empty((self.size, *stored.shape[1:]))
             self.images[:count] = stored
+            self._unchecked = images_key
+
+    def _checked(self, pool: Tensor, images: Tensor) -> Tensor:
+        """Refuse restored images the run cannot mix with its own; give them the run's dtype."""
+        key, self._unchecked = self._unchecked, None
+        if pool.shape[1:] != images.shape[1:]:
+            raise CheckpointError(
+                f"{key}: the checkpoint's pool holds images of shape {tuple(pool.shape[1:])} "
+                f"but this run generates {tuple(images.shape[1:])} (channels, height, width)")
+        return pool.to(images.dtype)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -397,11 +399,18 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _toml_key(part: str | int) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted with escapes (so a key holding
+    a newline or a dot cannot break the one-line message or be misread)."""
+    text = str(part)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text)
+
+
 def _describe(exc: pydantic.ValidationError) -> str:
     """The first pydantic error as ``path: problem (got value)`` in TOML terms."""
     lines = []
     for error in exc.errors():
-        path = ".".join(str(p) for p in error["loc"])
+        path = ".".join(_toml_key(p) for p in error["loc"])
         if error["type"] == "extra_forbidden":
             known = _known_keys(error["loc"][:-1])
             close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,18 @@ TINY_RUN = {
     "data.load_size": 36, "data.crop_size": 32, "generator.ngf": 4, "discriminator.ndf": 4,
     "data.num_workers": 0, "run.device": "cpu", "train.log_every": 1, "train.sample_every": 2,
 }
+
+
+def install_plugin(package: Path, target: Path) -> dict[str, str]:
+    """pip-install the plugin package at ``package`` into the folder ``target`` (not into the
+    test environment); return an environment, without ``IMTRANS_*`` variables, that sees it."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(package)],
+        check=True, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
+    return env
 
 
 def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object) -> Path:

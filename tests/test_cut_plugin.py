@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import install_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "imtrans-cut"
@@ -26,13 +27,8 @@ def clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Install the plugin into a private folder; return an environment that sees it."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN)],
-        check=True, capture_output=True, text=True)
-    env = clean_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
+    env = install_plugin(PLUGIN, tmp_path_factory.mktemp("site"))
+    env["OMP_NUM_THREADS"] = "1"  # tiny networks: one thread is faster and shares the cores
     return env
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import install_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "imtrans-example-loss"
@@ -17,14 +18,7 @@ PLUGIN = ROOT / "plugins" / "imtrans-example-loss"
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Install the plugin into a private folder; return an environment that sees it."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN)],
-        check=True, capture_output=True, text=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
-    return env
+    return install_plugin(PLUGIN, tmp_path_factory.mktemp("site"))
 
 
 def imtrans(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

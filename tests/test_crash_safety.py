@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
 import os
 import random
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imtrans.engine import checkpoint
 from imtrans.engine.checkpoint import TEMP_PREFIX, list_checkpoints, load_checkpoint
 from imtrans.engine.metrics import MetricsLog
 
@@ -23,37 +26,67 @@ CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")
 #: and sample writes, and (with the slowed writer below) often inside a checkpoint write.
 TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discriminator.ndf=4",
         "run.device=cpu", "data.max_items=3", "trainer.pool_size=2", "schedule.n_epochs=20",
-        "schedule.n_epochs_decay=20", "train.log_every=1", "train.sample_every=7",
-        "train.checkpoint_every=1", "train.keep_last=2", "run.name=kill"]
+        "schedule.n_epochs_decay=20", "train.log_every=1", "train.sample_every=1000",
+        "train.checkpoint_every=1", "train.keep_last=2", "run.name=kill", "data.num_workers=2"]
 
-#: Runs imtrans with checkpoint files written in 8 pieces 5 ms apart (instead of at once), and
-#: fails the write when IMTRANS_TEST_DISK_FULL_AFTER checkpoints have been written.
-WRAPPER = '''
-import errno, os, sys, time
-import imtrans.engine.checkpoint as checkpoint
+#: Training processes are forked from one server that has imported imtrans and torch once
+#: (a fresh interpreter spends seconds on imports before it trains a step).
+PRELOAD = ["torch", "albumentations", "kornia", "imtrans.cli", "imtrans.engine.loop"]
 
-written = 0
-full_after = int(os.environ.get("IMTRANS_TEST_DISK_FULL_AFTER", "-1"))
 
-def slow_write(path, data):
-    global written
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        piece = max(1, len(data) // 8)
-        for start in range(0, len(data), piece):
-            if written == full_after and start >= len(data) // 2:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            handle.write(data[start:start + piece])
-            handle.flush()
-            time.sleep(0.005)
-        os.fsync(handle.fileno())
-    written += 1
+def train_in_child(args: list[str], log: str, full_after: int) -> None:
+    """One training process (a forkserver child): ``imtrans ARGS``, output to ``log``.
 
-checkpoint._write_bytes = slow_write
-from imtrans.cli import main
-sys.argv[0] = "imtrans"
-main()
-'''
+    Checkpoint files are written in 8 pieces 5 ms apart, so kills often land inside a write;
+    the write after ``full_after`` checkpoints fails half-way with ENOSPC (-1: never).
+    """
+    torch.set_num_threads(1)  # tiny networks; and no thread pool shared with the server
+    # Loading processes forked from this training process, as `imtrans run` makes them
+    # (a forkserver child would otherwise start them from the server).
+    multiprocessing.set_start_method("fork", force=True)
+    for key in [k for k in os.environ if k.startswith("IMTRANS_")]:
+        del os.environ[key]
+    os.environ["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    written = 0
+
+    def slow_write(path: Path, data: bytes) -> None:
+        nonlocal written
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            piece = max(1, len(data) // 8)
+            for start in range(0, len(data), piece):
+                if written == full_after and start >= len(data) // 2:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                handle.write(data[start:start + piece])
+                handle.flush()
+                time.sleep(0.005)
+            os.fsync(handle.fileno())
+        written += 1
+
+    checkpoint._write_bytes = slow_write
+    from imtrans.cli import main
+
+    sys.argv = ["imtrans", *args]
+    main()  # exits through SystemExit: the process's exit code
+
+
+def start(args: list[str], log: Path, full_after: int = -1) -> multiprocessing.Process:
+    """Start ``imtrans ARGS`` in a training process forked from the preloaded server."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    process = context.Process(target=train_in_child, args=(args, str(log), full_after))
+    process.start()
+    return process
+
+
+def finish(args: list[str], log: Path, full_after: int = -1) -> tuple[int | None, str]:
+    """Run ``imtrans ARGS`` to the end; return its exit code and output."""
+    process = start(args, log, full_after)
+    process.join(600)
+    return process.exitcode, log.read_text()
 
 
 def environment() -> dict[str, str]:
@@ -65,15 +98,36 @@ def environment() -> dict[str, str]:
     return env
 
 
-def command(tmp_path: Path, *args: str) -> list[str]:
-    wrapper = tmp_path / "imtrans_wrapper.py"
-    wrapper.write_text(WRAPPER)
-    return [sys.executable, str(wrapper), *args]
-
-
 def run_args(output: Path, steps: int, *extra: str) -> list[str]:
     sets = [*TINY, f"run.output_dir={output}", f"train.max_steps={steps}", *extra]
     return ["run", CYCLEGAN, *[a for s in sets for a in ("--set", s)]]
+
+
+def children_of(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def all_gone(pids: list[int], seconds: float = 3.0) -> bool:
+    """Whether every process of ``pids`` ends within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(running(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
@@ -91,38 +145,37 @@ def final_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_twenty_kills_lose_nothing_and_the_result_is_exact(tmp_path: Path) -> None:
     steps, kills_wanted = 70, 20
-    straight = subprocess.run(command(tmp_path, *run_args(tmp_path / "straight", steps)),
-                              env=environment(), capture_output=True, text=True, timeout=600)
-    assert straight.returncode == 0, straight.stderr
+    code, output = finish(run_args(tmp_path / "straight", steps), tmp_path / "straight.log")
+    assert code == 0, output
     chooser = random.Random(7)
-    output, run_dir = tmp_path / "killed", tmp_path / "killed" / "kill"
+    runs, run_dir = tmp_path / "killed", tmp_path / "killed" / "kill"
     kills, inside_a_write, resumed_from = 0, 0, -1
     while kills < kills_wanted:
         resume = ["--resume", str(run_dir)] if resumed_from >= 0 else []
-        proc = subprocess.Popen(command(tmp_path, *run_args(output, steps), *resume),
-                                env=environment(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        process = start([*run_args(runs, steps), *resume], tmp_path / f"life_{kills}.log")
         # Wait for this process to make progress (a checkpoint past the one it resumed
         # from), then kill it at a random moment of the steps that follow.
         deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
+        while process.is_alive() and time.monotonic() < deadline:
             if run_dir.is_dir() and max(checkpoint_steps(run_dir), default=-1) > resumed_from:
                 break
             time.sleep(0.01)
         time.sleep(chooser.uniform(0.0, 0.3))
-        if proc.poll() is not None:
-            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        if not process.is_alive():
+            assert process.exitcode == 0, (tmp_path / f"life_{kills}.log").read_text()
             pytest.fail(f"the run finished after {kills} kills; make it longer")
-        proc.kill()
-        proc.wait()
+        workers = children_of(process.pid)
+        process.kill()  # SIGKILL
+        process.join()
+        assert workers and all_gone(workers), "loading processes outlived the training process"
         kills += 1
         inside_a_write += any((run_dir / "checkpoints").glob(f"{TEMP_PREFIX}*"))
         assert_every_checkpoint_loads(run_dir)
         resumed_from = max(checkpoint_steps(run_dir))
         assert resumed_from < steps
-    done = subprocess.run(command(tmp_path, *run_args(output, steps), "--resume", str(run_dir)),
-                          env=environment(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    code, output = finish([*run_args(runs, steps), "--resume", str(run_dir)],
+                          tmp_path / "last.log")
+    assert code == 0, output
     assert inside_a_write >= 1, "no kill landed inside a checkpoint write"
     assert not list((run_dir / "checkpoints").glob(f"{TEMP_PREFIX}*"))  # cleaned on resume
     expected, got = final_tensors(tmp_path / "straight" / "kill"), final_tensors(run_dir)
@@ -158,23 +211,20 @@ def test_sigterm_to_every_process_saves_and_exits_cleanly(tmp_path: Path) -> Non
 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path: Path) -> None:
-    env = environment() | {"IMTRANS_TEST_DISK_FULL_AFTER": "2"}
-    proc = subprocess.run(command(tmp_path, *run_args(tmp_path / "runs", 6)), env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
+    args = run_args(tmp_path / "runs", 6)
+    code, output = finish(args, tmp_path / "full.log", full_after=2)
+    assert code == 1
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
     assert "no space left on device" in lines[0] and "step_00000003" in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in output
     run_dir = tmp_path / "runs" / "kill"
     assert checkpoint_steps(run_dir) == [1, 2]
     assert_every_checkpoint_loads(run_dir)
     assert not list((run_dir / "checkpoints").glob(f"{TEMP_PREFIX}*"))
     # And the run goes on from there once there is room again.
-    again = subprocess.run(command(tmp_path, *run_args(tmp_path / "runs", 6), "--resume",
-                                   str(run_dir)), env=environment(), capture_output=True,
-                           text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
+    code, output = finish([*args, "--resume", str(run_dir)], tmp_path / "again.log")
+    assert code == 0, output
     assert max(checkpoint_steps(run_dir)) == 6
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from imtrans.data.workers import ignore_stop_signals
+from imtrans.data.workers import worker_init
 
 __all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes", "supports_cache"]
 
@@ -147,7 +147,7 @@ class DeviceImageCache:
         # so the networks built next start from the same weights with or without the cache.
         loader = DataLoader(entries, batch_size=None, num_workers=num_workers,
                             collate_fn=_keep_arrays, generator=torch.Generator(),
-                            worker_init_fn=ignore_stop_signals)
+                            worker_init_fn=worker_init())
         skipped: set[str] = set()
         for done, (table, position, arrays, path) in enumerate(loader, 1):
             for key, array in arrays.items():

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from imtrans.data.workers import ignore_stop_signals
+from imtrans.data.workers import worker_init
 
 __all__ = ["SKIPPED_KEY", "EpochBatches", "SeededItems", "make_loader"]
 
@@ -128,5 +128,5 @@ def make_loader(dataset: Dataset[Any], *, batch_size: int, num_workers: int, see
     loader = DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers,
                         pin_memory=pin_memory, persistent_workers=num_workers > 0,
                         generator=torch.Generator().manual_seed(seed),
-                        worker_init_fn=ignore_stop_signals)
+                        worker_init_fn=worker_init())
     return loader, sampler

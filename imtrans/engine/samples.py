@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.utils import save_image
 
 __all__ = ["save_grid"]
 
@@ -18,6 +17,10 @@ def save_grid(columns: list[Tensor], path: Path) -> None:
     Columns with 1 channel are shown grey, with more than 3 only their first 3 channels.
     The file is written under a temporary name and renamed, so a viewer never sees half of it.
     """
+    # Imported here: torchvision.utils brings in torchvision's models and torch._dynamo, two
+    # seconds that every command starting up would otherwise wait for.
+    from torchvision.utils import save_image
+
     shown = [_as_rgb(c.detach().float().cpu()) for c in columns]
     rows = torch.stack(shown, dim=1).flatten(0, 1)  # image 0's columns, then image 1's...
     temporary = path.with_name(f".tmp-{path.name}")

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 3000
+STEPS = 2000
 
 #: pix2pix at 32 px with a 5-level U-Net, batch 1, two loading processes, and everything a
 #: long run does on a schedule: metric records, sample grids with the report, checkpoints
-#: with retention, epoch ends (the bundled sample has 20 pairs: 150 epochs).
+#: with retention, epoch ends (the bundled sample has 20 pairs: 100 epochs).
 SETTINGS = ["data.load_size=36", "data.crop_size=32", "generator.name=unet",
             "generator.num_downs=5", "generator.ngf=4", "discriminator.ndf=4", "run.device=cpu",
             "data.batch_size=1", "data.num_workers=2", "schedule.n_epochs=1000",

@@ -56,15 +56,8 @@ class MetricsLog:
         """Every complete record, in order (a torn last line is left out)."""
         if not self.path.exists():
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-        return out
+        parsed = (_record(line) for line in self.path.read_text(encoding="utf-8").splitlines())
+        return [record for record in parsed if record is not None]
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (written after the checkpoint a resume starts from), and
@@ -74,18 +67,18 @@ class MetricsLog:
             return
         kept = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
-            record_step = _step_of(line)
-            if record_step is not None and record_step <= step:
-                kept.append(line)
+            record = _record(line)
+            if record is not None and int(record.get("step", 0)) <= step:
+                kept.append(line)  # as written, not re-encoded
         partial = self.path.with_name(f".tmp-{self.path.name}")
         partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(partial, self.path)
 
 
-def _step_of(line: str) -> int | None:
-    """The step of a metrics line; None for a torn line (a process killed while writing)."""
+def _record(line: str) -> dict[str, Any] | None:
+    """A metrics line's record; None for a torn line (a process killed while writing)."""
     try:
         record = json.loads(line)
     except ValueError:
         return None
-    return int(record.get("step", 0)) if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else None

@@ -127,7 +127,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     Under torchrun (``torchrun --nproc_per_node=N -m imtrans run RECIPE``), each process
     trains on its share of every batch with DistributedDataParallel; rank 0 writes.
     """
-    from imtrans.engine import training_state
+    from imtrans.checkpoint import training as training_state
     from imtrans.engine.distributed import is_main_process
     from imtrans.engine.loop import fit
     from imtrans.engine.progress import RichProgress

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from imtrans.engine import checkpoint as ckpt_module
-from imtrans.engine.checkpoint import (
+from imtrans.checkpoint import files as ckpt_module
+from imtrans.checkpoint.files import (
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
@@ -26,7 +26,7 @@ from imtrans.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from imtrans.engine.state import (
+from imtrans.checkpoint.tensors import (
     load_module_tensors,
     load_optimizer_tensors,
     module_tensors,
@@ -176,7 +176,7 @@ def test_disk_full_is_reported_and_cleaned_up(tmp_path, monkeypatch) -> None:
 KILLER = """
 import os, random, signal, sys, time, torch
 from pathlib import Path
-from imtrans.engine.checkpoint import checkpoint_name, save_checkpoint
+from imtrans.checkpoint.files import checkpoint_name, save_checkpoint
 folder, delays = Path(sys.argv[1]), random.Random(0)
 for round_ in range(6):
     ready_r, ready_w = os.pipe()

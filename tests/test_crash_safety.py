@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from imtrans.engine import checkpoint
-from imtrans.engine.checkpoint import TEMP_PREFIX, list_checkpoints, load_checkpoint
-from imtrans.engine.metrics import MetricsLog
+from imtrans.checkpoint import files as checkpoint
+from imtrans.checkpoint.files import TEMP_PREFIX, list_checkpoints, load_checkpoint
+from imtrans.engine.loss_log import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")

@@ -9,8 +9,8 @@ import torch
 from conftest import train_tiny
 from torch import nn
 
-from imtrans.engine.checkpoint import list_checkpoints, load_checkpoint
-from imtrans.engine.metrics import MetricsLog
+from imtrans.checkpoint.files import list_checkpoints, load_checkpoint
+from imtrans.engine.loss_log import MetricsLog
 from imtrans.engine.nonfinite import NonFiniteWatch
 from imtrans.errors import NonFiniteError
 from imtrans.trainers.cyclegan import CycleGANTrainer

@@ -248,7 +248,7 @@ def test_validate_counts_the_parameters_a_feature_term_builds(with_toy) -> None:
 
 
 def test_trainable_terms_resume_exactly_from_a_checkpoint(with_toy, tmp_path) -> None:
-    from imtrans.engine import training_state
+    from imtrans.checkpoint import training as training_state
     from imtrans.engine.schedules import LRSchedule
 
     def fresh():

@@ -31,7 +31,7 @@ from click.testing import CliRunner, Result
 from imtrans.cli import cli
 from imtrans.data.catalog import CatalogEntry
 from imtrans.data.download import download, extract, fetch_dataset
-from imtrans.engine.checkpoint import load_checkpoint, save_checkpoint
+from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
 from imtrans.errors import CheckpointError, DataError, RecipeError
 from imtrans.inference.translator import load_translator
 from imtrans.plugins import load_components

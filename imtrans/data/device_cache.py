@@ -10,7 +10,7 @@ How it stays faithful and exact:
   ``load_size``), so a cached image is the very ``uint8`` array the loading processes would
   crop; ``x / 127.5 - 1`` then gives the same floats bit for bit.
 - An item's entries, crop offsets and flips are drawn from a generator seeded by the item's
-  seed alone (the :class:`~imtrans.engine.data.EpochBatches` seed), on the host, once per epoch.
+  seed alone (the :class:`~imtrans.data.sampler.EpochBatches` seed), on the host, once per epoch.
   A resumed run draws the same ones, whatever happened before.
 - A paired dataset's A and B come from one table entry and share one crop and flip; unpaired
   domains are separate tables, each with its own.

@@ -22,9 +22,9 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from imtrans.assembly import build_losses, build_networks, build_trainer
-from imtrans.engine.batches import TrainingData, training_data
+from imtrans.data.batches import TrainingData, training_data
 from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.setup import seed_everything, select_device
+from imtrans.engine.device import seed_everything, select_device
 from imtrans.engine.speed import apply_speed
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe

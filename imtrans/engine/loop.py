@@ -19,18 +19,19 @@ import torch
 from torch import Tensor
 
 from imtrans.assembly import build_losses, build_networks, build_trainer
-from imtrans.engine import distributed, training_state
-from imtrans.engine.batches import training_data
-from imtrans.engine.checkpoint import remove_stale_temporaries
-from imtrans.engine.data import batches_per_epoch
-from imtrans.engine.metrics import LossMeter, MetricsLog
+from imtrans.checkpoint import training as training_state
+from imtrans.engine import distributed
+from imtrans.data.batches import training_data
+from imtrans.checkpoint.files import remove_stale_temporaries
+from imtrans.data.sampler import batches_per_epoch
+from imtrans.engine.loss_log import LossMeter, MetricsLog
 from imtrans.engine.nonfinite import NonFiniteWatch, roll_back, stop_message
 from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.periodic_eval import PeriodicEvaluation
-from imtrans.engine.rundir import create_run_dir, write_run_record
-from imtrans.engine.samples import save_grid
+from imtrans.evaluation.periodic import PeriodicEvaluation
+from imtrans.rundir import create_run_dir, write_run_record
+from imtrans.engine.sample_grid import save_grid
 from imtrans.engine.schedules import LRSchedule
-from imtrans.engine.setup import check_image_size, seed_everything, select_device
+from imtrans.engine.device import check_image_size, seed_everything, select_device
 from imtrans.engine.speed import apply_speed
 from imtrans.errors import ImtransError, NonFiniteError, TrainingInterrupted
 from imtrans.plugins import Components, components

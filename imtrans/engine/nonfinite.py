@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from imtrans.engine import training_state
-from imtrans.engine.metrics import MetricsLog
+from imtrans.checkpoint import training as training_state
+from imtrans.engine.loss_log import MetricsLog
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.schedules import LRSchedule
 from imtrans.recipe import Recipe

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from imtrans.assembly import create_component
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
-from imtrans.engine.checkpoint import checkpoint_at, load_checkpoint
-from imtrans.engine.state import check_module_shapes, load_module_tensors
+from imtrans.checkpoint.files import checkpoint_at, load_checkpoint
+from imtrans.checkpoint.tensors import check_module_shapes, load_module_tensors
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components

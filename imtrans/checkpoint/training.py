@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from imtrans.engine.checkpoint import (
+from imtrans.checkpoint.files import (
     checkpoint_at,
     checkpoint_name,
     load_checkpoint,
@@ -21,9 +21,9 @@ from imtrans.engine.checkpoint import (
     save_checkpoint,
 )
 from imtrans.engine.distributed import unwrap
-from imtrans.engine.rundir import latest_run_dir
+from imtrans.rundir import latest_run_dir
 from imtrans.engine.schedules import LRSchedule
-from imtrans.engine.state import (
+from imtrans.checkpoint.tensors import (
     load_module_tensors,
     load_optimizer_tensors,
     module_tensors,

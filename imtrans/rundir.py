@@ -14,16 +14,95 @@ import json
 import platform
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from imtrans.atomic import atomic_write
 from imtrans.plugins import Components
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
 
-__all__ = ["create_run_dir", "latest_run_dir", "write_run_record"]
+__all__ = ["RunDir", "create_run_dir", "latest_run_dir", "write_run_record"]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory, by what they hold: the one place that spells the layout.
+
+    Example:
+        >>> run = RunDir(Path("runs/cyclegan"))
+        >>> run.metrics
+        PosixPath('runs/cyclegan/metrics.jsonl')
+        >>> run.sample(500)
+        PosixPath('runs/cyclegan/samples/step_00000500.png')
+        >>> RunDir.of_checkpoint(Path("/runs/cyclegan/checkpoints/step_00000500.safetensors"))
+        RunDir(root=PosixPath('/runs/cyclegan'))
+    """
+
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        """The fully resolved recipe, as TOML."""
+        return self.root / "recipe.toml"
+
+    @property
+    def environment(self) -> Path:
+        """Versions, device, plugins and git commit, as JSON."""
+        return self.root / "environment.json"
+
+    @property
+    def metrics(self) -> Path:
+        """One JSON record per line: losses, evaluations, rollbacks."""
+        return self.root / "metrics.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        """The folder of sample grids."""
+        return self.root / "samples"
+
+    @property
+    def checkpoints(self) -> Path:
+        """The folder of checkpoints (and the best one with its record)."""
+        return self.root / "checkpoints"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """The best-scoring checkpoint of evaluation during training (a hard link)."""
+        return self.checkpoints / "best.safetensors"
+
+    @property
+    def best_record(self) -> Path:
+        """Which step scored best, on what, and how."""
+        return self.checkpoints / "best.json"
+
+    @property
+    def evaluations(self) -> Path:
+        """The folder of ``imtrans eval`` results."""
+        return self.root / "eval"
+
+    @property
+    def exports(self) -> Path:
+        """The folder of ``imtrans export`` files."""
+        return self.root / "export"
+
+    @property
+    def report(self) -> Path:
+        """The self-contained HTML report."""
+        return self.root / "report.html"
+
+    def sample(self, step: int) -> Path:
+        """The sample grid written after ``step``."""
+        return self.samples / f"step_{step:08d}.png"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunDir | None:
+        """The run a checkpoint file belongs to (``<run>/checkpoints/<file>``), if any."""
+        folder = checkpoint.resolve().parent
+        return cls(folder.parent) if folder.name == "checkpoints" else None
 
 
 def create_run_dir(output_dir: Path, name: str) -> Path:
@@ -53,7 +132,8 @@ def latest_run_dir(output_dir: Path, name: str) -> Path | None:
 def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components,
                      device: torch.device) -> dict[str, Any]:
     """Write ``recipe.toml`` and ``environment.json``; return the environment record."""
-    (run_dir / "recipe.toml").write_text(dumps(resolved), encoding="utf-8")
+    run = RunDir(run_dir)
+    atomic_write(run.recipe, dumps(resolved))
     environment = {
         "imtrans": __version__,
         "torch": torch.__version__,
@@ -64,8 +144,7 @@ def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components
                     for p in loaded.plugins},
         "git_commit": _git_commit(),
     }
-    (run_dir / "environment.json").write_text(json.dumps(environment, indent=2) + "\n",
-                                              encoding="utf-8")
+    atomic_write(run.environment, json.dumps(environment, indent=2) + "\n")
     return environment
 
 

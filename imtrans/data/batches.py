@@ -10,7 +10,7 @@
 - :class:`StreamedBatches`: DataLoader workers decode (and, with ``augment = "cpu"``, crop and
   flip) each batch, which is copied to the device from pinned memory without blocking.
 
-Both follow the same :class:`~imtrans.engine.data.EpochBatches` order, shard the same way across
+Both follow the same :class:`~imtrans.data.sampler.EpochBatches` order, shard the same way across
 processes, and resume exactly from a step.
 """
 
@@ -25,9 +25,9 @@ from torch import Tensor
 
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
-from imtrans.engine.data import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
+from imtrans.data.sampler import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
 from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.setup import build_dataset
+from imtrans.engine.device import build_dataset
 from imtrans.errors import RecipeError
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe

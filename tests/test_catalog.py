@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from imtrans.cli_data import data
+from imtrans.cli.data import data
 from imtrans.data.catalog import CATALOG, catalog_names, format_bytes, get_entry
 from imtrans.data.combine import combine_aligned
 from imtrans.data.folders import AlignedDataset, UnalignedDataset

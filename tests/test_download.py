@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from imtrans.cli_data import data
+from imtrans.cli.data import data
 from imtrans.data import catalog
 from imtrans.data.catalog import CatalogEntry
 from imtrans.data.download import download, extract, fetch_dataset

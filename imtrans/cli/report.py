@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from imtrans.cli.output import stdout_console
 from imtrans.errors import DataError
 
 __all__ = ["report"]
@@ -24,7 +25,6 @@ def report(run_dir: Path) -> None:
     Training refreshes the report by itself; this rebuilds it, for example after copying a
     run directory or adding evaluation results to it.
     """
-    from imtrans.cli import _console
     from imtrans.report import write_report
 
     if not run_dir.is_dir():
@@ -33,4 +33,4 @@ def report(run_dir: Path) -> None:
     if not (run_dir / "recipe.toml").is_file():
         raise DataError(f"{run_dir} is not a run directory: it has no recipe.toml (expected "
                         "the folder a training run wrote, such as runs/<recipe name>/)")
-    _console().print(Text(str(write_report(run_dir))), highlight=False)
+    stdout_console().print(Text(str(write_report(run_dir))), highlight=False)

@@ -6,11 +6,10 @@ A thin command over :mod:`imtrans.inference.export`; library errors propagate to
 
 from __future__ import annotations
 
-import sys
-
 import click
-from rich.console import Console
 from rich.text import Text
+
+from imtrans.cli.output import stdout_console
 
 __all__ = ["export"]
 
@@ -41,7 +40,7 @@ def export(checkpoint: str, format_: str, output: str | None, direction: str, mo
     and run on two random inputs of different sizes, and kept only if its outputs match."""
     from imtrans.inference.export import default_export_path, export_generator
 
-    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    console = stdout_console()
     target = output or default_export_path(checkpoint, format_,  # type: ignore[arg-type]
                                            direction)
     result = export_generator(checkpoint, target, format_,  # type: ignore[arg-type]

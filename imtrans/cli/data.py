@@ -2,9 +2,8 @@
 
 Thin commands over :mod:`imtrans.data.catalog`, :mod:`imtrans.data.download` and
 :mod:`imtrans.data.combine`. Library errors (:class:`~imtrans.errors.DataError`) propagate to
-the ``imtrans`` group, which turns them into a message and an exit code. The table and console
-helpers of :mod:`imtrans.cli` are imported when a command runs, so that ``imtrans.cli`` can
-import this module to register the group.
+the ``imtrans`` group, which turns them into a message and an exit code. Tables and consoles
+come from :mod:`imtrans.cli.output`.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from imtrans.cli.output import add_row, make_table, stdout_console
+
 __all__ = ["data"]
 
 _SHOWN = 10  # names listed when reporting files without a partner
@@ -35,14 +36,13 @@ def data() -> None:
 @data.command("list")
 def list_datasets() -> None:
     """List the datasets imtrans can download."""
-    from imtrans.cli import _console, _row, _table
     from imtrans.data.catalog import CATALOG
 
-    table = _table("name", "kind", "size", "layout", "checksum")
+    table = make_table("name", "kind", "size", "layout", "checksum")
     for entry in CATALOG:
         checksum = "sha256" if entry.sha256 else "md5" if entry.md5 else "none"
-        _row(table, entry.name, entry.kind, entry.size_text, entry.layout, checksum)
-    _console().print(table)
+        add_row(table, entry.name, entry.kind, entry.size_text, entry.layout, checksum)
+    stdout_console().print(table)
 
 
 @data.command("download")
@@ -57,12 +57,11 @@ def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: 
 
     An interrupted download resumes where it stopped when the command is run again.
     """
-    from imtrans.cli import _console
     from imtrans.data.catalog import format_bytes, get_entry
     from imtrans.data.download import fetch_dataset
 
     entry = get_entry(name)
-    console = _console()
+    console = stdout_console()
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -114,10 +113,9 @@ def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool) -> None:
     Images pair by relative path without extension (A_DIR/train/1.jpg with B_DIR/train/1.png);
     train/ val/ test/ sub-folders of A_DIR are mirrored into OUT_DIR.
     """
-    from imtrans.cli import _console
     from imtrans.data.combine import combine_aligned
 
-    console = _console()
+    console = stdout_console()
     with Progress(TextColumn("combining"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   console=console, transient=True) as progress:
         task = progress.add_task("combine", total=None)

@@ -6,12 +6,11 @@ group, which turns them into a message and an exit code.
 
 from __future__ import annotations
 
-import sys
-
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
+
+from imtrans.cli.output import stderr_console
 
 __all__ = ["translate"]
 
@@ -50,7 +49,7 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     from imtrans.inference import load_translator
     from imtrans.inference.files import plan_outputs, translate_files
 
-    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+    console = stderr_console()
     translator = load_translator(checkpoint, direction=direction, device=device,
                                  mode=mode,  # type: ignore[arg-type]
                                  tile_size=tile_size, tile_overlap=tile_overlap)

@@ -1,4 +1,6 @@
-"""A rich progress bar for training: epoch, step, images/s, ETA and the latest losses."""
+"""The progress bar of ``imtrans run``: a :class:`~imtrans.engine.observer.TrainingObserver`
+that shows the epoch, step, images/s, ETA and the latest losses on a rich console.
+"""
 
 from __future__ import annotations
 

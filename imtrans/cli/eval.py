@@ -6,12 +6,13 @@ group, which turns them into a message and an exit code.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.text import Text
+
+from imtrans.cli.output import add_row, make_table, stderr_console, stdout_console
 
 __all__ = ["evaluate"]
 
@@ -46,11 +47,13 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     SSIM against the ground truth for paired data. Results go to <run>/eval/*.json."""
     import torch
 
+    from imtrans.assembly import build_trainer
     from imtrans.evaluation import Evaluator, write_result
     from imtrans.inference import find_checkpoint, load_translator
     from imtrans.plugins import components
+    from imtrans.rundir import RunDir
 
-    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+    console = stderr_console()
     if download_inception:
         path = _download_inception(console)
         console.print(Text(f"Inception weights in {path}"), highlight=False)
@@ -63,10 +66,11 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = find_checkpoint(checkpoint)
     first = load_translator(path, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
-    trainer_cls = registry.trainers.get(first.recipe.trainer.name).builder
-    directions = list(trainer_cls.translators) if direction == "all" else [direction]
+    translators = build_trainer(first.recipe, registry).translators
+    directions = list(translators) if direction == "all" else [direction]
     wanted = metrics.split(",") if metrics else None
-    out_dir = path.parent.parent / "eval" if path.parent.name == "checkpoints" else path.parent
+    run = RunDir.of_checkpoint(path)
+    out_dir = run.evaluations if run is not None else path.parent
     rows = []
     for name in directions:
         translator = first if name == "AtoB" else load_translator(
@@ -109,16 +113,14 @@ def _save_images(images: object, folder: Path) -> None:
 
 
 def _print_table(rows: list) -> None:
-    from imtrans.cli import _console, _row, _table
-
     names = [m for m in ("fid", "kid", "kid_std", "psnr", "ssim")
              if any(m in r.metrics for _, r, _ in rows)]
-    table = _table("direction", "split", "images", *names, "results")
+    table = make_table("direction", "split", "images", *names, "results")
     for name, result, target in rows:
         cells = [_format(result.metrics.get(m), m) for m in names]
-        _row(table, name, result.split, str(result.protocol["images"]["generated"]), *cells,
+        add_row(table, name, result.split, str(result.protocol["images"]["generated"]), *cells,
              str(target))
-    _console().print(table)
+    stdout_console().print(table)
 
 
 def _format(value: float | None, metric: str) -> str:

@@ -1,0 +1,6 @@
+"""``python -m imtrans.cli`` runs the command line, as ``python -m imtrans`` does."""
+
+from imtrans.cli.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Everything the ``imtrans`` commands print goes through here: the stdout and stderr consoles
+(whole rows when piped), the plain-text tables and their rows, the one-line ``error: ...``
+message, and the exit codes that go with it. It imports nothing else of :mod:`imtrans.cli`, so
+every command module can import it without an import cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from imtrans.errors import ImtransError
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "add_row",
+    "error_text",
+    "make_table",
+    "print_error",
+    "stderr_console",
+    "stdout_console",
+]
+
+#: Exit code of a failure the user can fix (bad recipe, missing data, broken plugin).
+EXIT_ERROR = 1
+#: Exit code after Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+
+#: Console width when the stream is not a terminal, so piped rows stay whole.
+_PIPED_WIDTH = 200
+
+
+def stdout_console() -> Console:
+    """The console for a command's results on stdout (tables, paths, summaries)."""
+    # Piped output keeps whole rows (for grep and scripts) instead of wrapping at 80 columns.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPED_WIDTH)
+
+
+def stderr_console() -> Console:
+    """The console for progress and notices on stderr (``run``, ``translate``, ``eval``)."""
+    return Console(stderr=True, soft_wrap=True,
+                   width=None if sys.stderr.isatty() else _PIPED_WIDTH)
+
+
+def make_table(*columns: str) -> Table:
+    """A plain table whose cells are text, never rich markup (names may hold brackets)."""
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def add_row(table: Table, *cells: str) -> None:
+    """Add a row of plain-text cells (printed as they are, brackets included) to ``table``."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
+def error_text(exc: ImtransError | OSError) -> str:
+    """The message of a library error, or of a system error with the file it concerns."""
+    if isinstance(exc, ImtransError):
+        return str(exc)
+    # An OSError is the system's (a full disk, a folder without write permission):
+    # its own words and the file name say what to fix.
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+def print_error(text: str) -> None:
+    """Print ``error: TEXT`` as one line on stderr (the prefix in bold red on terminals)."""
+    message = Text("error: ", style="bold red") + Text(text)
+    Console(stderr=True, soft_wrap=True).print(message, highlight=False)

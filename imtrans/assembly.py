@@ -1,25 +1,28 @@
-"""Build a recipe's components through the registries.
+"""Build a recipe's components through the registries: the trainer, its networks, its loss
+terms, and the optimiser factory.
 
-Shared by ``imtrans validate`` (on the meta device: shapes and parameter counts without
-allocating weights) and by training (on the real device).
+Shared by :func:`imtrans.engine.build.build_training` (training, ``imtrans bench``), by
+``imtrans validate`` (on the meta device: shapes and parameter counts without allocating
+weights) and by inference (a checkpoint's translator). The trainer is built first: it says
+which networks it needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from imtrans.errors import ComponentError, RecipeError
+from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.losses.adversarial import AdversarialLoss
 from imtrans.losses.feature import GeneratorFeatureLoss
 from imtrans.plugins import Components
-from imtrans.recipe import Recipe
-
-if TYPE_CHECKING:
-    from imtrans.trainers.base import Trainer
+from imtrans.recipe import OptimTable, Recipe
+from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
+from imtrans.trainers.loss_terms import LossTerms
+from imtrans.trainers.optim import OptimizerFactory
 
 __all__ = [
     "ComponentSummary",
@@ -27,6 +30,9 @@ __all__ = [
     "build_networks",
     "build_trainer",
     "create_component",
+    "loss_terms",
+    "network_specs",
+    "optimizer_factory",
     "summarize",
 ]
 
@@ -45,21 +51,33 @@ class ComponentSummary:
 
 def build_trainer(recipe: Recipe, registry: Components) -> Trainer:
     """Build the ``[trainer]`` (its hyperparameters; networks are built separately)."""
-    trainer = recipe.trainer
-    return create_component(registry, "trainers", trainer.name, "trainer", trainer.kwargs)
+    table = recipe.trainer
+    trainer: Trainer = create_component(registry, "trainers", table.name, "trainer",
+                                        table.kwargs)
+    return trainer
 
 
-def build_networks(
-    recipe: Recipe, registry: Components, device: torch.device | str = "cpu"
-) -> dict[str, nn.Module]:
-    """Build every network the recipe's trainer needs, by attribute name, on ``device``.
+def network_specs(trainer: Trainer, recipe: Recipe) -> dict[str, NetworkSpec]:
+    """The networks ``trainer`` needs for the recipe's data channels.
+
+    Raises:
+        RecipeError: the trainer cannot work with those channel counts (naming ``[trainer]``).
+    """
+    try:
+        return trainer.networks(DomainChannels(*recipe.data.channels()))
+    except InvalidArgumentError as exc:
+        raise RecipeError(f"[trainer]: {exc}") from None
+
+
+def build_networks(recipe: Recipe, registry: Components, trainer: Trainer,
+                   device: torch.device | str = "cpu") -> dict[str, nn.Module]:
+    """Build every network ``trainer`` needs, by attribute name, on ``device``.
 
     On the ``meta`` device nothing is allocated, so full-size networks build instantly.
     """
-    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
     networks = {}
     with torch.device(device):
-        for role, spec in trainer_cls.networks(recipe).items():
+        for role, spec in network_specs(trainer, recipe).items():
             table = getattr(recipe, spec.section)
             kwargs = table.kwargs | spec.overrides
             networks[role] = create_component(registry, spec.kind, table.name, spec.section,
@@ -67,7 +85,19 @@ def build_networks(
     return networks
 
 
-def build_losses(recipe: Recipe, registry: Components) -> dict[str, nn.Module]:
+def optimizer_factory(optim: OptimTable, *, fused: bool = False) -> OptimizerFactory:
+    """The optimiser factory of a recipe's ``[optim]`` and ``speed.fused_adam``."""
+    return OptimizerFactory(lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
+                            fused=fused)
+
+
+def loss_terms(recipe: Recipe, losses: dict[str, nn.Module]) -> LossTerms:
+    """The built ``losses`` with the slot each recipe term fills."""
+    return LossTerms(losses, {key: term.on or key for key, term in recipe.losses.items()})
+
+
+def build_losses(recipe: Recipe, registry: Components, trainer: Trainer
+                 ) -> dict[str, nn.Module]:
     """Build every loss term by its recipe key, checking each fits the slot it fills.
 
     The adversarial slot takes an ``AdversarialLoss``, feature slots a
@@ -76,14 +106,13 @@ def build_losses(recipe: Recipe, registry: Components) -> dict[str, nn.Module]:
     Raises:
         RecipeError: a term is of the wrong kind for its slot.
     """
-    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
     losses = {}
     for key, term in recipe.losses.items():
         loss = create_component(registry, "losses", term.name, f"losses.{key}", term.kwargs)
         slot = term.on or key
-        if slot == trainer_cls.adversarial_slot:
+        if slot == trainer.adversarial_slot:
             fits, wanted = isinstance(loss, AdversarialLoss), "an adversarial loss"
-        elif slot in trainer_cls.feature_slots:
+        elif slot in trainer.feature_slots:
             fits = isinstance(loss, GeneratorFeatureLoss)
             wanted = "a feature loss (a GeneratorFeatureLoss, such as patchnce)"
         else:
@@ -98,18 +127,17 @@ def build_losses(recipe: Recipe, registry: Components) -> dict[str, nn.Module]:
 
 def summarize(recipe: Recipe, registry: Components) -> list[ComponentSummary]:
     """Build everything on the meta device and describe it, one line per component."""
-    build_trainer(recipe, registry)
+    trainer = build_trainer(recipe, registry)
     rows = [_row("trainer", "trainers", recipe.trainer.name, registry, None)]
     rows.append(_row("data", "datasets", recipe.data.name, registry, None, _data_detail(recipe)))
-    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
-    specs = trainer_cls.networks(recipe)
-    networks = build_networks(recipe, registry, "meta")
+    specs = network_specs(trainer, recipe)
+    networks = build_networks(recipe, registry, trainer, "meta")
     for role, net in networks.items():
         spec = specs[role]
         count = sum(p.numel() for p in net.parameters())
         rows.append(_row(role, spec.kind, getattr(recipe, spec.section).name, registry, count))
-    translator = networks.get(trainer_cls.translators.get("AtoB", ""))
-    for key, loss in build_losses(recipe, registry).items():
+    translator = networks.get(trainer.translators.get("AtoB", ""))
+    for key, loss in build_losses(recipe, registry, trainer).items():
         if isinstance(loss, GeneratorFeatureLoss) and translator is not None:
             # Bound to the (meta) translator as training would: sizes its parameters and
             # refuses a generator it cannot serve before anything runs.
@@ -119,8 +147,8 @@ def summarize(recipe: Recipe, registry: Components) -> list[ComponentSummary]:
         detail = f"weight {weight:g}" if isinstance(weight, float | int) else ""
         if term.on and term.on != key:
             detail += f", on {term.on}"
-        count = sum(p.numel() for p in loss.parameters()) or None
-        rows.append(_row(f"losses.{key}", "losses", term.name, registry, count, detail))
+        held = sum(p.numel() for p in loss.parameters())
+        rows.append(_row(f"losses.{key}", "losses", term.name, registry, held or None, detail))
     return rows
 
 
@@ -143,8 +171,8 @@ def _data_detail(recipe: Recipe) -> str:
     return f"root {root}, batch {recipe.data.batch_size}" if root else ""
 
 
-def create_component(registry: Components, kind: str, name: str, where: str, kwargs: dict
-                     ) -> Any:
+def create_component(registry: Components, kind: str, name: str, where: str,
+                     kwargs: dict[str, Any]) -> Any:
     """Build one component; an argument problem becomes a RecipeError naming ``[where]``."""
     try:
         return registry.registry(kind).create(name, where=f"[{where}]", **kwargs)

@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from imtrans.assembly import build_losses, build_networks, build_trainer, summarize
+from imtrans.assembly import build_losses, build_trainer, summarize
+from imtrans.engine.build import build_training
 from imtrans.engine.schedules import LRSchedule
 from imtrans.errors import RecipeError
 from imtrans.hookspecs import hookimpl
@@ -29,10 +30,8 @@ def tiny(trainer: str, builtins: Components, **sections: dict):
     if trainer == "pix2pix":
         raw["generator"] |= {"name": "unet", "num_downs": 5}
     recipe = recipe_from_dict(raw, registry=builtins)
-    trainer_obj = build_trainer(recipe, builtins)
-    trainer_obj.setup(build_networks(recipe, builtins), build_losses(recipe, builtins),
-                      {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
-    return trainer_obj
+    return build_training(recipe, builtins, device=torch.device("cpu"), data=False,
+                          speed=False).trainer
 
 
 def batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -122,7 +121,7 @@ def test_pool_size_zero_passes_images_through() -> None:
 
 def test_linear_schedule_matches_the_papers_formula() -> None:
     table = ScheduleTable(n_epochs=100, n_epochs_decay=100)
-    schedule = LRSchedule(table, 2e-4, [])
+    schedule = LRSchedule(table, [])
     # Epoch index e trains at 1 - max(0, e + 1 - n_epochs) / (n_epochs_decay + 1).
     assert schedule.factor(0) == 1.0 and schedule.factor(99) == 1.0
     assert schedule.factor(100) == pytest.approx(1 - 1 / 101)  # the first decay epoch
@@ -132,24 +131,38 @@ def test_linear_schedule_matches_the_papers_formula() -> None:
 
 
 def test_step_cosine_and_plateau_schedules() -> None:
-    step = LRSchedule(ScheduleTable(policy="step", n_epochs=2, step_size=3, gamma=0.5), 1.0, [])
+    step = LRSchedule(ScheduleTable(policy="step", n_epochs=2, step_size=3, gamma=0.5), [])
     assert [step.factor(e) for e in range(8)] == [1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
-    cosine = LRSchedule(ScheduleTable(policy="cosine", n_epochs=1, n_epochs_decay=4), 1.0, [])
+    cosine = LRSchedule(ScheduleTable(policy="cosine", n_epochs=1, n_epochs_decay=4), [])
     assert [round(cosine.factor(e), 4) for e in range(6)] == [1, 1, 0.8536, 0.5, 0.1464, 0]
-    plateau = LRSchedule(ScheduleTable(policy="plateau", n_epochs=0, gamma=0.1), 1.0, [])
+    plateau = LRSchedule(ScheduleTable(policy="plateau", n_epochs=0, gamma=0.1), [])
     for epoch in range(7):
         plateau.end_epoch(epoch, 1.0)  # no improvement after the first epoch
     assert plateau.factor(7) == pytest.approx(0.1)
-    restored = LRSchedule(ScheduleTable(policy="plateau", n_epochs=0), 1.0, [])
+    restored = LRSchedule(ScheduleTable(policy="plateau", n_epochs=0), [])
     restored.load_state(plateau.state())
     assert restored.state() == plateau.state()
 
 
 def test_schedule_sets_the_optimiser_rate() -> None:
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
-    schedule = LRSchedule(ScheduleTable(n_epochs=1, n_epochs_decay=1), 2e-4, [optimizer])
-    assert schedule.begin_epoch(1) == pytest.approx(1e-4)
+    schedule = LRSchedule(ScheduleTable(n_epochs=1, n_epochs_decay=1), [optimizer])
+    assert schedule.begin_epoch(1) == pytest.approx(0.5)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert schedule.lr == pytest.approx(1e-4)
+
+
+def test_schedule_scales_each_group_from_its_own_initial_rate() -> None:
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    gen = torch.optim.Adam([{"params": [params[0]]}, {"params": [params[1]], "lr": 1e-3}],
+                           lr=2e-4)
+    disc = torch.optim.Adam([params[2]], lr=4e-4)
+    schedule = LRSchedule(ScheduleTable(n_epochs=1, n_epochs_decay=3), [gen, disc])
+    for epoch, factor in [(0, 1.0), (1, 0.75), (3, 0.25), (0, 1.0)]:
+        assert schedule.begin_epoch(epoch) == pytest.approx(factor)
+        assert [g["lr"] for g in gen.param_groups] == pytest.approx([2e-4 * factor,
+                                                                     1e-3 * factor])
+        assert disc.param_groups[0]["lr"] == pytest.approx(4e-4 * factor)
 
 
 class ToyFeatureLoss(GeneratorFeatureLoss):
@@ -213,9 +226,7 @@ def test_pix2pix_feature_term_needs_a_generator_with_layers(with_toy) -> None:
                                "generator": {"name": "resnet_6blocks", "ngf": 4},
                                "discriminator": {"ndf": 4}, "losses": losses},
                               registry=with_toy)
-    trainer = build_trainer(recipe, with_toy)
-    trainer.setup(build_networks(recipe, with_toy), build_losses(recipe, with_toy),
-                  {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
+    trainer = build_training(recipe, with_toy, device=torch.device("cpu"), data=False).trainer
     assert "toy" in trainer.training_step(batch()) and "loss_toy" in trainer.optimizers()
     # A U-Net is a nest of blocks: validation names the term and the reason.
     recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "x"},
@@ -229,12 +240,13 @@ def test_loss_kinds_must_fit_their_slots(with_toy) -> None:
     wrong_pair = recipe_from_dict(raw | {"losses": {"toy": {"name": "toy_features",
                                                             "on": "cycle"}}}, registry=with_toy)
     with pytest.raises(RecipeError, match="slot 'cycle' takes a loss comparing two images"):
-        build_losses(wrong_pair, with_toy)
+        build_losses(wrong_pair, with_toy, build_trainer(wrong_pair, with_toy))
     wrong_feature = recipe_from_dict(raw | {"losses": {"extra": {"name": "l1",
                                                                  "on": "features"}}},
                                      registry=with_toy)
     with pytest.raises(RecipeError, match="slot 'features' takes a feature loss"):
-        build_losses(wrong_feature, with_toy)
+        build_losses(wrong_feature, with_toy,
+                     build_trainer(wrong_feature, with_toy))
 
 
 def test_validate_counts_the_parameters_a_feature_term_builds(with_toy) -> None:
@@ -254,7 +266,7 @@ def test_trainable_terms_resume_exactly_from_a_checkpoint(with_toy, tmp_path) ->
     def fresh():
         torch.manual_seed(0)
         trainer = toy_cyclegan(with_toy)
-        return trainer, LRSchedule(recipe.schedule, 2e-4, list(trainer.optimizers().values()))
+        return trainer, LRSchedule(recipe.schedule, list(trainer.optimizers().values()))
 
     recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "x"},
                                "generator": {"ngf": 4}, "discriminator": {"ndf": 4},

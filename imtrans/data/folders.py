@@ -345,6 +345,8 @@ class SingleDataset(_FolderDataset):
         ['A', 'A_path']
     """
 
+    paired = False  # images of one domain: no ground truth
+
     def __init__(
         self,
         *,

@@ -21,10 +21,24 @@ __all__ = ["LRSchedule"]
 class LRSchedule:
     """Sets the learning rate of every optimiser at the start of each epoch.
 
+    Each parameter group follows the policy from its own initial rate (the one it has when the
+    schedule is made), so a trainer can give an optimiser a rate of its own (see
+    :meth:`imtrans.trainers.Trainer.optimizer`).
+
     Args:
         table: The recipe's ``[schedule]``.
-        base_lr: The initial learning rate.
-        optimizers: The optimisers to adjust.
+        optimizers: The optimisers to adjust, as created (at their initial rates).
+
+    Example:
+        >>> import torch
+        >>> from imtrans.recipe import ScheduleTable
+        >>> gen = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+        >>> disc = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=4e-4)
+        >>> schedule = LRSchedule(ScheduleTable(n_epochs=1, n_epochs_decay=1), [gen, disc])
+        >>> schedule.begin_epoch(1)
+        0.5
+        >>> gen.param_groups[0]["lr"], disc.param_groups[0]["lr"]
+        (0.0001, 0.0002)
     """
 
     #: Relative improvement below which an epoch counts as no progress (policy plateau).
@@ -32,11 +46,12 @@ class LRSchedule:
     #: Epochs without progress before the rate is cut (policy plateau).
     PLATEAU_PATIENCE = 5
 
-    def __init__(self, table: ScheduleTable, base_lr: float,
-                 optimizers: list[torch.optim.Optimizer]) -> None:
+    def __init__(self, table: ScheduleTable, optimizers: list[torch.optim.Optimizer]) -> None:
         self.table = table
-        self.base_lr = base_lr
         self.optimizers = optimizers
+        # Read before a resume loads the optimisers' saved (scheduled) rates.
+        self.initial_rates = [[float(group["lr"]) for group in optimizer.param_groups]
+                              for optimizer in optimizers]
         self.plateau_factor = 1.0
         self.plateau_best = math.inf
         self.plateau_bad_epochs = 0
@@ -57,12 +72,19 @@ class LRSchedule:
         return self.plateau_factor
 
     def begin_epoch(self, epoch: int) -> float:
-        """Set every optimiser's rate for ``epoch``; return the rate."""
-        lr = self.base_lr * self.factor(epoch)
-        for optimizer in self.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        return lr
+        """Set every parameter group's rate for ``epoch`` (its initial rate x the factor);
+        return the factor."""
+        factor = self.factor(epoch)
+        for optimizer, rates in zip(self.optimizers, self.initial_rates, strict=True):
+            for group, initial in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = initial * factor
+        return factor
+
+    @property
+    def lr(self) -> float | None:
+        """The current rate of the first optimiser (the generators' in the built-in
+        trainers): what the metrics record as ``lr``."""
+        return float(self.optimizers[0].param_groups[0]["lr"]) if self.optimizers else None
 
     def end_epoch(self, epoch: int, generator_loss: float) -> None:
         """Record the epoch's mean generator loss (used by the plateau policy only)."""

@@ -1,32 +1,40 @@
 """Trainers: how a recipe's networks and loss terms are wired into a training method.
 
 Besides the built-in trainers, this module exports what a plugin's trainer is built from: the
-:class:`Trainer` contract, :func:`make_adam`, :func:`set_requires_grad`,
-:func:`discriminator_loss`, :func:`terms_by_slot`, and :class:`TrainableTerms` with
-:func:`bind_feature_terms` for loss terms that own parameters.
+:class:`Trainer` contract and :class:`AdversarialTrainer` (the GAN prelude), the
+:class:`NetworkSpec` and :class:`DomainChannels` of :meth:`Trainer.networks`,
+:class:`LossTerms`, :class:`OptimizerFactory`, :func:`set_requires_grad`,
+:func:`discriminator_loss`, :func:`check_adversarial_settings`, :class:`ImagePool`, and
+:class:`TrainableTerms` with :func:`bind_feature_terms` for loss terms that own parameters.
 """
 
-from imtrans.trainers.base import (
-    NetworkSpec,
-    Trainer,
+from imtrans.trainers.adversarial import (
+    AdversarialTrainer,
+    check_adversarial_settings,
     discriminator_loss,
-    make_adam,
     set_requires_grad,
-    terms_by_slot,
 )
+from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
 from imtrans.trainers.cyclegan import CycleGANTrainer
+from imtrans.trainers.image_pool import ImagePool
+from imtrans.trainers.loss_terms import LossTerms
+from imtrans.trainers.optim import OptimizerFactory
 from imtrans.trainers.pix2pix import Pix2PixTrainer
 from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
 
 __all__ = [
+    "AdversarialTrainer",
     "CycleGANTrainer",
+    "DomainChannels",
+    "ImagePool",
+    "LossTerms",
     "NetworkSpec",
+    "OptimizerFactory",
     "Pix2PixTrainer",
     "TrainableTerms",
     "Trainer",
     "bind_feature_terms",
+    "check_adversarial_settings",
     "discriminator_loss",
-    "make_adam",
     "set_requires_grad",
-    "terms_by_slot",
 ]

@@ -1,36 +1,46 @@
-"""The trainer contract: the networks a method builds, its loss slots, and one training step.
+"""The trainer contract: the networks a method trains, its loss slots, and one training step.
 
 A trainer class is registered under a name (``cyclegan``, ``pix2pix``) and built from the
 ``[trainer]`` table of a recipe; its keyword-only constructor parameters are the method's
-hyperparameters. Class methods describe the method to the recipe layer before anything is built
-(the recipe defaults it brings, the networks it needs, the slots its loss terms fill);
-:meth:`Trainer.setup` then hands it the built networks and losses, and the fit loop calls
-:meth:`Trainer.training_step` once per batch.
+hyperparameters. A method writes three things:
+
+- :meth:`Trainer.networks`: the networks it trains, by attribute name, given the channel
+  counts of the two domains;
+- :meth:`Trainer.setup`: what it builds from them (optimisers through :meth:`optimizer`,
+  image pools through :meth:`image_pool`, loss terms that own parameters through
+  :meth:`trainable_terms`);
+- :meth:`Trainer.training_step` (and :meth:`Trainer.sample_images` for the sample grids).
+
+The base class does the rest: the engine calls :meth:`Trainer.attach` with the built networks,
+loss terms and optimiser factory; networks become attributes (``self.gen_ab``); and
+:meth:`modules`, :meth:`optimizers` and the checkpoint state follow from what setup registered.
+Adversarial methods derive from :class:`~imtrans.trainers.adversarial.AdversarialTrainer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from imtrans.errors import InvalidArgumentError
+from imtrans.trainers.image_pool import ImagePool
+from imtrans.trainers.loss_terms import LossTerms
+from imtrans.trainers.optim import OptimizerFactory
+from imtrans.trainers.trainable_terms import TrainableTerms
 
-if TYPE_CHECKING:
-    from imtrans.losses import AdversarialLoss
-    from imtrans.recipe import OptimTable, Recipe
+__all__ = ["DomainChannels", "NetworkSpec", "Trainer"]
 
-__all__ = [
-    "NetworkSpec",
-    "Trainer",
-    "discriminator_loss",
-    "make_adam",
-    "set_requires_grad",
-    "terms_by_slot",
-]
+
+@dataclass(frozen=True)
+class DomainChannels:
+    """Channel counts of the two domains: the inputs (A) and the targets (B)."""
+
+    a: int = 3
+    b: int = 3
 
 
 @dataclass(frozen=True)
@@ -50,12 +60,11 @@ class NetworkSpec:
 
 
 class Trainer:
-    """Base class of trainers.
+    """Base class of trainers (see the module doc for what a subclass writes).
 
-    Subclasses set :attr:`adversarial_slot`, :attr:`pair_slots` and :attr:`feature_slots`,
+    Subclasses set :attr:`pair_slots`, :attr:`feature_slots` and :attr:`translators`, and
     implement :meth:`recipe_defaults`, :meth:`networks`, :meth:`setup`,
-    :meth:`training_step` and :meth:`sample_images`, and keep their networks and optimisers
-    in named attributes.
+    :meth:`training_step` and :meth:`sample_images`.
     """
 
     #: The loss term slot that takes an adversarial loss (an ``AdversarialLoss``).
@@ -66,15 +75,17 @@ class Trainer:
     pair_slots: ClassVar[dict[str, str]] = {}
     #: Loss slots that take feature losses (:class:`imtrans.losses.GeneratorFeatureLoss`):
     #: terms computed from a generator, its input and its output, which may own parameters
-    #: (bind them and give them optimisers with :class:`imtrans.trainers.TrainableTerms`).
+    #: (give them optimisers with :meth:`trainable_terms`).
     feature_slots: ClassVar[dict[str, str]] = {}
     #: The generators that translate, by direction: ``AtoB`` (the recipe's inputs to its
     #: targets) and, for methods that learn the inverse too, ``BtoA``. Inference, evaluation and
     #: export find a trained translator through this.
     translators: ClassVar[dict[str, str]] = {}
-    #: Whether :meth:`setup` creates fused Adam optimisers (``speed.fused_adam``; set by
-    #: :func:`imtrans.engine.speed.apply_speed`); pass it to :func:`make_adam`.
-    fused_adam: bool = False
+
+    #: Set by :meth:`attach`: the loss terms by slot.
+    terms: LossTerms
+    #: Set by :meth:`attach`; replaced by :meth:`trainable_terms`.
+    trainable: TrainableTerms
 
     @classmethod
     def recipe_defaults(cls) -> dict[str, Any]:
@@ -85,26 +96,42 @@ class Trainer:
         raise NotImplementedError
 
     @classmethod
-    def networks(cls, recipe: Recipe) -> dict[str, NetworkSpec]:
-        """The networks this method trains, by attribute name (``gen_ab``, ``disc_b``...)."""
-        raise NotImplementedError
-
-    @classmethod
     def slots(cls) -> dict[str, str]:
         """Every loss slot, adversarial included, with a one-line description."""
         adversarial = {cls.adversarial_slot: "the generators' and discriminators' GAN loss"}
         return adversarial | dict(cls.pair_slots) | dict(cls.feature_slots)
 
-    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
-              slots: dict[str, str], optim: OptimTable) -> None:
-        """Take the built networks and loss terms and create the optimisers.
+    def networks(self, channels: DomainChannels) -> dict[str, NetworkSpec]:
+        """The networks this method trains, by attribute name (``gen_ab``, ``disc_b``...).
+
+        Raises:
+            InvalidArgumentError: the method cannot work with these channel counts.
+        """
+        raise NotImplementedError
+
+    def attach(self, networks: Mapping[str, nn.Module], terms: LossTerms,
+               optimizers: OptimizerFactory) -> None:
+        """Take the built networks and loss terms, then run :meth:`setup` (called once, by the
+        engine).
 
         Args:
-            networks: Built networks by the names :meth:`networks` gave.
-            losses: Built loss terms by recipe key.
-            slots: The slot each loss term fills, by recipe key.
-            optim: The recipe's Adam settings.
+            networks: Built networks by the names :meth:`networks` gave; each becomes an
+                attribute of the trainer.
+            terms: The recipe's loss terms with the slots they fill.
+            optimizers: Creates optimisers with the run's settings.
         """
+        self._networks = dict(networks)
+        for role, network in self._networks.items():
+            setattr(self, role, network)
+        self.terms = terms
+        self._optimizer_factory = optimizers
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._pools: dict[str, ImagePool] = {}
+        self.trainable = TrainableTerms((), optimizers)
+        self.setup()
+
+    def setup(self) -> None:
+        """Build what the step needs from the attached networks and terms (optimisers, pools)."""
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -120,72 +147,59 @@ class Trainer:
         """Columns of a sample grid for ``batch``: input, output, and more when meaningful."""
         raise NotImplementedError
 
+    # What setup calls to register what it builds.
+
+    def optimizer(self, name: str, modules: Iterable[nn.Module], *, lr: float | None = None
+                  ) -> torch.optim.Optimizer:
+        """Create the optimiser ``name`` (its checkpoint name) over ``modules``.
+
+        Args:
+            name: Unique among this trainer's optimisers (``gen``, ``disc``).
+            modules: What it updates.
+            lr: An initial rate of its own (default: the recipe's ``optim.lr``); the schedule
+                scales each optimiser from its own initial rate.
+        """
+        if name in self._optimizers:
+            raise InvalidArgumentError(f"optimizer {name!r} is created twice")
+        optimizer = self._optimizer_factory(modules, lr=lr)
+        self._optimizers[name] = optimizer
+        return optimizer
+
+    def image_pool(self, name: str, size: int) -> ImagePool:
+        """A history of generated images (saved in checkpoints under ``name``)."""
+        pool = ImagePool(size)
+        self._pools[name] = pool
+        return pool
+
+    def trainable_terms(self, terms: Iterable[tuple[str, nn.Module]]) -> TrainableTerms:
+        """Give the loss terms that own parameters (a PatchNCE head) one optimiser each; step
+        them with the generator's (see :class:`TrainableTerms`)."""
+        self.trainable = TrainableTerms(terms, self._optimizer_factory)
+        return self.trainable
+
+    # What the engine reads.
+
     def modules(self) -> dict[str, nn.Module]:
-        """Every network by name (what checkpoints save)."""
-        raise NotImplementedError
+        """Every network by name, and loss terms with parameters (what checkpoints save)."""
+        return self._networks | self.trainable.modules()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser by name (what checkpoints save and schedules adjust)."""
-        raise NotImplementedError
+        return self._optimizers | self.trainable.optimizers()
 
     def state_tensors(self) -> dict[str, Tensor]:
-        """Extra state a checkpoint must hold (an image pool, say); none by default."""
-        return {}
+        """Extra state a checkpoint must hold: the image pools."""
+        tensors: dict[str, Tensor] = {}
+        for name, pool in self._pools.items():
+            tensors |= pool.state_tensors(name)
+        return tensors
 
     def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
         """Restore what :meth:`state_tensors` returned."""
+        for name, pool in self._pools.items():
+            pool.load_state_tensors(name, tensors, device)
 
     def train(self, mode: bool = True) -> None:
         """Put every network in training (or evaluation) mode."""
         for module in self.modules().values():
             module.train(mode)
-
-
-def make_adam(modules: Iterable[nn.Module], optim: OptimTable, *,
-              fused: bool = False) -> torch.optim.Adam:
-    """One Adam over all ``modules``' parameters (the papers share one per role).
-
-    Args:
-        modules: The networks it updates.
-        optim: The recipe's Adam settings.
-        fused: Use the fused kernel (one launch per step instead of several per tensor);
-            :func:`imtrans.engine.speed.check_speed` has checked that the device has it.
-    """
-    params = [p for m in modules for p in m.parameters()]
-    return torch.optim.Adam(params, lr=optim.lr, betas=optim.betas,
-                            weight_decay=optim.weight_decay, fused=fused or None)
-
-
-def set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
-    """Freeze or unfreeze ``modules`` (the discriminators while the generators step)."""
-    for module in modules:
-        for param in module.parameters():
-            param.requires_grad_(flag)
-
-
-def discriminator_loss(adversarial: AdversarialLoss, disc: nn.Module, real: Tensor,
-                       fake: Tensor, scale: float) -> Tensor:
-    """``scale`` x the adversarial loss of ``disc`` on ``real`` and ``fake``, plus its penalty."""
-    fake = fake.detach()
-    loss = scale * adversarial.discriminator_loss(disc(real), disc(fake))
-    penalty = adversarial.penalty(disc, real, fake)
-    return loss if penalty is None else loss + penalty
-
-
-def terms_by_slot(losses: dict[str, nn.Module], slots: dict[str, str]
-                  ) -> dict[str, list[tuple[str, nn.Module]]]:
-    """Group loss terms by the slot they fill, leaving out terms of weight 0."""
-    grouped: dict[str, list[tuple[str, nn.Module]]] = {}
-    for key, loss in losses.items():
-        if getattr(loss, "weight", 1.0) == 0:
-            continue
-        grouped.setdefault(slots[key], []).append((key, loss))
-    return grouped
-
-
-def check_positive_settings(pool_size: int, d_loss_scale: float) -> None:
-    """Validate the settings the adversarial trainers share."""
-    if pool_size < 0:
-        raise InvalidArgumentError(f"pool_size must be >= 0, got {pool_size}")
-    if d_loss_scale <= 0:
-        raise InvalidArgumentError(f"d_loss_scale must be > 0, got {d_loss_scale}")

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from imtrans.trainers.base import (
-    NetworkSpec,
-    Trainer,
-    check_positive_settings,
+from imtrans.trainers.adversarial import (
+    AdversarialTrainer,
+    check_adversarial_settings,
     discriminator_loss,
-    make_adam,
     set_requires_grad,
-    terms_by_slot,
 )
-from imtrans.trainers.image_pool import ImagePool
-from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
-
-if TYPE_CHECKING:
-    from imtrans.recipe import OptimTable, Recipe
+from imtrans.trainers.base import DomainChannels, NetworkSpec
 
 __all__ = ["CycleGANTrainer"]
 
 
-class CycleGANTrainer(Trainer):
+class CycleGANTrainer(AdversarialTrainer):
     """CycleGAN: two generators and two discriminators, cycle and identity losses.
 
     Defaults are the paper's: resnet_9blocks generators and 70x70 PatchGAN discriminators
@@ -50,8 +43,13 @@ class CycleGANTrainer(Trainer):
 
     translators: ClassVar[dict[str, str]] = {"AtoB": "gen_ab", "BtoA": "gen_ba"}
 
+    gen_ab: nn.Module
+    gen_ba: nn.Module
+    disc_a: nn.Module
+    disc_b: nn.Module
+
     def __init__(self, *, pool_size: int = 50, d_loss_scale: float = 0.5) -> None:
-        check_positive_settings(pool_size, d_loss_scale)
+        check_adversarial_settings(pool_size=pool_size, d_loss_scale=d_loss_scale)
         self.pool_size = pool_size
         self.d_loss_scale = d_loss_scale
 
@@ -68,9 +66,8 @@ class CycleGANTrainer(Trainer):
             },
         }
 
-    @classmethod
-    def networks(cls, recipe: Recipe) -> dict[str, NetworkSpec]:
-        a, b = recipe.data.channels()
+    def networks(self, channels: DomainChannels) -> dict[str, NetworkSpec]:
+        a, b = channels.a, channels.b
         return {
             "gen_ab": NetworkSpec("generators", "generator", {"in_channels": a, "out_channels": b}),
             "gen_ba": NetworkSpec("generators", "generator", {"in_channels": b, "out_channels": a}),
@@ -78,25 +75,19 @@ class CycleGANTrainer(Trainer):
             "disc_b": NetworkSpec("discriminators", "discriminator", {"in_channels": b}),
         }
 
-    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
-              slots: dict[str, str], optim: OptimTable) -> None:
-        self.gen_ab, self.gen_ba = networks["gen_ab"], networks["gen_ba"]
-        self.disc_a, self.disc_b = networks["disc_a"], networks["disc_b"]
-        terms = terms_by_slot(losses, slots)
-        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
-        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
-        self.cycle_terms = terms.get("cycle", [])
-        self.identity_terms = terms.get("identity", [])
+    def setup(self) -> None:
+        super().setup()
+        self.cycle_terms = self.terms.in_slot("cycle")
+        self.identity_terms = self.terms.in_slot("identity")
         # The two generators' features differ: each direction gets its own copy of a term.
-        features = terms.get("features", [])
-        self.features_ab = bind_feature_terms(features, self.gen_ab, suffix="_ab")
-        self.features_ba = bind_feature_terms(features, self.gen_ba, suffix="_ba")
-        self.pool_a, self.pool_b = ImagePool(self.pool_size), ImagePool(self.pool_size)
+        self.features_ab = self.feature_terms_of("features", self.gen_ab, suffix="_ab")
+        self.features_ba = self.feature_terms_of("features", self.gen_ba, suffix="_ba")
+        self.pool_a = self.image_pool("pool_a", self.pool_size)
+        self.pool_b = self.image_pool("pool_b", self.pool_size)
         # One Adam for both generators and one for both discriminators, as in the paper's code.
-        self.opt_gen = make_adam([self.gen_ab, self.gen_ba], optim, fused=self.fused_adam)
-        self.opt_disc = make_adam([self.disc_a, self.disc_b], optim, fused=self.fused_adam)
-        self.trainable = TrainableTerms(self.features_ab + self.features_ba, optim,
-                                        fused=self.fused_adam)
+        self.opt_gen = self.optimizer("gen", [self.gen_ab, self.gen_ba])
+        self.opt_disc = self.optimizer("disc", [self.disc_a, self.disc_b])
+        self.trainable_terms(self.features_ab + self.features_ba)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -144,17 +135,3 @@ class CycleGANTrainer(Trainer):
     def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
         fake_b = self.gen_ab(batch["A"])
         return [batch["A"], fake_b, self.gen_ba(fake_b)]
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba,
-                "disc_a": self.disc_a, "disc_b": self.disc_b} | self.trainable.modules()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()
-
-    def state_tensors(self) -> dict[str, Tensor]:
-        return self.pool_a.state_tensors("pool_a") | self.pool_b.state_tensors("pool_b")
-
-    def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
-        self.pool_a.load_state_tensors("pool_a", tensors, device)
-        self.pool_b.load_state_tensors("pool_b", tensors, device)

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from imtrans.trainers.base import (
-    NetworkSpec,
-    Trainer,
-    check_positive_settings,
+from imtrans.trainers.adversarial import (
+    AdversarialTrainer,
+    check_adversarial_settings,
     discriminator_loss,
-    make_adam,
     set_requires_grad,
-    terms_by_slot,
 )
-from imtrans.trainers.image_pool import ImagePool
-from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
-
-if TYPE_CHECKING:
-    from imtrans.recipe import OptimTable, Recipe
+from imtrans.trainers.base import DomainChannels, NetworkSpec
 
 __all__ = ["Pix2PixTrainer"]
 
 
-class Pix2PixTrainer(Trainer):
+class Pix2PixTrainer(AdversarialTrainer):
     """pix2pix: one generator, a conditional discriminator on (input, output), L1 to the target.
 
     Defaults are the paper's: unet_256 generator with batch norm and dropout, 70x70
@@ -45,8 +38,11 @@ class Pix2PixTrainer(Trainer):
 
     translators: ClassVar[dict[str, str]] = {"AtoB": "gen"}
 
+    gen: nn.Module
+    disc: nn.Module
+
     def __init__(self, *, pool_size: int = 0, d_loss_scale: float = 0.5) -> None:
-        check_positive_settings(pool_size, d_loss_scale)
+        check_adversarial_settings(pool_size=pool_size, d_loss_scale=d_loss_scale)
         self.pool_size = pool_size
         self.d_loss_scale = d_loss_scale
 
@@ -62,28 +58,22 @@ class Pix2PixTrainer(Trainer):
             },
         }
 
-    @classmethod
-    def networks(cls, recipe: Recipe) -> dict[str, NetworkSpec]:
-        a, b = recipe.data.channels()
+    def networks(self, channels: DomainChannels) -> dict[str, NetworkSpec]:
+        a, b = channels.a, channels.b
         return {
             "gen": NetworkSpec("generators", "generator", {"in_channels": a, "out_channels": b}),
             # Conditional: the discriminator sees the input beside the (real or fake) output.
             "disc": NetworkSpec("discriminators", "discriminator", {"in_channels": a + b}),
         }
 
-    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
-              slots: dict[str, str], optim: OptimTable) -> None:
-        self.gen = networks["gen"]
-        self.disc = networks["disc"]
-        terms = terms_by_slot(losses, slots)
-        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
-        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
-        self.reconstruction_terms = terms.get("reconstruction", [])
-        self.feature_terms = bind_feature_terms(terms.get("features", []), self.gen)
-        self.pool = ImagePool(self.pool_size)
-        self.opt_gen = make_adam([self.gen], optim, fused=self.fused_adam)
-        self.opt_disc = make_adam([self.disc], optim, fused=self.fused_adam)
-        self.trainable = TrainableTerms(self.feature_terms, optim, fused=self.fused_adam)
+    def setup(self) -> None:
+        super().setup()
+        self.reconstruction_terms = self.terms.in_slot("reconstruction")
+        self.feature_terms = self.feature_terms_of("features", self.gen)
+        self.pool = self.image_pool("pool", self.pool_size)
+        self.opt_gen = self.optimizer("gen", [self.gen])
+        self.opt_disc = self.optimizer("disc", [self.disc])
+        self.trainable_terms(self.feature_terms)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -120,15 +110,3 @@ class Pix2PixTrainer(Trainer):
     @torch.no_grad()
     def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
         return [batch["A"], self.gen(batch["A"]), batch["B"]]
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"gen": self.gen, "disc": self.disc} | self.trainable.modules()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()
-
-    def state_tensors(self) -> dict[str, Tensor]:
-        return self.pool.state_tensors("pool")
-
-    def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
-        self.pool.load_state_tensors("pool", tensors, device)

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from imtrans.losses.feature import GeneratorFeatureLoss
-from imtrans.trainers.base import make_adam
-
-if TYPE_CHECKING:
-    from imtrans.recipe import OptimTable
+from imtrans.trainers.optim import OptimizerFactory
 
 __all__ = ["TrainableTerms", "bind_feature_terms"]
 
@@ -60,20 +56,18 @@ class TrainableTerms:
 
     Args:
         terms: ``(name, loss)`` pairs; those without trainable parameters are left out.
-        optim: The recipe's Adam settings (a head trains at the generator's learning rate).
-        fused: Create fused Adam optimisers (``Trainer.fused_adam``).
+        optimizers: Creates their optimisers (a head trains at the generator's learning rate).
 
-    Example:
-        >>> trainable = TrainableTerms(bound_terms, optim, fused=self.fused_adam)  # setup
-        >>> trainable.zero_grad(); total.backward(); trainable.step()  # each step
+    Example (in a trainer; :meth:`Trainer.trainable_terms` creates one):
+        >>> trainable = self.trainable_terms(bound_terms)  # doctest: +SKIP
+        >>> trainable.zero_grad(); total.backward(); trainable.step()  # doctest: +SKIP
     """
 
-    def __init__(self, terms: Iterable[tuple[str, nn.Module]], optim: OptimTable, *,
-                 fused: bool = False) -> None:
+    def __init__(self, terms: Iterable[tuple[str, nn.Module]],
+                 optimizers: OptimizerFactory) -> None:
         self.terms = {name: loss for name, loss in terms
                       if any(p.requires_grad for p in loss.parameters())}
-        self.optims = {name: make_adam([loss], optim, fused=fused)
-                       for name, loss in self.terms.items()}
+        self.optims = {name: optimizers([loss]) for name, loss in self.terms.items()}
 
     def zero_grad(self) -> None:
         """Clear the terms' gradients (with the generator optimiser's ``zero_grad``)."""

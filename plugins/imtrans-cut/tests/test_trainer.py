@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 import imtrans
-from imtrans.assembly import build_losses, build_networks, build_trainer
 from imtrans.recipe import recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -33,10 +32,7 @@ def loaded() -> imtrans.Components:
 def tiny(loaded: imtrans.Components, **tables: dict):
     raw = {"data": {"root": "unused"}, "generator": {"ngf": 4}, "discriminator": {"ndf": 4}}
     recipe = recipe_from_dict(raw | tables, registry=loaded)
-    trainer = build_trainer(recipe, loaded)
-    trainer.setup(build_networks(recipe, loaded), build_losses(recipe, loaded),
-                  {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
-    return trainer
+    return imtrans.build_training(recipe, loaded, device=torch.device("cpu"), data=False).trainer
 
 
 def batch(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -3,30 +3,25 @@ one discriminator, held to its input by PatchNCE instead of a cycle through an i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from imtrans import InvalidArgumentError, RecipeError
+from imtrans import InvalidArgumentError
 from imtrans.trainers import (
+    AdversarialTrainer,
+    DomainChannels,
     NetworkSpec,
-    TrainableTerms,
-    Trainer,
-    bind_feature_terms,
+    check_adversarial_settings,
     discriminator_loss,
-    make_adam,
     set_requires_grad,
-    terms_by_slot,
 )
-
-if TYPE_CHECKING:  # types only: the recipe tables a trainer receives
-    from imtrans.recipe import OptimTable, Recipe
 
 __all__ = ["CUTTrainer"]
 
 
-class CUTTrainer(Trainer):
+class CUTTrainer(AdversarialTrainer):
     """CUT: a generator, a PatchGAN discriminator and a PatchNCE term, no inverse network.
 
     Defaults are CUT's: resnet_9blocks generator and 70x70 PatchGAN with instance norm, no
@@ -56,10 +51,12 @@ class CUTTrainer(Trainer):
     }
     translators: ClassVar[dict[str, str]] = {"AtoB": "gen"}
 
+    gen: nn.Module
+    disc: nn.Module
+
     def __init__(self, *, nce_idt: bool = True, flip_equivariance: bool = False,
                  d_loss_scale: float = 0.5) -> None:
-        if d_loss_scale <= 0:
-            raise InvalidArgumentError(f"d_loss_scale must be > 0, got {d_loss_scale}")
+        check_adversarial_settings(d_loss_scale=d_loss_scale)
         self.nce_idt = nce_idt
         self.flip_equivariance = flip_equivariance
         self.d_loss_scale = d_loss_scale
@@ -77,28 +74,23 @@ class CUTTrainer(Trainer):
             },
         }
 
-    @classmethod
-    def networks(cls, recipe: Recipe) -> dict[str, NetworkSpec]:
-        a, b = recipe.data.channels()
-        if a != b and recipe.trainer.kwargs.get("nce_idt", True):
-            raise RecipeError(f"[trainer]: nce_idt translates B images with the A -> B "
-                              f"generator, which needs equal channel counts, got A {a} and "
-                              f"B {b}; set nce_idt = false")
+    def networks(self, channels: DomainChannels) -> dict[str, NetworkSpec]:
+        a, b = channels.a, channels.b
+        if a != b and self.nce_idt:
+            raise InvalidArgumentError(f"nce_idt translates B images with the A -> B "
+                                       f"generator, which needs equal channel counts, got A "
+                                       f"{a} and B {b}; set nce_idt = false")
         return {
             "gen": NetworkSpec("generators", "generator", {"in_channels": a, "out_channels": b}),
             "disc": NetworkSpec("discriminators", "discriminator", {"in_channels": b}),
         }
 
-    def setup(self, networks: dict[str, nn.Module], losses: dict[str, nn.Module],
-              slots: dict[str, str], optim: OptimTable) -> None:
-        self.gen, self.disc = networks["gen"], networks["disc"]
-        terms = terms_by_slot(losses, slots)
-        self.adversarial = next(losses[k] for k, s in slots.items() if s == self.adversarial_slot)
-        self.generator_adversarial = bool(terms.get(self.adversarial_slot))
-        self.nce_terms = bind_feature_terms(terms.get("nce", []), self.gen)
-        self.opt_gen = make_adam([self.gen], optim, fused=self.fused_adam)
-        self.opt_disc = make_adam([self.disc], optim, fused=self.fused_adam)
-        self.trainable = TrainableTerms(self.nce_terms, optim, fused=self.fused_adam)
+    def setup(self) -> None:
+        super().setup()
+        self.nce_terms = self.feature_terms_of("nce", self.gen)
+        self.opt_gen = self.optimizer("gen", [self.gen])
+        self.opt_disc = self.optimizer("disc", [self.disc])
+        self.trainable_terms(self.nce_terms)
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -149,9 +141,3 @@ class CUTTrainer(Trainer):
         if self.nce_idt:
             columns += [batch["B"], self.gen(batch["B"])]
         return columns
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"gen": self.gen, "disc": self.disc} | self.trainable.modules()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"gen": self.opt_gen, "disc": self.opt_disc} | self.trainable.optimizers()

@@ -1,0 +1,275 @@
+"""Loading recipes: TOML files that assemble a training run from registered components.
+
+A recipe states only what differs from the defaults. Defaults come from the code: the table
+models of :mod:`imtrans.recipe.schema`, the chosen trainer's
+:meth:`~imtrans.trainers.Trainer.recipe_defaults`, and the component builders' signatures.
+Loading is strict: an unknown key, a misspelled component name, an argument a builder does not
+take, or a value of the wrong type fails with the TOML path.
+
+Example:
+    >>> recipe = load_recipe("recipes/pix2pix_edges2shoes.toml", overrides=["optim.lr=1e-4"])
+    >>> recipe.optim.lr
+    0.0001
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
+from imtrans.plugins import Components, components
+from imtrans.recipe.schema import ComponentTable, Recipe
+from imtrans.registry import accepted_arguments, check_arguments
+from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
+
+__all__ = ["apply_override", "check_components", "load_recipe", "parse_override",
+           "recipe_from_dict"]
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    registry: Components | None = None,
+) -> Recipe:
+    """Read, override, complete and validate a recipe file.
+
+    Args:
+        path: The TOML file.
+        overrides: ``section.key=value`` strings applied before validation; the value is read
+            as TOML (``5``, ``1e-4``, ``true``, ``[0.5, 0.9]``), else taken as a string.
+        registry: The components to check names against (default: the loaded plugins).
+
+    Raises:
+        RecipeError: with the TOML path and value of the first problem found.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"recipe not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    for override in overrides:
+        apply_override(raw, override)
+    try:
+        return recipe_from_dict(raw, registry=registry)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+
+
+def recipe_from_dict(raw: Mapping[str, Any], *, registry: Components | None = None) -> Recipe:
+    """Complete ``raw`` with the trainer's defaults and validate it (see :func:`load_recipe`)."""
+    registry = registry or components()
+    trainer_cls = _trainer_class(raw, registry)
+    merged = _deep_merge(trainer_cls.recipe_defaults(), raw)
+    try:
+        recipe = Recipe.model_validate(merged)
+    except pydantic.ValidationError as exc:
+        raise RecipeError(_describe(exc)) from None
+    return check_components(recipe, registry)
+
+
+def check_components(recipe: Recipe, registry: Components) -> Recipe:
+    """Check every component name and argument in ``recipe`` against the registries.
+
+    Returns:
+        The recipe with each component table completed by its builder's defaults and its
+        values coerced to the annotated types, so that a run records every setting.
+
+    Raises:
+        RecipeError: naming the table, e.g. ``[losses.cycle]: unexpected argument 'wieght'``.
+    """
+    tables: list[tuple[str, str, ComponentTable]] = [
+        ("trainers", "trainer", recipe.trainer),
+        ("datasets", "data", recipe.data),
+        ("generators", "generator", recipe.generator),
+        ("discriminators", "discriminator", recipe.discriminator),
+    ]
+    tables += [("losses", f"losses.{key}", term) for key, term in recipe.losses.items()]
+    # Arguments first: laying out the networks below reads some of them (the [data] channel
+    # counts), which must be the right type by then.
+    checked = [(where, *_check_table(registry, kind, where, table))
+               for kind, where, table in tables]
+    trainer_cls: type[Trainer] = checked[0][1]  # [trainer], checked first
+    _check_slots(recipe, trainer_cls)
+    specs = _network_specs(trainer_cls, checked[0][2], recipe)
+    _check_overrides(recipe, specs)
+    # Arguments the trainer sets itself (channel counts) stay out of the written recipe.
+    set_by_trainer: dict[str, set[str]] = {}
+    for spec in specs.values():
+        set_by_trainer.setdefault(spec.section, set()).update(spec.overrides)
+    completed = recipe.model_dump(exclude_none=True)
+    for where, builder, values in checked:
+        defaults = {
+            name: param.default
+            for name, param in accepted_arguments(builder).items()
+            if param.default not in (param.empty, None)
+            and name not in set_by_trainer.get(where, ())
+        }
+        node = completed
+        for part in where.split("."):
+            node = node[part]
+        node.update(defaults | values)
+    return Recipe.model_validate(completed)
+
+
+def _check_table(registry: Components, kind: str, where: str, table: ComponentTable
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The builder a table names and its arguments, checked and coerced."""
+    try:
+        builder = registry.registry(kind).get(table.name).builder
+        return builder, check_arguments(builder, table.kwargs, f"[{where}]")
+    except ComponentError as exc:
+        message = str(exc)
+        if not message.startswith("["):
+            message = f"[{where}] name = {table.name!r}: {message}"
+        raise RecipeError(message) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``section.key=value`` in a raw recipe dict, creating tables on the way."""
+    dotted, value = parse_override(override)
+    *tables, key = dotted.split(".")
+    node = raw
+    for i, table in enumerate(tables):
+        child = node.setdefault(table, {})
+        if not isinstance(child, dict):
+            here = ".".join(tables[: i + 1])
+            raise RecipeError(f"--set {override!r}: {here} is a value, not a table")
+        node = child
+    node[key] = value
+
+
+def parse_override(override: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` into ``("a.b", value)``, reading the value as TOML when it parses.
+
+    Raises:
+        RecipeError: no ``=``, or an empty key part.
+    """
+    dotted, sep, text = override.partition("=")
+    dotted = dotted.strip()
+    if not sep or not dotted or any(not part for part in dotted.split(".")):
+        raise RecipeError(f"--set expects section.key=value, got {override!r}")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word such as resnet_6blocks is meant as a string
+    return dotted, value
+
+
+def _trainer_class(raw: Mapping[str, Any], registry: Components) -> type[Trainer]:
+    table = raw.get("trainer")
+    if not isinstance(table, Mapping) or "name" not in table:
+        known = ", ".join(registry.trainers.names())
+        raise RecipeError(f'[trainer] name is required, e.g. name = "cyclegan"; known: {known}')
+    try:
+        builder = registry.trainers.get(table["name"]).builder
+    except ComponentError as exc:
+        raise RecipeError(f"[trainer] name = {table['name']!r}: {exc}") from None
+    if not (isinstance(builder, type) and issubclass(builder, Trainer)):
+        raise RecipeError(f"[trainer] {table['name']!r} is not a Trainer subclass: {builder!r}")
+    return builder
+
+
+def _check_slots(recipe: Recipe, trainer_cls: type[Trainer]) -> None:
+    slots = trainer_cls.slots()
+    for key, term in recipe.losses.items():
+        slot = term.on or key
+        if slot not in slots:
+            known = ", ".join(slots)
+            raise RecipeError(
+                f"[losses.{key}]: trainer {recipe.trainer.name!r} has no loss slot {slot!r}; "
+                f"slots: {known} (set on = \"SLOT\" to add a term to one)"
+            )
+    adversarial = [k for k, t in recipe.losses.items()
+                   if (t.on or k) == trainer_cls.adversarial_slot]
+    if len(adversarial) != 1:
+        raise RecipeError(
+            f"[losses]: trainer {recipe.trainer.name!r} needs exactly one term in slot "
+            f"{trainer_cls.adversarial_slot!r}, got {len(adversarial)}: {', '.join(adversarial)}")
+
+
+def _network_specs(trainer_cls: type[Trainer], kwargs: dict[str, Any], recipe: Recipe
+                   ) -> dict[str, NetworkSpec]:
+    """The networks the trainer the recipe names lays out for its data's channel counts."""
+    try:
+        trainer = trainer_cls(**kwargs)
+        return trainer.networks(DomainChannels(*recipe.data.channels()))
+    except InvalidArgumentError as exc:
+        raise RecipeError(f"[trainer]: {exc}") from None
+
+
+def _check_overrides(recipe: Recipe, specs: dict[str, NetworkSpec]) -> None:
+    """Refuse arguments the trainer sets itself, so the recipe and the networks agree."""
+    for spec in specs.values():
+        table: ComponentTable = getattr(recipe, spec.section)
+        for key in spec.overrides:
+            if key in table.kwargs:
+                raise RecipeError(
+                    f"[{spec.section}] {key}: set by trainer {recipe.trainer.name!r} from the "
+                    "[data] channel counts (in_channels, out_channels); set those instead"
+                )
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, table by table. A component table that names a different
+    component than the default replaces it whole (the default's arguments may not apply)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            if "name" in value and value["name"] != below.get("name"):
+                merged[key] = copy.deepcopy(dict(value))
+            else:
+                merged[key] = _deep_merge(below, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a recipe table at ``loc`` (a pydantic error location) accepts."""
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _toml_key(part: str | int) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted with escapes (so a key holding
+    a newline or a dot cannot break the one-line message or be misread)."""
+    text = str(part)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text)
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    """The first pydantic error as ``path: problem (got value)`` in TOML terms."""
+    lines = []
+    for error in exc.errors():
+        path = ".".join(_toml_key(p) for p in error["loc"])
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(error["loc"][:-1])
+            close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"{path}: unknown key (value {error['input']!r}){hint} "
+                         f"known: {', '.join(known)}")
+        elif error["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            lines.append(f"{path} = {error['input']!r}: {error['msg']}")
+    return "; ".join(lines)

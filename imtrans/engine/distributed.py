@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import inspect
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -38,10 +36,6 @@ __all__ = ["Distributed", "GanDDP", "is_main_process", "setup", "unwrap"]
 TIMEOUT = timedelta(minutes=60)
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
-#: Set (to anything) to make every rank print a checksum of its weights when training ends,
-#: so a test can see that the ranks hold identical weights (no collective, no file).
-CHECKSUM_ENV = "IMTRANS_DDP_CHECKSUM"
 
 # Sync buffers at every forward; newer torch renames broadcast_buffers.
 _SYNC_BUFFERS = ({"forward_sync_buffers": True}
@@ -150,7 +144,7 @@ class Distributed:
             # every trainable parameter gets a gradient in each backward, and frozen networks
             # skip DDP entirely (see GanDDP).
             ddp = GanDDP(network, device_ids=device_ids, find_unused_parameters=False,
-                         **_SYNC_BUFFERS)
+                         **_SYNC_BUFFERS)  # type: ignore[arg-type]
             ddp.solo_group = self._solo_group
             wrapped[name] = ddp
         return wrapped
@@ -215,19 +209,8 @@ class Distributed:
         if self.enabled and not self.is_main:
             torch.manual_seed((seed * 1_000_003 + step) * 1_009 + self.rank)
 
-    def close(self, trainer: Any = None) -> None:
-        """Leave the process group, if :func:`setup` joined it (and print the checksum of
-        ``trainer``'s networks when ``IMTRANS_DDP_CHECKSUM`` is set)."""
-        if self.enabled and trainer is not None and os.environ.get(CHECKSUM_ENV):
-            digest = hashlib.sha256()
-            for name, module in sorted(trainer.modules().items()):
-                # Parameters only: batch-norm running statistics are rank 0's at the start
-                # of each forward, then each rank's own batch moves them.
-                for key, tensor in unwrap(module).named_parameters():
-                    digest.update(f"{name}.{key}".encode())
-                    digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-            print(f"imtrans-ddp-checksum rank {self.rank} {digest.hexdigest()}", file=sys.stderr,
-                  flush=True)
+    def close(self) -> None:
+        """Leave the process group, if :func:`setup` joined it."""
         if self._stop_work is not None:
             self._stop_work.wait()
             self._stop_work = None

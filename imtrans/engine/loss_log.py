@@ -7,12 +7,13 @@ and reads them back once per logging interval, one transfer for all terms.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from imtrans.atomic import atomic_write
 
 __all__ = ["LossMeter", "MetricsLog"]
 
@@ -70,9 +71,7 @@ class MetricsLog:
             record = _record(line)
             if record is not None and int(record.get("step", 0)) <= step:
                 kept.append(line)  # as written, not re-encoded
-        partial = self.path.with_name(f".tmp-{self.path.name}")
-        partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(partial, self.path)
+        atomic_write(self.path, "".join(line + "\n" for line in kept))
 
 
 def _record(line: str) -> dict[str, Any] | None:

@@ -16,14 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from imtrans.checkpoint import training as training_state
-from imtrans.engine.loss_log import MetricsLog
-from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.schedules import LRSchedule
-from imtrans.recipe import Recipe
-from imtrans.trainers.base import Trainer
-
-__all__ = ["NonFinite", "NonFiniteWatch", "roll_back", "stop_message"]
+__all__ = ["NonFinite", "NonFiniteWatch", "stop_message"]
 
 
 @dataclass(frozen=True)
@@ -95,29 +88,15 @@ class NonFiniteWatch:
         return NonFinite(at, terms, broken)
 
 
-def stop_message(fault: NonFinite, last: Path | None, recipe: Recipe) -> str:
-    """What broke, where the last good checkpoint is, and what to try."""
+def stop_message(fault: NonFinite, last: Path | None, on_nonfinite: str) -> str:
+    """What broke, where the last good checkpoint is, and what to try (``on_nonfinite`` is
+    the recipe's ``train.on_nonfinite``)."""
     good = (f"the last good checkpoint is {last}" if last is not None
             else "no checkpoint was saved before it")
-    rollback = ("" if recipe.train.on_nonfinite == "rollback" else
+    rollback = ("" if on_nonfinite == "rollback" else
                 ', or set train.on_nonfinite = "rollback" to skip the batches that broke it')
     return (f"{fault.describe()}; stopped without saving: {good}. Lower optim.lr, check the "
             f"data{rollback}")
-
-
-def roll_back(fault: NonFinite, last: Path, trainer: Trainer, schedule: LRSchedule,
-               recipe: Recipe, device: torch.device, log: MetricsLog,
-               observer: TrainingObserver, steps_per_epoch: int, count: int) -> int:
-    """Reload ``last`` and return the step to go on from: the one that broke, so its batch and
-    the ones before it since the checkpoint are skipped (replaying them would break again)."""
-    restored = training_state.restore(last, trainer, schedule, recipe, device)
-    log.write({"step": fault.step, "epoch": -(-fault.step // steps_per_epoch),
-               "rollback": {"to_step": restored, "terms": fault.terms,
-                            "networks": fault.networks}})
-    observer.message(f"{fault.describe()}: rolled back to {last.name} (step {restored}) and "
-                     f"skipped the batches up to step {fault.step} (rollback {count} of "
-                     f"{recipe.train.max_rollbacks})")
-    return fault.step
 
 
 def _finite(network: nn.Module) -> bool:

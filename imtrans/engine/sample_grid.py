@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from imtrans.atomic import atomic_path
 
 __all__ = ["save_grid"]
 
@@ -15,7 +16,8 @@ def save_grid(columns: list[Tensor], path: Path) -> None:
     """Write images in [-1, 1] as a PNG grid, each column one of ``columns`` (N x C x H x W).
 
     Columns with 1 channel are shown grey, with more than 3 only their first 3 channels.
-    The file is written under a temporary name and renamed, so a viewer never sees half of it.
+    The file is written atomically (:func:`imtrans.atomic.atomic_path`), so a viewer never
+    sees half of it.
     """
     # Imported here: torchvision.utils brings in torchvision's models and torch._dynamo, two
     # seconds that every command starting up would otherwise wait for.
@@ -23,9 +25,8 @@ def save_grid(columns: list[Tensor], path: Path) -> None:
 
     shown = [_as_rgb(c.detach().float().cpu()) for c in columns]
     rows = torch.stack(shown, dim=1).flatten(0, 1)  # image 0's columns, then image 1's...
-    temporary = path.with_name(f".tmp-{path.name}")
-    save_image((rows + 1) / 2, temporary, nrow=len(columns), padding=2, format="png")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        save_image((rows + 1) / 2, temporary, nrow=len(columns), padding=2, format="png")
 
 
 def _as_rgb(images: Tensor) -> Tensor:

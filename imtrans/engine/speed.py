@@ -1,8 +1,8 @@
 """The ``[speed]`` switches (bf16, channels_last, fused Adam, torch.compile, CUDA graphs),
 applied in one place.
 
-:func:`apply_speed` is called once, after the networks are built and before
-:meth:`~imtrans.trainers.Trainer.setup` creates the optimisers. It changes each network in place
+:func:`apply_speed` is called once, by :func:`imtrans.engine.build.build_training`, after the
+networks are built and before the trainer creates its optimisers. It changes each network in place
 rather than wrapping it, so parameter names, checkpoints and ``trainer.modules()`` stay exactly
 those of an fp32 eager run: a checkpoint trained with any switch loads without it.
 
@@ -13,8 +13,12 @@ always see fp32 tensors, where bf16's 8-bit mantissa would lose the small differ
 measure, while the convolutions, where the time goes, run in bf16.
 
 Example:
-    >>> apply_speed(trainer, networks, recipe.speed, torch.device("cuda"))
-    >>> trainer.setup(networks, losses, slots, recipe.optim)
+    >>> from torch import nn
+    >>> from imtrans.recipe import SpeedTable
+    >>> networks = {"gen": nn.Conv2d(3, 3, 1)}
+    >>> apply_speed(networks, SpeedTable(precision="bf16"), torch.device("cpu"))
+    >>> networks["gen"](torch.zeros(1, 3, 4, 4)).dtype  # bf16 inside, fp32 out
+    torch.float32
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from imtrans.errors import RecipeError
 
 if TYPE_CHECKING:
     from imtrans.recipe import SpeedTable
-    from imtrans.trainers.base import Trainer
 
 __all__ = ["apply_speed", "check_speed"]
 
@@ -73,17 +76,17 @@ def check_speed(speed: SpeedTable, device: torch.device) -> None:
                 f"{device.type!r} (only on {', '.join(supported)}); set it to false")
 
 
-def apply_speed(trainer: Trainer, networks: dict[str, nn.Module], speed: SpeedTable,
-                device: torch.device) -> None:
-    """Apply the ``[speed]`` table to ``networks`` (in place) and to ``trainer``'s optimisers.
+def apply_speed(networks: dict[str, nn.Module], speed: SpeedTable, device: torch.device
+                ) -> None:
+    """Apply the ``[speed]`` table to ``networks``, in place.
 
-    Call before ``trainer.setup``: the optimisers read ``trainer.fused_adam`` when created.
+    ``speed.fused_adam`` is not applied here: it is the optimiser factory's setting (see
+    :func:`imtrans.assembly.optimizer_factory`), checked here with the rest.
 
     Raises:
         RecipeError: see :func:`check_speed`.
     """
     check_speed(speed, device)
-    trainer.fused_adam = speed.fused_adam
     mode = "reduce-overhead" if speed.cuda_graphs else "default" if speed.compile else None
     settings = _NetworkSpeed(bf16=speed.precision == "bf16", channels_last=speed.channels_last,
                              compile_mode=mode, clone_outputs=speed.cuda_graphs)
@@ -92,10 +95,10 @@ def apply_speed(trainer: Trainer, networks: dict[str, nn.Module], speed: SpeedTa
     for network in networks.values():
         if speed.channels_last:
             network.to(memory_format=torch.channels_last)
-        network._imtrans_speed = settings  # type: ignore[assignment]
+        network.__dict__["_imtrans_speed"] = settings  # plain attribute, not a submodule
         # An instance attribute wins over the class's forward; a bound method (not a closure)
         # so that copy.deepcopy rebinds it to the copy.
-        network.forward = types.MethodType(_fast_forward, network)  # type: ignore[method-assign]
+        network.forward = types.MethodType(_fast_forward, network)
 
 
 def _fast_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -105,7 +108,7 @@ def _fast_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         args = tuple(a.contiguous(memory_format=torch.channels_last)
                      if isinstance(a, Tensor) and a.dim() == 4 else a for a in args)
     forward = _forward_of(self, settings)
-    autocast = contextlib.nullcontext()
+    autocast: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if settings.bf16:
         device_type = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
         autocast = torch.autocast(device_type, dtype=torch.bfloat16)
@@ -123,9 +126,9 @@ def _forward_of(network: nn.Module, settings: _NetworkSpeed) -> Callable[..., An
     # evaluation translates with one) copies the attribute, sees it is not the owner and
     # compiles its own forward instead of calling the original's.
     owner, compiled = getattr(network, "_imtrans_compiled", (None, None))
-    if compiled is None or owner() is not network:
+    if compiled is None or owner is None or owner() is not network:
         compiled = torch.compile(plain, mode=settings.compile_mode)
-        network._imtrans_compiled = (weakref.ref(network), compiled)
+        network.__dict__["_imtrans_compiled"] = (weakref.ref(network), compiled)
     return compiled
 
 

@@ -20,17 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from imtrans.atomic import atomic_path, atomic_write
 from imtrans.errors import EvaluationError
 from imtrans.evaluation.evaluate import METRICS, Evaluator
 from imtrans.inference.translator import translator_for
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
+from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
 
-__all__ = ["BEST_CHECKPOINT", "BEST_RECORD", "PeriodicEvaluation", "isolated_rng", "read_best"]
-
-BEST_CHECKPOINT = "best.safetensors"
-BEST_RECORD = "best.json"
+__all__ = ["PeriodicEvaluation", "isolated_rng", "read_best"]
 
 
 class PeriodicEvaluation:
@@ -61,6 +60,12 @@ class PeriodicEvaluation:
         """Whether the recipe asks for evaluation during training."""
         return recipe.eval.every_epochs > 0
 
+    @classmethod
+    def of(cls, recipe: Recipe, registry: Components, device: torch.device
+           ) -> PeriodicEvaluation | None:
+        """The evaluation ``recipe`` asks for, or None when ``[eval]`` is off."""
+        return cls(recipe, registry, device) if cls.enabled(recipe) else None
+
     def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
         """At every N-th epoch end, and at the last step."""
         if step == total_steps:
@@ -78,28 +83,27 @@ class PeriodicEvaluation:
             return self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
                                            epoch=epoch).metrics
 
-    def keep_if_best(self, checkpoints: Path, checkpoint: Path, scores: dict[str, float],
+    def keep_if_best(self, run: RunDir, checkpoint: Path, scores: dict[str, float],
                      step: int, epoch: int) -> bool:
-        """Make ``checkpoint`` the best one when its score beats the recorded best."""
+        """Make ``checkpoint`` the best one of ``run`` when its score beats the recorded best."""
         value = scores[self.metric]
-        best = read_best(checkpoints)
+        best = read_best(run)
         if best is not None and best.get("metric") == self.metric:
             previous = float(best["value"])
             if (value >= previous) if self.lower_is_better else (value <= previous):
                 return False
-        partial = checkpoints / f".tmp-{BEST_CHECKPOINT}"
-        partial.unlink(missing_ok=True)
-        try:
-            os.link(checkpoint, partial)  # a second name for the same bytes: no copy
-        except OSError:
-            shutil.copyfile(checkpoint, partial)
-        os.replace(partial, checkpoints / BEST_CHECKPOINT)
+        with atomic_path(run.best_checkpoint) as partial:
+            try:
+                os.link(checkpoint, partial)  # a second name for the same bytes: no copy
+            except OSError:
+                shutil.copyfile(checkpoint, partial)
         record = {"metric": self.metric, "value": value, "lower_is_better":
                   self.lower_is_better, "step": step, "epoch": epoch,
-                  "checkpoint": BEST_CHECKPOINT, "copy_of": checkpoint.name, "scores": scores,
+                  "checkpoint": run.best_checkpoint.name, "copy_of": checkpoint.name,
+                  "scores": scores,
                   "note": "selected on the evaluation subset: its score is optimistic; the "
                           "last checkpoint is the run's result"}
-        _write_json(checkpoints / BEST_RECORD, record)
+        atomic_write(run.best_record, json.dumps(record, indent=2) + "\n")
         return True
 
 
@@ -117,16 +121,11 @@ def isolated_rng(device: torch.device) -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
-def read_best(checkpoints: Path) -> dict[str, Any] | None:
-    """The best-checkpoint record of a run, if it has one."""
+def read_best(run: RunDir) -> dict[str, Any] | None:
+    """The best-checkpoint record of ``run``, if it has one."""
     try:
-        record = json.loads((checkpoints / BEST_RECORD).read_text(encoding="utf-8"))
+        record = json.loads(run.best_record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "value" in record else None
 
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    partial = path.with_name(f".tmp-{path.name}")
-    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)

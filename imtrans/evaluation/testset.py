@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from imtrans.assembly import create_component
+from imtrans.contracts import is_paired
 from imtrans.data.resolve import resolve_root
 from imtrans.errors import EvaluationError, RecipeError
 from imtrans.inference.translator import to_uint8
@@ -85,7 +86,7 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
     resolved = resolve_root(data_root or kwargs["root"], recipe.data.catalog)
     root = resolved.path
     size = int(kwargs.get("crop_size", 256))
-    paired = bool(getattr(registry.datasets.get(recipe.data.name).builder, "paired", False))
+    paired = is_paired(registry.datasets.get(recipe.data.name).builder)
     split = pick_split(root, split, paired)
     a_channels, b_channels = recipe.data.channels()
     testing = {"preprocess": "resize_and_crop", "load_size": size, "crop_size": size,

@@ -19,18 +19,19 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from imtrans.assembly import create_component
+from imtrans.assembly import build_trainer, create_component, network_specs
+from imtrans.checkpoint.files import load_checkpoint
+from imtrans.checkpoint.lookup import find_checkpoint
+from imtrans.checkpoint.tensors import check_module_shapes, load_module_tensors
+from imtrans.contracts import size_multiple
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
-from imtrans.checkpoint.files import checkpoint_at, load_checkpoint
-from imtrans.checkpoint.tensors import check_module_shapes, load_module_tensors
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
 
-__all__ = ["Mode", "Translator", "find_checkpoint", "load_translator", "to_uint8",
-           "translator_for"]
+__all__ = ["Mode", "Translator", "load_translator", "to_uint8", "translator_for"]
 
 #: ``paper``: as the pix2pix paper tests (each image normalised by its own statistics, dropout
 #: kept on); ``eval``: the usual ``model.eval()`` (running batch-norm statistics, no dropout).
@@ -155,19 +156,6 @@ def tensor_to_image(image: Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array.squeeze(2) if channels == 1 else array))
 
 
-def find_checkpoint(path: Path | str) -> Path:
-    """A checkpoint file, or the newest checkpoint of a run directory or checkpoint folder.
-
-    Raises:
-        CheckpointError: nothing readable there.
-    """
-    found = checkpoint_at(Path(path))
-    if found is not None:
-        return found
-    raise CheckpointError(f"no checkpoint at {path} (expected a .safetensors file or a run "
-                          "directory holding checkpoints/step_*.safetensors)")
-
-
 def load_translator(path: Path | str, *, direction: str = "AtoB",
                     device: str | torch.device | None = None, mode: Mode = "paper",
                     tile_size: int = 1024, tile_overlap: int = 64,
@@ -197,13 +185,13 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint = load_checkpoint(find_checkpoint(path))
     recipe = _recipe_of(checkpoint.manifest, checkpoint.path, registry)
-    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
-    if direction not in trainer_cls.translators:
+    trainer = build_trainer(recipe, registry)
+    if direction not in trainer.translators:
         raise InvalidArgumentError(
             f"trainer {recipe.trainer.name!r} has no {direction} generator; it translates "
-            f"{', '.join(trainer_cls.translators) or 'nothing'}")
-    role = trainer_cls.translators[direction]
-    spec = trainer_cls.networks(recipe)[role]
+            f"{', '.join(trainer.translators) or 'nothing'}")
+    role = trainer.translators[direction]
+    spec = network_specs(trainer, recipe)[role]
     table = getattr(recipe, spec.section)
 
     def build() -> nn.Module:
@@ -233,15 +221,15 @@ def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *
     """A :class:`Translator` around ``generator``, the ``direction`` network of ``recipe``'s
     trainer. With ``copy_network`` (for a network still training) the translator works on a
     copy, so the original keeps its mode, layers and gradients."""
-    trainer_cls = registry.trainers.get(recipe.trainer.name).builder
-    spec = trainer_cls.networks(recipe)[trainer_cls.translators[direction]]
+    trainer = build_trainer(recipe, registry)
+    spec = network_specs(trainer, recipe)[trainer.translators[direction]]
     if copy_network:
         generator = copy.deepcopy(generator)
     return Translator(
         generator=_prepare(generator, mode).to(device), direction=direction,
         in_channels=int(spec.overrides.get("in_channels", 3)),
         out_channels=int(spec.overrides.get("out_channels", 3)),
-        size_multiple=int(getattr(generator, "size_multiple", 1)), device=torch.device(device),
+        size_multiple=size_multiple(generator), device=torch.device(device),
         recipe=recipe, step=step, checkpoint=checkpoint, tile_size=tile_size,
         tile_overlap=tile_overlap, epoch=epoch)
 

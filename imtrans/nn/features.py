@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from imtrans.contracts import size_multiple
 from imtrans.errors import InvalidArgumentError
 
 __all__ = ["LayeredGenerator", "feature_channels", "feature_layers_of", "generator_features"]
@@ -144,7 +145,7 @@ def feature_channels(generator: nn.Module, layers: Sequence[int]) -> list[int]:
             f"{type(network).__name__} exposes feature_layers but no integer `in_channels` "
             "attribute, which a feature loss needs to size itself")
     # Any size the generator takes will do: channel counts do not depend on it.
-    multiple = int(getattr(network, "size_multiple", 1))
+    multiple = size_multiple(network)
     size = multiple * max(1, -(-32 // multiple))
     tensor = next(itertools.chain(network.parameters(), network.buffers()), None)
     device = tensor.device if tensor is not None else torch.device("cpu")

@@ -1,0 +1,88 @@
+"""The periodic jobs of training, and the standard list of them.
+
+Each job is one concern with ``due(state)`` and ``run(state)`` (see :class:`Job`); the fit loop
+runs the due ones after every step, in the order of the list. The standard list, in order:
+
+1. :class:`NonFiniteCheck`: NaN/inf in losses or weights, before anything reads or keeps them;
+2. :class:`Progress`: the observer hears of every step;
+3. :class:`LogRecord`: a metrics record every ``train.log_every`` steps;
+4. :class:`SampleGrid`: a sample grid every ``train.sample_every`` steps;
+5. :class:`EpochEnd`: the schedule hears the epoch's generator loss;
+6. :class:`Checkpoint`: checkpoints and retention;
+7. :class:`Evaluation`: scores and the best checkpoint (``[eval]``);
+8. :class:`Report`: ``report.html`` after samples and evaluations;
+9. :class:`StopVote`: several processes agree on when to stop after a signal.
+
+Jobs that write files exist only on the process that writes (rank 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imtrans.engine.build import Training
+from imtrans.engine.distributed import Distributed
+from imtrans.engine.jobs.base import Job, RolledBack
+from imtrans.engine.jobs.checkpoint import Checkpoint
+from imtrans.engine.jobs.evaluation import Evaluation
+from imtrans.engine.jobs.log import LogRecord, Progress
+from imtrans.engine.jobs.nonfinite import NonFiniteCheck
+from imtrans.engine.jobs.report import Report
+from imtrans.engine.jobs.samples import SampleGrid
+from imtrans.engine.jobs.schedule import EpochEnd
+from imtrans.engine.jobs.stop import StopVote
+from imtrans.engine.loss_log import MetricsLog
+from imtrans.engine.observer import TrainingObserver
+from imtrans.evaluation.periodic import PeriodicEvaluation
+from imtrans.rundir import RunDir
+
+__all__ = [
+    "Checkpoint",
+    "EpochEnd",
+    "Evaluation",
+    "Job",
+    "LogRecord",
+    "NonFiniteCheck",
+    "Progress",
+    "Report",
+    "RolledBack",
+    "SampleGrid",
+    "StopVote",
+    "default_jobs",
+]
+
+
+def default_jobs(training: Training, run_dir: RunDir, *, ddp: Distributed,
+                 observer: TrainingObserver, environment: dict[str, Any],
+                 evaluation: PeriodicEvaluation | None = None) -> list[Job]:
+    """The standard jobs of a run, in the order they run after each step.
+
+    Args:
+        training: What is trained (trainer, schedule, recipe).
+        run_dir: Where the run writes.
+        ddp: This process's place among the training processes.
+        observer: Receives progress, records and notices.
+        environment: The versions record every checkpoint holds.
+        evaluation: Evaluation during training, when ``[eval]`` asks for it (rank 0 only).
+    """
+    recipe, trainer, schedule = training.recipe, training.trainer, training.schedule
+    writes = ddp.is_main
+    log = MetricsLog(run_dir.metrics) if writes else None
+    record = LogRecord(recipe.train.log_every, log, schedule, observer)
+    checkpoint = Checkpoint(recipe, trainer, schedule, run_dir if writes else None, environment)
+    samples = (SampleGrid(recipe.train.sample_every, trainer, training.sample_batch, run_dir)
+               if writes and training.sample_batch is not None else None)
+    scores = (Evaluation(evaluation, ddp.unwrapped(trainer), checkpoint, run_dir, log,
+                         observer) if evaluation is not None and log is not None else None)
+    guarded: list[Job] = [record, checkpoint, *([scores] if scores else [])]
+    jobs: list[Job] = [
+        NonFiniteCheck(recipe.train, trainer, guarded, training.restore, log, observer,
+                       can_roll_back=not ddp.enabled),
+        Progress(observer), record, *([samples] if samples else []), EpochEnd(schedule),
+        checkpoint, *([scores] if scores else []),
+    ]
+    if writes:
+        jobs.append(Report(run_dir, observer, after=[j for j in (samples, scores) if j]))
+    if ddp.enabled:
+        jobs.append(StopVote(ddp))
+    return jobs

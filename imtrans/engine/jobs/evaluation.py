@@ -1,0 +1,52 @@
+"""Evaluation during training (``[eval]``): every N epochs and at the end, score the generator
+on the test subset, log the scores, and keep the checkpoint when it is the best yet. The scored
+weights are saved first if this step has no checkpoint, so the best one exists as a file."""
+
+from __future__ import annotations
+
+from imtrans.engine.jobs.base import Job
+from imtrans.engine.jobs.checkpoint import Checkpoint
+from imtrans.engine.loss_log import MetricsLog
+from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.state import TrainingState
+from imtrans.evaluation.periodic import PeriodicEvaluation
+from imtrans.rundir import RunDir
+from imtrans.trainers.base import Trainer
+
+__all__ = ["Evaluation"]
+
+
+class Evaluation(Job):
+    """Scores the generator and keeps the best checkpoint (on the process that writes files).
+
+    Args:
+        evaluation: The evaluator, built before training so a missing test split or Inception
+            stops the run at once.
+        trainer: The trainer as evaluation sees it (networks without DDP wrappers).
+        checkpoint: The checkpoint job, to save the scored weights when needed.
+        run_dir: Where ``best.safetensors`` goes.
+        log: Where the scores are recorded.
+        observer: Receives the one-line summary.
+    """
+
+    def __init__(self, evaluation: PeriodicEvaluation, trainer: Trainer, checkpoint: Checkpoint,
+                 run_dir: RunDir, log: MetricsLog, observer: TrainingObserver) -> None:
+        self.evaluation, self.trainer, self.checkpoint = evaluation, trainer, checkpoint
+        self.run_dir, self.log, self.observer = run_dir, log, observer
+
+    def due(self, state: TrainingState) -> bool:
+        return self.evaluation.due(state.step, state.plan.steps_per_epoch,
+                                   state.plan.total_steps)
+
+    def run(self, state: TrainingState) -> None:
+        if not state.saved_now:  # the scored weights must exist as a file
+            self.checkpoint.save(state)
+        assert state.last_checkpoint is not None  # the writing process saved it
+        step, evaluation = state.step, self.evaluation
+        epoch = -(-step // state.plan.steps_per_epoch)  # epochs begun: a final partial one counts
+        scores = evaluation.evaluate(self.trainer, step, epoch)
+        self.log.write({"step": step, "epoch": epoch, "eval": scores})
+        best = evaluation.keep_if_best(self.run_dir, state.last_checkpoint, scores, step, epoch)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+        self.observer.message(f"eval at step {step} (epoch {epoch}): {shown}"
+                              + (f"; best {evaluation.metric} so far" if best else ""))

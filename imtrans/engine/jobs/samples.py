@@ -1,0 +1,52 @@
+"""Sample grids: every ``train.sample_every`` steps and at the last one, the fixed batch
+translated (input | output | reconstruction or target) to ``samples/step_N.png``."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from imtrans.engine.jobs.base import Job
+from imtrans.engine.sample_grid import save_grid
+from imtrans.engine.state import TrainingState
+from imtrans.rundir import RunDir
+from imtrans.trainers.base import Trainer
+
+__all__ = ["SampleGrid", "write_samples"]
+
+
+class SampleGrid(Job):
+    """Writes the sample grid of the fixed batch (on the process that writes files).
+
+    Args:
+        every: ``train.sample_every``.
+        trainer: Translates the batch.
+        batch: The fixed sample batch (the same images all run long).
+        run_dir: Where the grids go.
+    """
+
+    def __init__(self, every: int, trainer: Trainer, batch: dict[str, Tensor],
+                 run_dir: RunDir) -> None:
+        self.every, self.trainer, self.batch, self.run_dir = every, trainer, batch, run_dir
+
+    def due(self, state: TrainingState) -> bool:
+        return state.step % self.every == 0 or state.finished
+
+    def run(self, state: TrainingState) -> None:
+        write_samples(self.trainer, self.batch, self.run_dir, state.step)
+
+
+def write_samples(trainer: Trainer, batch: dict[str, Tensor], run_dir: RunDir, step: int
+                  ) -> None:
+    """Translate ``batch`` as the papers test: in training mode (batch statistics, dropout),
+    with the RNG and batch-norm buffers restored after, so sampling changes nothing about
+    training (and a resumed run stays identical to an uninterrupted one)."""
+    modules = list(trainer.modules().values())
+    buffers = [b.clone() for m in modules for b in m.buffers()]
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        save_grid(trainer.sample_images(batch), run_dir.sample(step))
+    with torch.no_grad():
+        for saved, buffer in zip(buffers, (b for m in modules for b in m.buffers()),
+                                 strict=True):
+            buffer.copy_(saved)

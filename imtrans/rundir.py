@@ -16,14 +16,16 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from imtrans.atomic import atomic_write
-from imtrans.plugins import Components
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
+
+if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay free of torch
+    import torch
+
+    from imtrans.plugins import Components
 
 __all__ = ["RunDir", "create_run_dir", "latest_run_dir", "write_run_record"]
 
@@ -132,6 +134,8 @@ def latest_run_dir(output_dir: Path, name: str) -> Path | None:
 def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components,
                      device: torch.device) -> dict[str, Any]:
     """Write ``recipe.toml`` and ``environment.json``; return the environment record."""
+    import torch
+
     run = RunDir(run_dir)
     atomic_write(run.recipe, dumps(resolved))
     environment = {

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from imtrans.atomic import TEMP_PREFIX
 from imtrans.checkpoint import files as checkpoint
-from imtrans.checkpoint.files import TEMP_PREFIX, list_checkpoints, load_checkpoint
+from imtrans.checkpoint.files import list_checkpoints, load_checkpoint
 from imtrans.engine.loss_log import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]

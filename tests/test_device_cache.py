@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from imtrans.data import AlignedDataset, SingleDataset, SkippedImageWarning, UnalignedDataset
-from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
 from imtrans.data.batches import CachedBatches, StreamedBatches, training_data
+from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
 from imtrans.plugins import components

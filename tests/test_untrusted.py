@@ -28,10 +28,10 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 
+from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
 from imtrans.cli import cli
 from imtrans.data.catalog import CatalogEntry
 from imtrans.data.download import download, extract, fetch_dataset
-from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
 from imtrans.errors import CheckpointError, DataError, RecipeError
 from imtrans.inference.translator import load_translator
 from imtrans.plugins import load_components

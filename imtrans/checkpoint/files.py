@@ -3,8 +3,9 @@
 Tensors (weights, optimiser moments, RNG states, image pools) are safetensors entries; the rest
 is a JSON manifest in the header metadata (``imtrans.manifest``, beside ``imtrans.format`` =
 ``"1"``). Loading parses JSON and raw tensor bytes only: a stranger's file cannot run code.
-Writes go to a temporary name that never matches the checkpoint pattern, are fsynced, renamed
-over the final name and the directory fsynced: a crash leaves the old file or the new one whole.
+Writes go through :func:`imtrans.atomic.atomic_path`: a temporary name that never matches the
+checkpoint pattern, fsynced, renamed over the final name and the directory fsynced, so a crash
+leaves the old file or the new one whole.
 
 Names carry what retention needs: ``step_00001000.safetensors`` mid-epoch,
 ``step_00001000_epoch_0005.safetensors`` when epoch 5 ended (5 epochs done). So retention never
@@ -13,12 +14,10 @@ opens a file, and works even beside a damaged one.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
 import re
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,19 +29,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 from torch import Tensor
 
+from imtrans.atomic import atomic_path
 from imtrans.errors import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
-    "checkpoint_at",
     "checkpoint_name",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "parse_checkpoint_name",
     "prune_checkpoints",
-    "remove_stale_temporaries",
     "save_checkpoint",
 ]
 
@@ -51,7 +49,6 @@ MANIFEST_KEY = "imtrans.manifest"
 FORMAT_KEY = "imtrans.format"
 # A safetensors header lists names, dtypes and offsets; even huge models stay far below this.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -126,28 +123,11 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # Platforms without directory handles cannot fsync them; nothing more to do.
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some file systems do not support fsync on directories; the rename is still done.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file and make it durable before anyone renames it."""
+    """Write ``data`` to the new temporary file of an atomic write (which makes it durable)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping[str, Any]) -> Path:
@@ -178,36 +158,16 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping
         MANIFEST_KEY: json.dumps(manifest, allow_nan=False, separators=(",", ":")),
     }
     prepared = _prepare_tensors(tensors)
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_bytes(temp, serialize(prepared, metadata=metadata))
-        os.replace(temp, path)
-        _fsync_directory(path.parent)
-    except BaseException as exc:
-        temp.unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            raise CheckpointError(
-                f"could not write checkpoint {path}: {_describe(exc)}; "
-                "any previous checkpoint there is unchanged"
-            ) from exc
-        raise
+        with atomic_path(path) as temporary:  # removed again if anything below fails
+            _write_bytes(temporary, serialize(prepared, metadata=metadata))
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {_describe(exc)}; "
+            "any previous checkpoint there is unchanged"
+        ) from exc
     return path
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in ``directory``; return them.
-
-    Call it only where no other process is writing checkpoints into ``directory`` (at the start
-    of a run, on the process that writes): a temporary file is never read, but a large model
-    leaves one as large as a checkpoint after every kill.
-    """
-    if not directory.is_dir():
-        return []
-    stale = sorted(directory.glob(f"{TEMP_PREFIX}*"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def _check_header(path: Path) -> None:
@@ -383,18 +343,6 @@ def latest_checkpoint(directory: Path) -> Path | None:
     """
     checkpoints = list_checkpoints(directory)
     return checkpoints[-1][1] if checkpoints else None
-
-
-def checkpoint_at(path: Path) -> Path | None:
-    """``path`` if it is a file, else the newest checkpoint of ``path/checkpoints/`` (a run
-    directory) or of ``path`` itself (a checkpoint folder); ``None`` when there is none."""
-    if path.is_file():
-        return path
-    for folder in (path / "checkpoints", path):
-        found = latest_checkpoint(folder) if folder.is_dir() else None
-        if found is not None:
-            return found
-    return None
 
 
 def prune_checkpoints(

@@ -277,9 +277,9 @@ def rng_tensors(prefix: str = "rng") -> dict[str, Tensor]:
         import numpy as np
     except ImportError:
         return out
-    algorithm, key, pos, has_gauss, cached = np.random.get_state()
+    algorithm, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
     if algorithm == "MT19937":
-        out[f"{prefix}.numpy.key"] = torch.from_numpy(key.astype(np.int64))
+        out[f"{prefix}.numpy.key"] = torch.from_numpy(np.asarray(key).astype(np.int64))
         out[f"{prefix}.numpy.pos"] = torch.tensor([pos, has_gauss], dtype=torch.int64)
         out[f"{prefix}.numpy.gauss"] = torch.tensor([cached], dtype=torch.float64)
     return out

@@ -14,15 +14,11 @@ from typing import Any
 import torch
 
 from imtrans.checkpoint.files import (
-    checkpoint_at,
     checkpoint_name,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from imtrans.engine.distributed import unwrap
-from imtrans.rundir import latest_run_dir
-from imtrans.engine.schedules import LRSchedule
 from imtrans.checkpoint.tensors import (
     load_module_tensors,
     load_optimizer_tensors,
@@ -32,11 +28,13 @@ from imtrans.checkpoint.tensors import (
     rng_tensors,
     tensors_with_prefix,
 )
+from imtrans.engine.distributed import unwrap
+from imtrans.engine.schedules import LRSchedule
 from imtrans.errors import CheckpointError
 from imtrans.recipe import Recipe, TrainTable
 from imtrans.trainers.base import Trainer
 
-__all__ = ["find_resume_point", "prune", "restore", "run_dir_of", "save"]
+__all__ = ["prune", "restore", "save"]
 
 #: Recipe tables that decide the shapes of the saved tensors; a resume must agree on them.
 ARCHITECTURE = ("trainer", "generator", "discriminator")
@@ -102,36 +100,7 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
                               f"{exc}") from None
 
 
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint belongs to (``<run>/checkpoints/<file>``), if any."""
-    folder = checkpoint.resolve().parent
-    return folder.parent if folder.name == "checkpoints" else None
-
-
-def find_resume_point(resume: str, recipe: Recipe) -> Path:
-    """The checkpoint ``--resume`` means: ``latest`` (the newest run of this recipe's name),
-    a run directory, or a checkpoint file.
-
-    Raises:
-        CheckpointError: nothing to resume from there, with where it looked.
-    """
-    if resume == "latest":
-        name = recipe.run.name or recipe.trainer.name
-        run_dir = latest_run_dir(Path(recipe.run.output_dir), name)
-        if run_dir is None:
-            raise CheckpointError(f"no run named {name!r} under {recipe.run.output_dir}/ to "
-                                  "resume; start one without --resume")
-        target = run_dir
-    else:
-        target = Path(resume)
-    found = checkpoint_at(target)
-    if found is not None:
-        return found
-    raise CheckpointError(f"no checkpoint found at {target} (looked for "
-                          f"{target}/checkpoints/step_*.safetensors)")
-
-
-def prune(directory: Path, train: TrainTable, steps_per_epoch: int) -> None:
+def prune(directory: Path, train: TrainTable) -> None:
     """Apply the recipe's retention: the newest ``keep_last`` plus every N-th epoch's."""
     prune_checkpoints(directory, keep_last=train.keep_last,
                       keep_every_epochs=train.keep_every_epochs or None)

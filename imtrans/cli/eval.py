@@ -7,12 +7,16 @@ group, which turns them into a message and an exit code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.text import Text
 
 from imtrans.cli.output import add_row, make_table, stderr_console, stdout_console
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
+    from torch import Tensor
 
 __all__ = ["evaluate"]
 
@@ -48,8 +52,9 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     import torch
 
     from imtrans.assembly import build_trainer
+    from imtrans.checkpoint.lookup import find_checkpoint
     from imtrans.evaluation import Evaluator, write_result
-    from imtrans.inference import find_checkpoint, load_translator
+    from imtrans.inference import load_translator
     from imtrans.plugins import components
     from imtrans.rundir import RunDir
 
@@ -104,15 +109,15 @@ def _download_inception(console: Console) -> Path:
             progress=lambda done, total: progress.update(task, completed=done, total=total))
 
 
-def _save_images(images: object, folder: Path) -> None:
+def _save_images(images: Tensor, folder: Path) -> None:
     from imtrans.inference.translator import tensor_to_image
 
     folder.mkdir(parents=True, exist_ok=True)
-    for index, image in enumerate(images):  # type: ignore[call-overload]
+    for index, image in enumerate(images):
         tensor_to_image(image.float() / 127.5 - 1).save(folder / f"{index:05d}.png")
 
 
-def _print_table(rows: list) -> None:
+def _print_table(rows: list[Any]) -> None:
     names = [m for m in ("fid", "kid", "kid_std", "psnr", "ssim")
              if any(m in r.metrics for _, r, _ in rows)]
     table = make_table("direction", "split", "images", *names, "results")

@@ -26,11 +26,12 @@ def report(run_dir: Path) -> None:
     run directory or adding evaluation results to it.
     """
     from imtrans.report import write_report
+    from imtrans.rundir import RunDir
 
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist (expected a folder such as "
                         "runs/<recipe name>/ that training wrote)")
-    if not (run_dir / "recipe.toml").is_file():
+    if not RunDir(run_dir).recipe.is_file():
         raise DataError(f"{run_dir} is not a run directory: it has no recipe.toml (expected "
                         "the folder a training run wrote, such as runs/<recipe name>/)")
     stdout_console().print(Text(str(write_report(run_dir))), highlight=False)

@@ -40,7 +40,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     Under torchrun (``torchrun --nproc_per_node=N -m imtrans run RECIPE``), each process
     trains on its share of every batch with DistributedDataParallel; rank 0 writes.
     """
-    from imtrans.checkpoint import training as training_state
+    from imtrans.checkpoint.lookup import find_resume_point
     from imtrans.cli.progress import RichProgress
     from imtrans.engine.distributed import is_main_process
     from imtrans.engine.loop import fit
@@ -48,7 +48,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
-    checkpoint = training_state.find_resume_point(resume, recipe) if resume else None
+    checkpoint = find_resume_point(resume, recipe) if resume else None
     if nproc > 1:
         _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint)
     console = stderr_console()

@@ -1,9 +1,10 @@
 """Getting a catalog dataset onto disk: resumable verified download, then safe extraction.
 
 :func:`download` streams into ``<dest>.part`` and resumes it with a ``Range`` request; the
-file is renamed to ``dest`` only after its size and checksums passed. :func:`extract` unpacks
-into a temporary sibling folder renamed into place when complete. :func:`fetch_dataset` ties
-both to the catalog. Only the standard library is used (urllib, zipfile, tarfile).
+file is moved to ``dest`` only after its size and checksums passed, flushed to disk on the way
+(:func:`imtrans.atomic.atomic_path`). :func:`extract` unpacks into a temporary sibling folder
+renamed into place when complete. :func:`fetch_dataset` ties both to the catalog. Only the
+standard library is used (urllib, zipfile, tarfile).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPResponse
 from pathlib import Path
+from typing import Any
 
+from imtrans.atomic import atomic_path
 from imtrans.data.catalog import CatalogEntry, get_entry
 from imtrans.errors import DataError
 from imtrans.version import __version__
@@ -194,7 +197,8 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
         resume = f"; run again to resume from {part}" if part.exists() else ""
         raise DataError(f"cannot download {url}: {getattr(exc, 'reason', exc)}{resume}") from exc
     size, digest = _verify(part, expected_size, sha256, md5, url)
-    os.replace(part, dest)
+    with atomic_path(dest) as temporary:  # flushed to disk before it takes the final name
+        os.replace(part, temporary)
     return Downloaded(dest, size, digest, verified)
 
 
@@ -251,7 +255,7 @@ def _extract_zip(archive: Path, into: Path) -> None:
 
 def _extract_tar(archive: Path, into: Path) -> None:
     # The "data" filter (Python >= 3.11.4) checks every member again, as a third defence.
-    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:  # one pass: each member is checked before it is written
             link = member.linkname if member.issym() or member.islnk() else None

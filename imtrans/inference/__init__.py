@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from imtrans.inference.translator import Mode, Translator, find_checkpoint, load_translator
+from imtrans.checkpoint.lookup import find_checkpoint
+from imtrans.inference.translator import Mode, Translator, load_translator
 
 __all__ = ["Mode", "Translator", "find_checkpoint", "load_translator"]

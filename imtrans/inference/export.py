@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +37,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from imtrans.atomic import atomic_path
+from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
-from imtrans.inference.translator import Mode, Translator, find_checkpoint, load_translator
+from imtrans.inference.translator import Mode, Translator, load_translator
+from imtrans.rundir import RunDir
 
 __all__ = [
     "FORMATS",
@@ -131,8 +132,9 @@ def default_export_path(checkpoint: Path | str, format: ExportFormat,
     """
     file = find_checkpoint(checkpoint)
     name = f"generator_{direction}{FORMATS[format]}"
-    if file.parent.name == "checkpoints":
-        return file.parent.parent / "export" / name
+    run = RunDir(file.parent.parent)  # not resolved: a relative checkpoint gives a relative path
+    if run.checkpoints == file.parent:
+        return run.exports / name
     return file.parent / f"{file.stem}_{name}"
 
 
@@ -198,9 +200,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     if output.is_dir():
         raise InvalidArgumentError(f"output {output} is a directory; give a file name")
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the final rename cannot cross file systems; a dot name hides it meanwhile.
-    temporary = output.with_name(f".{output.name}.tmp-{secrets.token_hex(4)}")
-    try:
+    # Written and checked under a temporary name, renamed over ``output`` only if it passes.
+    with atomic_path(output) as temporary:
         if format == "onnx":
             assert runtime is not None
             opset_used: int | None = _write_onnx(generator, temporary, translator, opset)
@@ -216,11 +217,6 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
                 f"the exported {format} model differs from PyTorch by {diff:.3g} (max abs "
                 f"difference on inputs {_shapes(inputs)}), above the tolerance {tolerance:g}; "
                 f"nothing was written to {output}")
-        _fsync(temporary)
-        os.replace(temporary, output)
-        _fsync(output.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
     return ExportResult(
         path=output, format=format, direction=direction, mode=mode,
         in_channels=translator.in_channels, out_channels=translator.out_channels,
@@ -312,7 +308,7 @@ def _write_torchscript(generator: nn.Module, path: Path, example: Tensor) -> Non
         # The norms' input-size checks become constants of the trace (the tracer warns); the
         # saved file is checked below on other batch sizes and shapes, which shows the trace
         # generalises. The tracer's own check would only rerun this one input.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         traced = torch.jit.trace(generator, example, check_trace=False)
         torch.jit.save(traced, str(path))
 
@@ -344,16 +340,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
-
-def _fsync(path: Path) -> None:
-    """Make a file (or a folder's entries) durable; skipped where the platform cannot."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync folders; the rename has still happened
-    finally:
-        os.close(fd)

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from imtrans.atomic import atomic_path
 from imtrans.data.images import IMAGE_EXTENSIONS, find_images, read_image
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
@@ -177,6 +178,5 @@ def _save(image: Image.Image, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix.lower() in (".jpg", ".jpeg") and image.mode == "RGBA":
         image = image.convert("RGB")  # JPEG has no alpha channel
-    partial = target.with_name(f".partial-{target.name}")
-    image.save(partial, format=Image.registered_extensions().get(target.suffix.lower()))
-    partial.replace(target)
+    with atomic_path(target) as partial:
+        image.save(partial, format=Image.registered_extensions().get(target.suffix.lower()))

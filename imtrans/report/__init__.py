@@ -13,18 +13,16 @@ Example:
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
+from imtrans.atomic import atomic_write
 from imtrans.errors import DataError
 from imtrans.report.data import read_run
 from imtrans.report.page import render_page
+from imtrans.rundir import RunDir
 
-__all__ = ["REPORT_NAME", "write_report"]
-
-#: File name of the report inside a run directory.
-REPORT_NAME = "report.html"
+__all__ = ["write_report"]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -32,7 +30,7 @@ def write_report(run_dir: Path) -> Path:
 
     Missing files are shown as such ("no metrics yet"), and a half-written last line of
     ``metrics.jsonl`` is skipped, so this can run at any point of training. The page is written
-    to ``.report.html.partial`` and renamed, so a browser never shows half a report.
+    atomically (:func:`imtrans.atomic.atomic_write`), so a browser never shows half a report.
 
     Args:
         run_dir: A run directory (it may still be empty).
@@ -47,11 +45,9 @@ def write_report(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise DataError(f"cannot write a report: run directory {run_dir} does not exist")
     html = render_page(read_run(run_dir), datetime.now().astimezone())
-    target = run_dir / REPORT_NAME
-    partial = run_dir / f".{REPORT_NAME}.partial"
+    target = RunDir(run_dir).report
     try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, target)
+        atomic_write(target, html)
     except OSError as exc:
         raise DataError(f"cannot write the report {target}: {exc.strerror or exc}") from exc
     return target

@@ -18,6 +18,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from imtrans.rundir import RunDir
+
 __all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
 
 _STEP_FILE = re.compile(r"step_(\d+)\.(png|safetensors)")
@@ -83,17 +85,18 @@ class RunData:
 
 def read_run(run_dir: Path) -> RunData:
     """Read the recipe, environment, metrics, samples, checkpoints and evaluation results."""
+    run = RunDir(run_dir)
     data = RunData(name=run_dir.name)
-    data.recipe_text = _read_text(run_dir / "recipe.toml")
+    data.recipe_text = _read_text(run.recipe)
     if data.recipe_text is not None:
         with contextlib.suppress(tomllib.TOMLDecodeError):  # the raw text is still shown
             data.recipe = tomllib.loads(data.recipe_text)
-    data.environment = _read_json(run_dir / "environment.json")
-    _read_metrics(run_dir / "metrics.jsonl", data)
-    data.samples = _read_samples(run_dir / "samples")
-    data.checkpoints = _read_checkpoints(run_dir / "checkpoints")
-    data.best = _read_json(run_dir / "checkpoints" / "best.json")
-    data.eval_results = [(p.name, _read_json(p)) for p in sorted((run_dir / "eval").glob("*.json"))]
+    data.environment = _read_json(run.environment)
+    _read_metrics(run.metrics, data)
+    data.samples = _read_samples(run)
+    data.checkpoints = _read_checkpoints(run.checkpoints)
+    data.best = _read_json(run.best_record)
+    data.eval_results = [(p.name, _read_json(p)) for p in sorted(run.evaluations.glob("*.json"))]
     return data
 
 
@@ -189,12 +192,13 @@ def _drawable(steps: list[float], values: list[Any]) -> Series:
     return kept
 
 
-def _read_samples(folder: Path) -> list[Sample]:
+def _read_samples(run: RunDir) -> list[Sample]:
     samples = []
-    for path in folder.glob("step_*.png"):
+    for path in run.samples.glob("step_*.png"):
         match = _STEP_FILE.fullmatch(path.name)
         if match:
-            samples.append(Sample(int(match.group(1)), f"samples/{path.name}", _png_size(path)))
+            href = path.relative_to(run.root).as_posix()
+            samples.append(Sample(int(match.group(1)), href, _png_size(path)))
     return sorted(samples, key=lambda s: s.step)
 
 

@@ -161,8 +161,8 @@ def _checkpoint_row(found: Checkpoint, is_last: bool, is_best: bool, best_step: 
 def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:
     metrics: list[str] = []
     for _, result in results:
-        scores = (result or {}).get("metrics")
-        for key in scores if isinstance(scores, dict) else {}:
+        listed = (result or {}).get("metrics")
+        for key in listed if isinstance(listed, dict) else {}:
             if key not in metrics and key != "kid_std":
                 metrics.append(key)
     metrics.sort(key=lambda k: (_METRIC_ORDER.index(k) if k in _METRIC_ORDER else 99, k))
@@ -173,7 +173,8 @@ def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:
             rows.append(f'<tr><td class="mono">{escape(name)}</td><td colspan="{len(head) - 1}">'
                         "unreadable (not a JSON object)</td></tr>")
             continue
-        scores = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+        found = result.get("metrics")
+        scores: dict[str, Any] = found if isinstance(found, dict) else {}
         cells = [f'<td class="mono">{escape(name)}</td>']
         cells += [f"<td>{escape(_describe(result.get(key)))}</td>"
                   for key in ("checkpoint", "step", "epoch", "split", "direction")]

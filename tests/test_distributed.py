@@ -1,4 +1,8 @@
-"""Training with two processes (DDP over gloo, on the CPU) through torchrun and ``--nproc``."""
+"""Training with two processes (DDP over gloo, on the CPU) through torchrun and ``--nproc``.
+
+Each rank's weights checksum comes from a test-side hook (``tests/ddp_rank.py``, loaded into the
+ranks through a ``sitecustomize`` on ``PYTHONPATH``), not from a switch in imtrans.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from ddp_rank import CHECKSUM_DIR_ENV, read_checksums, weights_digest, write_site_hook
 from safetensors.torch import load_file
 
 from imtrans.data.sampler import EpochBatches
@@ -31,25 +38,52 @@ def sets(*overrides: str) -> list[str]:
     return [arg for o in overrides for arg in ("--set", o)]
 
 
-def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
-    out |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "IMTRANS_DDP_CHECKSUM": "1",
-            "OMP_NUM_THREADS": "1"}
+def env(checksum_dir: Path | None = None) -> dict[str, str]:
+    """The test environment; with ``checksum_dir``, each rank writes its weights checksum there
+    when training ends (test-side hook, see tests/ddp_rank.py)."""
+    out = {k: v for k, v in os.environ.items()
+           if not k.startswith("IMTRANS_") and k != CHECKSUM_DIR_ENV}
+    out |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    if checksum_dir is not None:
+        hook = write_site_hook(checksum_dir.parent / "site_hook")
+        out[CHECKSUM_DIR_ENV] = str(checksum_dir)
+        out["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), out.get("PYTHONPATH")) if p)
     return out
 
 
-def launch(cwd: Path, *args: str, torchrun: bool = False) -> subprocess.CompletedProcess[str]:
+def launch(cwd: Path, *args: str, torchrun: bool = False
+           ) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
+    """Run ``imtrans ARGS`` (under torchrun with two ranks when ``torchrun``); return the
+    process and the checksum record each rank wrote, by rank."""
     prefix = (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
               if torchrun else [])
-    proc = subprocess.run([sys.executable, *prefix, "-m", "imtrans", *args], cwd=cwd,
-                          env=env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    with tempfile.TemporaryDirectory(prefix="ddp-checksums-") as scratch:
+        checksum_dir = Path(scratch) / "ranks"
+        proc = subprocess.run([sys.executable, *prefix, "-m", "imtrans", *args], cwd=cwd,
+                              env=env(checksum_dir), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc, read_checksums(checksum_dir)
 
 
-def checksums(stderr: str) -> dict[int, str]:
-    found = re.findall(r"imtrans-ddp-checksum rank (\d+) (\w+)", stderr)
-    return {int(rank): digest for rank, digest in found}
+def latest_checkpoint(run_dir: Path) -> Path:
+    return sorted((run_dir / "checkpoints").glob("step_*.safetensors"))[-1]
+
+
+def same_weights_on_every_rank(ranks: dict[int, dict[str, Any]], run_dir: Path, stderr: str
+                               ) -> str:
+    """Both ranks hashed the same parameters of every network and got the same checksum, and
+    it is the checksum of the weights rank 0 saved last; return it."""
+    assert set(ranks) == {0, 1}, f"checksums from ranks {sorted(ranks)}\n{stderr[-3000:]}"
+    assert ranks[0]["parameters"] == ranks[1]["parameters"]
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]  # the ranks agree exactly
+    saved = load_file(latest_checkpoint(run_dir))
+    names = ranks[0]["parameters"]
+    networks = {key.split(".")[1] for key in saved if key.startswith("net.")}
+    assert {name.split(".")[0] for name in names} == networks  # every network was hashed
+    assert weights_digest((n, saved[f"net.{n}"]) for n in names) == ranks[0]["sha256"]
+    digest: str = ranks[0]["sha256"]
+    return digest
 
 
 def only_rank0_wrote(run_dir: Path, steps: int) -> None:
@@ -61,7 +95,7 @@ def only_rank0_wrote(run_dir: Path, steps: int) -> None:
 
 
 def nets(run_dir: Path) -> dict[str, torch.Tensor]:
-    latest = sorted((run_dir / "checkpoints").glob("step_*.safetensors"))[-1]
+    latest = latest_checkpoint(run_dir)
     return {k: v for k, v in load_file(latest).items() if k.startswith("net.")}
 
 
@@ -83,15 +117,16 @@ def test_two_ranks_hold_the_same_weights_as_one_process_with_the_global_batch(
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir()
     one.mkdir()
-    proc = launch(two, "run", CYCLEGAN, *sets(*EQUIVALENT, "data.batch_size=1"), torchrun=True)
-    digests = checksums(proc.stderr)
-    assert set(digests) == {0, 1} and digests[0] == digests[1]  # the ranks agree exactly
-    assert proc.stderr.count("finished at step 3") == 1  # rank 0 alone reports
+    proc, ranks = launch(two, "run", CYCLEGAN, *sets(*EQUIVALENT, "data.batch_size=1"),
+                         torchrun=True)
     run_two = two / "runs" / "cyclegan_photo2monet"
+    same_weights_on_every_rank(ranks, run_two, proc.stderr)
+    assert proc.stderr.count("finished at step 3") == 1  # rank 0 alone reports
     only_rank0_wrote(run_two, 3)
     assert len(list((run_two / "checkpoints").glob("*.safetensors"))) == 1
 
-    launch(one, "run", CYCLEGAN, *sets(*EQUIVALENT, "data.batch_size=2"))
+    _, single_ranks = launch(one, "run", CYCLEGAN, *sets(*EQUIVALENT, "data.batch_size=2"))
+    assert single_ranks == {}  # one process: the hook (like DDP) stays out of the way
     distributed, single = nets(run_two), nets(one / "runs" / "cyclegan_photo2monet")
     assert distributed.keys() == single.keys()  # checkpoints are interchangeable
     # Same items, same item seeds, same initial weights: what differs is only the order in which
@@ -114,17 +149,15 @@ def test_two_ranks_hold_the_same_weights_as_one_process_with_the_global_batch(
 def test_nproc_shortcut_trains_and_resumes_pix2pix_with_batch_norm(tmp_path: Path) -> None:
     args = ["run", PIX2PIX, "--nproc", "2",
             *sets(*TINY, *TINY_UNET, "train.sample_every=2", "data.batch_size=2")]
-    proc = launch(tmp_path, *args, *sets("train.max_steps=2"))
-    digests = checksums(proc.stderr)
-    assert set(digests) == {0, 1} and digests[0] == digests[1]
+    proc, ranks = launch(tmp_path, *args, *sets("train.max_steps=2"))
     run_dir = tmp_path / "runs" / "pix2pix_edges2shoes"
+    first = same_weights_on_every_rank(ranks, run_dir, proc.stderr)
     only_rank0_wrote(run_dir, 2)
     assert (run_dir / "samples" / "step_00000002.png").exists()
 
-    proc = launch(tmp_path, *args, *sets("train.max_steps=4"), "--resume")
+    proc, ranks = launch(tmp_path, *args, *sets("train.max_steps=4"), "--resume")
     assert "resuming" in proc.stderr and proc.stderr.count("finished at step 4") == 1
-    digests = checksums(proc.stderr)
-    assert digests[0] == digests[1]
+    assert same_weights_on_every_rank(ranks, run_dir, proc.stderr) != first  # trained on
     only_rank0_wrote(run_dir, 4)
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
         "step_00000002.png", "step_00000004.png"]

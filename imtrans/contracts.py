@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from torch import Tensor
 
@@ -66,7 +66,13 @@ class CacheableDataset(TrainingDataset, Protocol):
 
     The folder datasets offer this view; see :mod:`imtrans.data.device_cache` for how the cache
     uses it. A dataset without it streams through loading processes.
+
+    Attributes:
+        transform: The dataset's transform; the cache follows its ``preprocess`` (it must be
+            ``"resize_and_crop"``), ``load_size``, ``crop_size`` and ``flip``.
     """
+
+    transform: Any
 
     def cache_tables(self) -> list[dict[str, int]]:
         """For each table its image keys and their channel counts."""
@@ -125,6 +131,6 @@ def is_paired(dataset: object) -> bool:
     return bool(getattr(dataset, "paired", False))
 
 
-def is_cacheable(dataset: object) -> bool:
+def is_cacheable(dataset: object) -> TypeGuard[CacheableDataset]:
     """Whether ``dataset`` offers the view the device cache reads."""
     return isinstance(dataset, CacheableDataset)

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from imtrans.contracts import is_cacheable
 from imtrans.data import AlignedDataset, SingleDataset, SkippedImageWarning, UnalignedDataset
 from imtrans.data.batches import CachedBatches, StreamedBatches, training_data
-from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
+from imtrans.data.device_cache import DeviceImageCache, cache_bytes
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
 from imtrans.plugins import components
@@ -92,7 +93,7 @@ def test_each_file_is_decoded_once_and_workers_give_the_same_images(
     noise_images(tmp_path / "photos", 6, (30, 20), seed=4)
     data = SingleDataset(root=tmp_path / "photos", preprocess="resize_and_crop",
                          load_size=24, crop_size=16)
-    assert supports_cache(data) and cache_bytes(data, 24) == 6 * 3 * 24 * 24
+    assert is_cacheable(data) and cache_bytes(data, 24) == 6 * 3 * 24 * 24
     calls: list[tuple[int, int]] = []
     original = SingleDataset.load_resized
 

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
 
+from imtrans.contracts import CacheableDataset, TrainingDataset, is_cacheable
 from imtrans.data.build import build_dataset
 from imtrans.data.device_augment import DeviceAugment
-from imtrans.data.device_cache import DeviceImageCache, cache_bytes, supports_cache
+from imtrans.data.device_cache import DeviceImageCache, cache_bytes
 from imtrans.data.sampler import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
@@ -41,7 +42,8 @@ AUTO_CACHE_SHARE = 0.25
 class StreamedBatches:
     """Batches decoded by DataLoader workers and copied to ``device`` (see the module doc)."""
 
-    def __init__(self, dataset: Any, augment: DeviceAugment | None, *, batch_size: int,
+    def __init__(self, dataset: TrainingDataset, augment: DeviceAugment | None, *,
+                 batch_size: int,
                  num_workers: int, seed: int, device: torch.device, rank: int = 0,
                  world_size: int = 1) -> None:
         self.loader, self.sampler = make_loader(
@@ -93,7 +95,7 @@ class TrainingData:
         cache: The device cache, when the images are held there.
     """
 
-    dataset: Any
+    dataset: TrainingDataset
     batches: CachedBatches | StreamedBatches
     cache: DeviceImageCache | None = None
 
@@ -155,14 +157,14 @@ def training_data(recipe: Recipe, registry: Components, observer: TrainingObserv
     return TrainingData(dataset, streamed)
 
 
-def _use_cache(recipe: Recipe, dataset: Any, device: torch.device,
-               observer: TrainingObserver) -> bool:
+def _use_cache(recipe: Recipe, dataset: TrainingDataset, device: torch.device,
+               observer: TrainingObserver) -> TypeGuard[CacheableDataset]:
     """Whether ``[data] cache`` and the data put the images in device memory."""
     mode = recipe.data.cache
     if mode == "off":
         return False
     reason = _why_not_cacheable(dataset)
-    if reason is not None:
+    if reason is not None or not is_cacheable(dataset):
         if mode == "device":
             raise RecipeError(f'[data] cache = "device": {reason}; set cache = "off"')
         return False
@@ -183,9 +185,9 @@ def _use_cache(recipe: Recipe, dataset: Any, device: torch.device,
     return True
 
 
-def _why_not_cacheable(dataset: Any) -> str | None:
+def _why_not_cacheable(dataset: TrainingDataset) -> str | None:
     """Why the device cache cannot hold ``dataset``, or None when it can."""
-    if not supports_cache(dataset):
+    if not is_cacheable(dataset):
         return (f"the dataset {type(dataset).__name__} does not offer the cache view "
                 "(see imtrans.data.device_cache)")
     preprocess = getattr(getattr(dataset, "transform", None), "preprocess", None)
@@ -195,7 +197,8 @@ def _why_not_cacheable(dataset: Any) -> str | None:
     return None
 
 
-def _crop_and_flip(dataset: Any, augment: DeviceAugment | None) -> tuple[int, bool]:
+def _crop_and_flip(dataset: CacheableDataset, augment: DeviceAugment | None
+                   ) -> tuple[int, bool]:
     """The random crop size and flip the recipe asks for (the device augmentation's, when the
     dataset was built to leave them to the device)."""
     if augment is not None:

@@ -22,7 +22,7 @@ two paths give the same distribution of crops, not the same sequence.
 
 The dataset must offer the cache view of :mod:`imtrans.data.folders`: ``cache_tables``,
 ``table_length``, ``entry_path``, ``load_resized`` and ``item_positions`` (see
-:func:`supports_cache`).
+:func:`imtrans.contracts.is_cacheable`).
 """
 
 from __future__ import annotations
@@ -36,19 +36,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from imtrans.contracts import CacheableDataset
 from imtrans.data.workers import worker_init
 
-__all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes", "supports_cache"]
-
-_CACHE_VIEW = ("cache_tables", "table_length", "entry_path", "load_resized", "item_positions")
+__all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes"]
 
 
-def supports_cache(dataset: Any) -> bool:
-    """Whether ``dataset`` offers the view the cache reads (the folder datasets do)."""
-    return all(callable(getattr(dataset, name, None)) for name in _CACHE_VIEW)
-
-
-def cache_bytes(dataset: Any, load_size: int) -> int:
+def cache_bytes(dataset: CacheableDataset, load_size: int) -> int:
     """Device memory the cache of ``dataset`` at ``load_size`` x ``load_size`` takes."""
     return sum(dataset.table_length(t) * sum(keys.values()) * load_size * load_size
                for t, keys in enumerate(dataset.cache_tables()))
@@ -70,7 +64,7 @@ class EpochPlan:
 class _Entries(Dataset[tuple[int, int, dict[str, np.ndarray], str]]):
     """Every entry of every table, decoded and resized (for loading processes)."""
 
-    def __init__(self, dataset: Any) -> None:
+    def __init__(self, dataset: CacheableDataset) -> None:
         self.dataset = dataset
         self.entries = [(t, p) for t in range(len(dataset.cache_tables()))
                         for p in range(dataset.table_length(t))]
@@ -102,8 +96,8 @@ class DeviceImageCache:
         skipped: How many files could not be used (the next usable one stands in for each).
     """
 
-    def __init__(self, dataset: Any, tables: list[dict[str, Tensor]], *, crop_size: int,
-                 flip: bool, skipped: list[str]) -> None:
+    def __init__(self, dataset: CacheableDataset, tables: list[dict[str, Tensor]], *,
+                 crop_size: int, flip: bool, skipped: list[str]) -> None:
         self.dataset = dataset
         self.tables = tables
         self.crop_size = crop_size
@@ -119,8 +113,8 @@ class DeviceImageCache:
                    for t in table.values())
 
     @classmethod
-    def fill(cls, dataset: Any, device: torch.device, *, load_size: int, crop_size: int,
-             flip: bool, num_workers: int = 0,
+    def fill(cls, dataset: CacheableDataset, device: torch.device, *, load_size: int,
+             crop_size: int, flip: bool, num_workers: int = 0,
              progress: Callable[[int, int], None] | None = None) -> DeviceImageCache:
         """Decode every file of ``dataset`` once and keep the images on ``device``.
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from imtrans.contracts import TrainingDataset
 from imtrans.data.workers import worker_init
 
 __all__ = ["SKIPPED_KEY", "EpochBatches", "SeededItems", "make_loader"]
@@ -35,11 +36,11 @@ class SeededItems(Dataset[Any]):
     process (``num_workers = 0``) leaves the training RNG untouched.
     """
 
-    def __init__(self, dataset: Dataset[Any]) -> None:
+    def __init__(self, dataset: TrainingDataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
@@ -110,7 +111,7 @@ def batches_per_epoch(length: int, batch_size: int) -> int:
     return math.ceil(length / batch_size)
 
 
-def make_loader(dataset: Dataset[Any], *, batch_size: int, num_workers: int, seed: int,
+def make_loader(dataset: TrainingDataset, *, batch_size: int, num_workers: int, seed: int,
                 pin_memory: bool, rank: int = 0, world_size: int = 1
                 ) -> tuple[DataLoader[Any], EpochBatches]:
     """A DataLoader over ``dataset`` driven by an :class:`EpochBatches` sampler.
@@ -120,7 +121,7 @@ def make_loader(dataset: Dataset[Any], *, batch_size: int, num_workers: int, see
     Returns:
         The loader and its sampler (call ``sampler.set_epoch`` before each epoch).
     """
-    sampler = EpochBatches(len(dataset), batch_size, seed,  # type: ignore[arg-type]
+    sampler = EpochBatches(len(dataset), batch_size, seed,
                            rank=rank, world_size=world_size)
     # A DataLoader draws a base seed for its workers each time an iterator starts; with a
     # generator of its own that draw leaves the global RNG alone, so starting an epoch in a

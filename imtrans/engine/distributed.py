@@ -1,7 +1,7 @@
 """Training on several processes (one per GPU) with DistributedDataParallel.
 
 ``torchrun`` starts one process per GPU and tells each its place through the environment
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). :func:`setup` reads
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). :func:`join` reads
 it and joins the process group (NCCL on GPUs, gloo on the CPU); without those variables it
 returns a single-process :class:`Distributed` that changes nothing. The fit loop then asks it to
 wrap the networks, to tell it whether this process writes files (rank 0 alone does), to share
@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from imtrans.errors import ImtransError
 
-__all__ = ["Distributed", "GanDDP", "is_main_process", "setup", "unwrap"]
+__all__ = ["Distributed", "GanDDP", "is_main_process", "join", "unwrap"]
 
 #: How long a rank waits for the others at a collective. Rank 0 alone evaluates and writes
 #: checkpoints while the other ranks wait at the next gradient reduction, so this is generous
@@ -95,7 +95,7 @@ class Distributed:
         rank: This process's index among all processes.
         world_size: How many processes train together.
         device: The device this process trains on (``cuda:LOCAL_RANK`` on GPUs).
-        owned: Whether :func:`setup` created the process group (and :meth:`close` ends it).
+        owned: Whether :func:`join` created the process group (and :meth:`close` ends it).
     """
 
     def __init__(self, rank: int, world_size: int, device: torch.device,
@@ -210,7 +210,7 @@ class Distributed:
             torch.manual_seed((seed * 1_000_003 + step) * 1_009 + self.rank)
 
     def close(self) -> None:
-        """Leave the process group, if :func:`setup` joined it."""
+        """Leave the process group, if :func:`join` joined it."""
         if self._stop_work is not None:
             self._stop_work.wait()
             self._stop_work = None
@@ -232,7 +232,7 @@ class _Unwrapped:
         return getattr(self._trainer, name)
 
 
-def setup(device: torch.device) -> Distributed:
+def join(device: torch.device) -> Distributed:
     """Join the process group torchrun describes, or return a single-process context.
 
     Args:

@@ -57,7 +57,7 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     registry = registry or components()
     main = distributed.is_main_process()  # under torchrun, rank 0 alone speaks
     observer = observer if observer is not None and main else TrainingObserver()
-    ddp = distributed.setup(select_device(recipe.run.device, observer))
+    ddp = distributed.join(select_device(recipe.run.device, observer))
     seed_everything(recipe.run.seed)
     training = build_training(recipe, registry, device=ddp.device, ddp=ddp, observer=observer)
     trainer, data, plan = training.trainer, training.data, training.plan

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from imtrans.assembly import create_component
-from imtrans.contracts import is_paired
+from imtrans.contracts import TrainingDataset, is_paired
 from imtrans.data.resolve import resolve_root
 from imtrans.errors import EvaluationError, RecipeError
 from imtrans.inference.translator import to_uint8
@@ -57,7 +57,7 @@ def pick_split(root: Path, split: str | None, paired: bool) -> str:
     raise EvaluationError(f"{root} has no test or val split; give one with --split")
 
 
-def _stack(dataset: Any, keys: tuple[str, ...], limit: int | None) -> list[Tensor]:
+def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None) -> list[Tensor]:
     """The first ``limit`` items' images under ``keys``, one ``uint8`` batch per key."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(count)]

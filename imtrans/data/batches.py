@@ -164,7 +164,7 @@ def _use_cache(recipe: Recipe, dataset: TrainingDataset, device: torch.device,
     if mode == "off":
         return False
     reason = _why_not_cacheable(dataset)
-    if reason is not None or not is_cacheable(dataset):
+    if reason is not None or not is_cacheable(dataset):  # the second test narrows the type
         if mode == "device":
             raise RecipeError(f'[data] cache = "device": {reason}; set cache = "off"')
         return False

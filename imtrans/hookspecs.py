@@ -55,6 +55,17 @@ def register_datasets(register: RegisterFn) -> None:
     """Register dataset builders (where training images come from)."""
 
 
+@hookspec
+def register_loggers(register: RegisterFn) -> None:
+    """Register metrics-logger builders (trackers such as TensorBoard, W&B, MLflow).
+
+    A builder is called with ``run_dir`` (the run directory, a :class:`pathlib.Path`) and the
+    options of the recipe's ``[log.<name>]`` table, and returns an object with the methods of
+    :class:`imtrans.contracts.MetricsLogger`. A package it needs and cannot import is an
+    :class:`~imtrans.errors.ImtransError` naming what to install, raised by the builder.
+    """
+
+
 #: Hook name -> the component kind it fills, in the order kinds are listed.
 HOOK_NAMES: dict[str, str] = {
     "register_generators": "generators",
@@ -62,4 +73,5 @@ HOOK_NAMES: dict[str, str] = {
     "register_losses": "losses",
     "register_trainers": "trainers",
     "register_datasets": "datasets",
+    "register_loggers": "loggers",
 }

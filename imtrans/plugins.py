@@ -36,6 +36,7 @@ KINDS: dict[str, str] = {
     "losses": "loss",
     "trainers": "trainer",
     "datasets": "dataset",
+    "loggers": "logger",
 }
 BUILTIN_PLUGIN = "imtrans"
 ENTRY_POINT_GROUP = "imtrans"
@@ -52,7 +53,8 @@ class PluginInfo:
 
 
 class Components:
-    """The five registries of one loaded plugin set, plus the plugins that filled them."""
+    """The registries of one loaded plugin set (one per kind in :data:`KINDS`), plus the
+    plugins that filled them."""
 
     def __init__(self) -> None:
         self.generators = Registry("generator")
@@ -60,6 +62,7 @@ class Components:
         self.losses = Registry("loss")
         self.trainers = Registry("trainer")
         self.datasets = Registry("dataset")
+        self.loggers = Registry("logger")
         self.plugins: list[PluginInfo] = []
 
     def registry(self, kind: str) -> Registry:

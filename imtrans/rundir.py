@@ -62,6 +62,11 @@ class RunDir:
         return self.root / "metrics.jsonl"
 
     @property
+    def train_log(self) -> Path:
+        """The plain-text log: progress lines and notices, time-stamped."""
+        return self.root / "train.log"
+
+    @property
     def samples(self) -> Path:
         """The folder of sample grids."""
         return self.root / "samples"

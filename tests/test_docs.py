@@ -9,12 +9,14 @@ from imtrans.plugins import load_components
 from imtrans.recipe import (
     DataTable,
     EvalTable,
+    LogTable,
     LossTerm,
     OptimTable,
     Recipe,
     RunTable,
     ScheduleTable,
     SpeedTable,
+    TrainTable,
 )
 from imtrans.reference import component_reference
 
@@ -40,7 +42,7 @@ def test_every_hook_is_documented_and_tested() -> None:
 def test_every_recipe_key_is_documented() -> None:
     reference = (DOCS / "recipes.md").read_text()
     sections = {"run": RunTable, "optim": OptimTable, "schedule": ScheduleTable,
-                "eval": EvalTable, "speed": SpeedTable}
+                "eval": EvalTable, "speed": SpeedTable, "log": LogTable, "train": TrainTable}
     for section, model in sections.items():
         assert f"[{section}]" in reference
         for key in model.model_fields:

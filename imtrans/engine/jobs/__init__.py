@@ -4,14 +4,15 @@ Each job is one concern with ``due(state)`` and ``run(state)`` (see :class:`Job`
 runs the due ones after every step, in the order of the list. The standard list, in order:
 
 1. :class:`NonFiniteCheck`: NaN/inf in losses or weights, before anything reads or keeps them;
-2. :class:`Progress`: the observer hears of every step;
-3. :class:`LogRecord`: a metrics record every ``train.log_every`` steps;
+2. :class:`LogRecord`: a metrics record after the first step and every ``train.log_every``;
+3. :class:`Progress`: the observer hears of every step (speed, ETA, a line now and then);
 4. :class:`SampleGrid`: a sample grid every ``train.sample_every`` steps;
 5. :class:`EpochEnd`: the schedule hears the epoch's generator loss;
 6. :class:`Checkpoint`: checkpoints and retention;
 7. :class:`Evaluation`: scores and the best checkpoint (``[eval]``);
-8. :class:`Report`: ``report.html`` after samples and evaluations;
-9. :class:`StopVote`: several processes agree on when to stop after a signal.
+8. :class:`Trackers`: sample grids to the logger backends (``[log]``), which are closed at the end;
+9. :class:`Report`: ``report.html`` at the first record, after samples and evaluations;
+10. :class:`StopVote`: stop after the step a signal arrived in (several processes agree on it).
 
 Jobs that write files exist only on the process that writes (rank 0).
 """
@@ -31,8 +32,9 @@ from imtrans.engine.jobs.report import Report
 from imtrans.engine.jobs.samples import SampleGrid
 from imtrans.engine.jobs.schedule import EpochEnd
 from imtrans.engine.jobs.stop import StopVote
-from imtrans.engine.loss_log import MetricsLog
+from imtrans.engine.jobs.trackers import Trackers
 from imtrans.engine.observer import TrainingObserver
+from imtrans.engine.run_log import RunLog
 from imtrans.evaluation.periodic import PeriodicEvaluation
 from imtrans.rundir import RunDir
 
@@ -48,13 +50,15 @@ __all__ = [
     "RolledBack",
     "SampleGrid",
     "StopVote",
+    "Trackers",
     "default_jobs",
 ]
 
 
 def default_jobs(training: Training, run_dir: RunDir, *, ddp: Distributed,
                  observer: TrainingObserver, environment: dict[str, Any],
-                 evaluation: PeriodicEvaluation | None = None) -> list[Job]:
+                 evaluation: PeriodicEvaluation | None = None, log: RunLog | None = None
+                 ) -> list[Job]:
     """The standard jobs of a run, in the order they run after each step.
 
     Args:
@@ -64,10 +68,14 @@ def default_jobs(training: Training, run_dir: RunDir, *, ddp: Distributed,
         observer: Receives progress, records and notices.
         environment: The versions record every checkpoint holds.
         evaluation: Evaluation during training, when ``[eval]`` asks for it (rank 0 only).
+        log: Where records go on the writing process (default: ``metrics.jsonl`` alone).
     """
     recipe, trainer, schedule = training.recipe, training.trainer, training.schedule
     writes = ddp.is_main
-    log = MetricsLog(run_dir.metrics) if writes else None
+    if not writes:
+        log = None
+    elif log is None:
+        log = RunLog(run_dir.metrics)
     record = LogRecord(recipe.train.log_every, log, schedule, observer)
     checkpoint = Checkpoint(recipe, trainer, schedule, run_dir if writes else None, environment)
     samples = (SampleGrid(recipe.train.sample_every, trainer, training.sample_batch, run_dir)
@@ -78,11 +86,13 @@ def default_jobs(training: Training, run_dir: RunDir, *, ddp: Distributed,
     jobs: list[Job] = [
         NonFiniteCheck(recipe.train, trainer, guarded, training.restore, log, observer,
                        can_roll_back=not ddp.enabled),
-        Progress(observer), record, *([samples] if samples else []), EpochEnd(schedule),
-        checkpoint, *([scores] if scores else []),
+        record, Progress(observer, recipe.train.print_every_seconds),
+        *([samples] if samples else []), EpochEnd(schedule), checkpoint,
+        *([scores] if scores else []),
     ]
-    if writes:
-        jobs.append(Report(run_dir, observer, after=[j for j in (samples, scores) if j]))
-    if ddp.enabled:
-        jobs.append(StopVote(ddp))
+    if log is not None:
+        jobs.append(Trackers(log, samples, run_dir))
+        jobs.append(Report(run_dir, observer, after=[j for j in (samples, scores) if j],
+                           first=[record]))
+    jobs.append(StopVote(ddp))
     return jobs

@@ -3,9 +3,12 @@
 The fit loop makes one step, then, for each job in order, asks :meth:`Job.due` and, when it
 is, calls :meth:`Job.run`. Both receive the one :class:`~imtrans.engine.state.TrainingState`.
 A job that writes keeps what it needs (the run directory, the trainer) from its constructor.
-When training ends normally or is interrupted (Ctrl-C, SIGTERM), :meth:`Job.finish` lets each
-job complete its work (the checkpoint job saves the last step, the report job rewrites the
-page); a failure (a NaN stop, bad data) skips it, so nothing broken is written.
+When training ends normally or stops on request (Ctrl-C or SIGTERM: after the step under way),
+:meth:`Job.finish` lets each job complete its work (the checkpoint job saves the last step, the
+record job writes the partial record, the report job rewrites the page). When it stops on a
+failure (a NaN stop, bad data, a second Ctrl-C in the middle of a step), :meth:`Job.salvage`
+keeps what was recorded (the partial metrics record, the report) and nothing else, so no
+broken or half-updated weights are written.
 
 Adding a periodic behaviour is one new job in the list :func:`imtrans.engine.jobs.default_jobs`
 returns (or passed to :func:`imtrans.engine.loop.fit` with ``jobs=``).
@@ -44,7 +47,13 @@ class Job:
         raise NotImplementedError
 
     def finish(self, state: TrainingState) -> None:
-        """Training ended normally or by an interrupt: complete what must be (default: no-op)."""
+        """Training ended normally or stopped on request after a complete step: complete
+        what must be (default: nothing)."""
+
+    def salvage(self, state: TrainingState) -> None:
+        """Training stopped on a failure, possibly in the middle of a step: keep what was
+        recorded, never the weights (default: nothing). An error here is reported and the
+        original failure raised."""
 
 
 class RolledBack(Exception):

@@ -1,5 +1,6 @@
 """Sample grids: every ``train.sample_every`` steps and at the last one, the fixed batch
-translated (input | output | reconstruction or target) to ``samples/step_N.png``."""
+translated (the trainer's labelled columns: ``real A | fake B | reconstructed A``...) to
+``samples/step_N.png``, with the labels in ``samples/step_N.json``."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def write_samples(trainer: Trainer, batch: dict[str, Tensor], run_dir: RunDir, s
                   ) -> None:
     """Translate ``batch`` as the papers test: in training mode (batch statistics, dropout),
     with the RNG and batch-norm buffers restored after, so sampling changes nothing about
-    training (and a resumed run stays identical to an uninterrupted one)."""
+    training (and a resumed run stays identical to an uninterrupted one). Every generator
+    pass of :meth:`~imtrans.trainers.Trainer.sample_images` (both directions of CycleGAN, the
+    identity columns) runs inside that fork."""
     modules = list(trainer.modules().values())
     buffers = [b.clone() for m in modules for b in m.buffers()]
     devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []

@@ -1,5 +1,6 @@
-"""The stop vote of several processes: a signal reaches the ranks at different steps, so they
-agree on one step to stop at (rank 0 then saves); one process needs no vote."""
+"""Stopping on request: Ctrl-C or SIGTERM asks the loop to stop after the step under way, with a
+checkpoint of it. Several processes must agree on that step (a signal reaches them at
+different steps), so they vote; one process only reads its own flag."""
 
 from __future__ import annotations
 
@@ -7,18 +8,23 @@ from imtrans.engine.distributed import Distributed
 from imtrans.engine.jobs.base import Job
 from imtrans.engine.state import TrainingState
 
-__all__ = ["StopVote"]
+__all__ = ["StopRequested", "StopVote"]
+
+
+class StopRequested(Exception):
+    """Raised after a complete step when a stop was asked for: the loop finishes the jobs
+    (checkpoint, partial record, report) and reports how to resume."""
 
 
 class StopVote(Job):
-    """Raises ``KeyboardInterrupt`` (save, then stop) once every rank has agreed to stop."""
+    """Raises :class:`StopRequested` once a stop was asked for (by every rank's agreement)."""
 
     def __init__(self, ddp: Distributed) -> None:
         self.ddp = ddp
 
     def due(self, state: TrainingState) -> bool:
-        return self.ddp.enabled
+        return True
 
     def run(self, state: TrainingState) -> None:
         if self.ddp.should_stop():
-            raise KeyboardInterrupt
+            raise StopRequested

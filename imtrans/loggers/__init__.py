@@ -1,0 +1,37 @@
+"""Metrics loggers: where a run's records go besides ``metrics.jsonl``.
+
+``metrics.jsonl`` is always written (the report, resume and ``imtrans eval`` read it). The
+recipe's ``[log]`` table adds backends by name, ``backends = ["jsonl", "tensorboard"]``; each
+is a builder in the ``loggers`` registry (:func:`imtrans.hookspecs.register_loggers`), called
+with ``run_dir`` and the options of ``[log.<name>]``, and returns a
+:class:`imtrans.contracts.MetricsLogger`. The built-in ones (TensorBoard, W&B, MLflow) each
+need an optional extra (``pip install 'imtrans[tensorboard]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from imtrans.errors import ImtransError
+
+__all__ = ["MissingExtraError", "import_extra"]
+
+
+class MissingExtraError(ImtransError):
+    """A logger backend's package is missing or broken; the message names the extra."""
+
+
+def import_extra(module: str, *, logger: str, extra: str) -> ModuleType:
+    """Import ``module`` for the ``logger`` backend, or say which extra to install.
+
+    Raises:
+        MissingExtraError: the import failed (not installed, or broken: the cause is shown).
+    """
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # a broken install fails with anything, not only ImportError
+        raise MissingExtraError(
+            f"the {logger} logger needs the {module!r} package, which failed to import "
+            f"({type(exc).__name__}: {exc}); install it with: pip install 'imtrans[{extra}]'"
+        ) from exc

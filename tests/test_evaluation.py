@@ -204,4 +204,5 @@ def test_eval_without_weights_says_how_to_get_them(pix2pix_run: Path) -> None:
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
     saved = json.loads((pix2pix_run / "eval" / "step_00000004_val_AtoB.json").read_text())
-    assert set(saved["metrics"]) == {"psnr", "ssim"}
+    # A superset when the FID test ran first on this session run: its scores are merged with.
+    assert {"psnr", "ssim"} <= set(saved["metrics"])

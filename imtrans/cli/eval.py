@@ -7,7 +7,7 @@ group, which turns them into a message and an exit code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -18,7 +18,12 @@ from imtrans.cli.output import add_row, make_table, stderr_console, stdout_conso
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
     from torch import Tensor
 
+    from imtrans.evaluation import SavedResult
+
 __all__ = ["evaluate"]
+
+#: Beside a score computed on too few images; the warning it refers to goes to stderr.
+_MARK = " (!)"
 
 
 @click.command("eval")
@@ -48,12 +53,13 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
              save_images: str | None) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
-    SSIM against the ground truth for paired data. Results go to <run>/eval/*.json."""
+    SSIM against the ground truth for paired data. Results go to <run>/eval/*.json: into the
+    earlier result of the same protocol (its other metrics kept), else beside it."""
     import torch
 
     from imtrans.assembly import build_trainer
     from imtrans.checkpoint.lookup import find_checkpoint
-    from imtrans.evaluation import Evaluator, write_result
+    from imtrans.evaluation import Evaluator, save_result
     from imtrans.inference import load_translator
     from imtrans.plugins import components
     from imtrans.rundir import RunDir
@@ -90,10 +96,14 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
         if save_images:
             _save_images(generated, Path(save_images) / name)
         scores = evaluator.score(generated)
-        result = evaluator.result(translator, scores, len(generated))
-        target = write_result(result, out_dir / f"{path.stem}_{result.split}_{name}.json")
-        rows.append((name, result, target))
+        result = evaluator.result(translator, scores, len(generated), mode=mode, seed=seed)
+        saved = save_result(result, out_dir, path.stem)
+        if saved.kept:
+            console.print(Text(f"{name}: merged into {saved.path}, keeping its earlier "
+                               f"{', '.join(saved.kept)}"), highlight=False)
+        rows.append((name, saved))
     _print_table(rows)
+    _print_warnings(console, rows)
 
 
 def _download_inception(console: Console) -> Path:
@@ -117,15 +127,32 @@ def _save_images(images: Tensor, folder: Path) -> None:
         tensor_to_image(image.float() / 127.5 - 1).save(folder / f"{index:05d}.png")
 
 
-def _print_table(rows: list[Any]) -> None:
+def _print_table(rows: list[tuple[str, SavedResult]]) -> None:
+    """The scores the result files now hold (earlier ones kept included), with ``(!)`` on
+    those computed on too few images, and the file of each row."""
+    from imtrans.evaluation.caveats import warned_metrics
+
     names = [m for m in ("fid", "kid", "kid_std", "psnr", "ssim")
-             if any(m in r.metrics for _, r, _ in rows)]
+             if any(m in saved.record["metrics"] for _, saved in rows)]
     table = make_table("direction", "split", "images", *names, "results")
-    for name, result, target in rows:
-        cells = [_format(result.metrics.get(m), m) for m in names]
-        add_row(table, name, result.split, str(result.protocol["images"]["generated"]), *cells,
-             str(target))
+    for name, saved in rows:
+        metrics, images = saved.record["metrics"], saved.record["protocol"]["images"]
+        marked = warned_metrics(metrics, images["generated"], images["real"])
+        cells = [_format(metrics.get(m), m) + (_MARK if m in marked and m in metrics else "")
+                 for m in names]
+        add_row(table, name, saved.record["split"], str(images["generated"]), *cells,
+                str(saved.path))
     stdout_console().print(table)
+
+
+def _print_warnings(console: Console, rows: list[tuple[str, SavedResult]]) -> None:
+    """Each warning once, on stderr after the table, so that it is the last thing read."""
+    seen: dict[str, None] = {}
+    for name, saved in rows:
+        for text in saved.record.get("warnings", []):
+            seen.setdefault(f"{_MARK.strip()} {name}: {text}")
+    for line in seen:
+        console.print(Text("warning: ", style="bold yellow") + Text(line), highlight=False)
 
 
 def _format(value: float | None, metric: str) -> str:

@@ -71,6 +71,8 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
         observer = LoggedObserver(observer, TrainLog(run.train_log))
     observer.message(f"resuming {run.root} from step {state.step} ({resume})" if resume
                      else f"run directory: {run.root}")
+    if evaluation is not None and evaluation.small_subset_warning:
+        observer.message(f"warning: {evaluation.small_subset_warning}")
     log = _open_log(recipe, registry, run, observer) if ddp.is_main else None
     run_jobs = [*default_jobs(training, run, ddp=ddp, observer=observer, evaluation=evaluation,
                               environment=environment, log=log), *jobs]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from imtrans.evaluation.evaluate import METRICS, EvalResult, Evaluator, write_result
+from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
+from imtrans.evaluation.evaluate import METRICS, EvalResult, Evaluator
 from imtrans.evaluation.inception import download_inception, find_inception
+from imtrans.evaluation.results import SavedResult, save_result, write_result
 
-__all__ = ["METRICS", "EvalResult", "Evaluator", "download_inception", "find_inception",
+__all__ = ["METRICS", "MIN_IMAGES", "EvalResult", "Evaluator", "SavedResult",
+           "download_inception", "find_inception", "save_result", "small_sample_warnings",
            "write_result"]

@@ -8,17 +8,16 @@ many checkpoints (or every few epochs during training) extracts those once.
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from imtrans.atomic import atomic_write
 from imtrans.errors import EvaluationError
+from imtrans.evaluation.caveats import small_sample_warnings
 from imtrans.evaluation.inception import (
     INCEPTION_SHA256,
     InceptionFeatures,
@@ -38,7 +37,7 @@ from imtrans.inference.translator import Translator, to_uint8
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
-__all__ = ["METRICS", "EvalResult", "Evaluator", "write_result"]
+__all__ = ["METRICS", "EvalResult", "Evaluator"]
 
 #: Every score an evaluation can give, and whether lower is better.
 METRICS = {"fid": True, "kid": True, "psnr": False, "ssim": False}
@@ -48,7 +47,9 @@ PSNR_CAP = 100.0
 
 @dataclass
 class EvalResult:
-    """Scores of one generator on one test split, with the protocol that produced them."""
+    """Scores of one generator on one test split, with the protocol that produced them and
+    the warnings that go with them (scores on too few images: see
+    :func:`~imtrans.evaluation.caveats.small_sample_warnings`)."""
 
     checkpoint: str | None
     step: int
@@ -56,6 +57,7 @@ class EvalResult:
     split: str
     direction: str
     metrics: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
     protocol: dict[str, Any] = field(default_factory=dict)
 
 
@@ -144,29 +146,40 @@ class Evaluator:
         return {k: v for k, v in scores.items()
                 if k in self.metrics or (k == "kid_std" and "kid" in self.metrics)}
 
-    def evaluate(self, translator: Translator, *, seed: int = 0,
-                 epoch: int | None = None) -> EvalResult:
-        """Translate the test inputs with ``translator`` and score them."""
+    def evaluate(self, translator: Translator, *, seed: int = 0, epoch: int | None = None,
+                 mode: str | None = None) -> EvalResult:
+        """Translate the test inputs with ``translator`` and score them; ``mode`` (``paper``
+        or ``eval``, as the translator was loaded) is recorded in the protocol."""
         generated = self.translate(translator, seed)
-        return self.result(translator, self.score(generated), len(generated), epoch=epoch)
+        return self.result(translator, self.score(generated), len(generated), epoch=epoch,
+                           mode=mode, seed=seed)
 
     def result(self, translator: Translator, scores: dict[str, float], generated: int, *,
-               epoch: int | None = None) -> EvalResult:
-        """Scores of ``translator`` as a result record with the protocol."""
+               epoch: int | None = None, mode: str | None = None,
+               seed: int | None = None) -> EvalResult:
+        """Scores of ``translator`` as a result record with the protocol and warnings;
+        ``mode`` and ``seed`` are how the translations were made (see :meth:`protocol`)."""
         return EvalResult(
             checkpoint=str(translator.checkpoint) if translator.checkpoint else None,
             step=translator.step, epoch=translator.epoch if epoch is None else epoch,
-            split=self.data.split,
-            direction=self.direction, metrics=scores, protocol=self.protocol(generated))
+            split=self.data.split, direction=self.direction, metrics=scores,
+            warnings=small_sample_warnings(scores, generated, len(self.data.targets)),
+            protocol=self.protocol(generated, mode=mode, seed=seed))
 
-    def protocol(self, generated: int) -> dict[str, Any]:
-        """How the scores were computed, written beside them so they can be compared."""
+    def protocol(self, generated: int, *, mode: str | None = None,
+                 seed: int | None = None) -> dict[str, Any]:
+        """How the scores were computed, written beside them so they can be compared.
+
+        ``generation`` holds the generator's ``mode`` and the dropout ``seed``: the same
+        checkpoint gives other translations (and scores) when either changes.
+        """
         data = self.data
         described: dict[str, Any] = {
             "data_root": str(data.root), "split": data.split, "paired": data.paired,
             "images": {"generated": generated, "real": len(data.targets)},
             "image_size": data.size,
             "test_preprocessing": f"resize to {data.size}x{data.size}, no crop, no flip",
+            "generation": {"mode": mode, "seed": seed},
         }
         if self.inception_path is not None:
             digest = sha256_of(self.inception_path)
@@ -187,9 +200,3 @@ class Evaluator:
                                       f"11x11 Gaussian window, PSNR capped at {PSNR_CAP:g} dB")
         return described
 
-
-def write_result(result: EvalResult, path: Path) -> Path:
-    """Write ``result`` as JSON to ``path`` (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(asdict(result), indent=2) + "\n")
-    return path

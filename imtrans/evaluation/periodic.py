@@ -22,6 +22,7 @@ import torch
 
 from imtrans.atomic import atomic_path, atomic_write
 from imtrans.errors import EvaluationError
+from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
 from imtrans.evaluation.evaluate import METRICS, Evaluator
 from imtrans.inference.translator import translator_for
 from imtrans.plugins import Components
@@ -66,6 +67,24 @@ class PeriodicEvaluation:
         """The evaluation ``recipe`` asks for, or None when ``[eval]`` is off."""
         return cls(recipe, registry, device) if cls.enabled(recipe) else None
 
+    @property
+    def small_subset_warning(self) -> str | None:
+        """What to say once at the start of training when the evaluation subset has fewer
+        than :data:`~imtrans.evaluation.caveats.MIN_IMAGES` images (a small split, or a
+        small ``[eval] max_images``); None when it is large enough."""
+        data = self.evaluator.test_set
+        generated, real = len(data.inputs), len(data.targets)
+        caveats = small_sample_warnings(self.evaluator.metrics, generated, real)
+        if not caveats:
+            return None
+        counted = f"{generated}" if generated == real else f"{generated} input and {real} real"
+        limit = self.table.max_images
+        why = (f"[eval] max_images = {limit}" if min(generated, real) >= limit
+               else f"all the {data.split} split holds, with [eval] max_images = {limit}")
+        return (f"evaluation during training scores {counted} {data.split} images ({why}), "
+                f"fewer than {MIN_IMAGES}: " + "; ".join(caveats) +
+                ". Compare these scores only with each other, not with published figures.")
+
     def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
         """At every N-th epoch end, and at the last step."""
         if step == total_steps:
@@ -78,10 +97,10 @@ class PeriodicEvaluation:
         role = type(trainer).translators[self.table.direction]
         translator = translator_for(trainer.modules()[role], self.recipe, self.registry,
                                     direction=self.table.direction, device=self.device,
-                                    step=step)
+                                    mode="paper", step=step)
         with isolated_rng(self.device):
             return self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
-                                           epoch=epoch).metrics
+                                           epoch=epoch, mode="paper").metrics
 
     def keep_if_best(self, run: RunDir, checkpoint: Path, scores: dict[str, float],
                      step: int, epoch: int) -> bool:

@@ -159,7 +159,7 @@ def test_nproc_shortcut_trains_and_resumes_pix2pix_with_batch_norm(tmp_path: Pat
     assert "resuming" in proc.stderr and proc.stderr.count("finished at step 4") == 1
     assert same_weights_on_every_rank(ranks, run_dir, proc.stderr) != first  # trained on
     only_rank0_wrote(run_dir, 4)
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == [
         "step_00000002.png", "step_00000004.png"]
 
 

@@ -1,7 +1,9 @@
-"""The ``imtrans report`` command: regenerate ``report.html`` of a run directory.
+"""The ``imtrans report`` command: regenerate ``report.html`` of a run directory, or write a page
+comparing several runs.
 
-A thin command over :func:`imtrans.report.write_report`; library errors propagate to the
-``imtrans`` group, which turns them into a message and an exit code.
+A thin command over :func:`imtrans.report.write_report` and
+:func:`imtrans.report.write_comparison`; library errors propagate to the ``imtrans`` group,
+which turns them into a message and an exit code.
 """
 
 from __future__ import annotations
@@ -14,18 +16,45 @@ from rich.text import Text
 from imtrans.cli.output import stdout_console
 from imtrans.errors import DataError
 
-__all__ = ["report"]
+__all__ = ["DEFAULT_COMPARISON", "report"]
+
+#: Where the comparison page of several runs goes without ``--output``.
+DEFAULT_COMPARISON = Path("compare.html")
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-def report(run_dir: Path) -> None:
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the comparison page of several runs goes (default: compare.html in "
+                   "the current folder). Not for one run, whose report is always "
+                   "RUN_DIR/report.html.")
+def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     """Write RUN_DIR/report.html (curves, samples, checkpoints, recipe) and print its path.
 
     Training refreshes the report by itself; this rebuilds it, for example after copying a
     run directory or adding evaluation results to it.
+
+    With several run directories, write one page overlaying their curves instead (one colour
+    per run, a legend of run names linking to each run's report, the recipe keys that differ)
+    to --output, compare.html by default, and print its path. Each run's own report.html is
+    left as it is.
     """
-    from imtrans.report import write_report
+    from imtrans.report import write_comparison, write_report
+
+    for run_dir in run_dirs:
+        _check_run_dir(run_dir)
+    if len(run_dirs) == 1:
+        if output is not None:
+            raise click.UsageError("--output is for comparing several runs; the report of one "
+                                   f"run is always {run_dirs[0] / 'report.html'}")
+        written = write_report(run_dirs[0])
+    else:
+        written = write_comparison(run_dirs, output or DEFAULT_COMPARISON)
+    stdout_console().print(Text(str(written)), highlight=False)
+
+
+def _check_run_dir(run_dir: Path) -> None:
     from imtrans.rundir import RunDir
 
     if not run_dir.is_dir():
@@ -34,4 +63,3 @@ def report(run_dir: Path) -> None:
     if not RunDir(run_dir).recipe.is_file():
         raise DataError(f"{run_dir} is not a run directory: it has no recipe.toml (expected "
                         "the folder a training run wrote, such as runs/<recipe name>/)")
-    stdout_console().print(Text(str(write_report(run_dir))), highlight=False)

@@ -67,10 +67,32 @@ pre { background: #f8fafc; border: 1px solid var(--line); border-radius: 8px; pa
 .callout.best { border-color: #fde68a; background: #fffbeb; }
 .callout .title { font-weight: 650; margin-bottom: 4px; }
 .callout .caveat { color: #92400e; font-size: 13px; margin-top: 6px; }
-.samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
-           gap: 16px; align-items: start; }
+.samples { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px;
-         background: #fafafa; }
+         background: #fafafa; max-width: 100%; min-width: 200px; }
+.sample-grid { max-width: 100%; margin: 0 auto; }
+.sample-grid img { width: 100%; }
+.grid-labels { display: grid; align-items: end; margin-bottom: 4px; }
+.grid-labels span { font-size: 12px; font-weight: 600; line-height: 1.2; color: #374151;
+                    text-align: center; padding: 0 2px; overflow-wrap: anywhere; }
+svg.chart .line.smooth { stroke-width: 2; }
+svg.chart[data-smoothed] .line:not(.smooth), svg.chart[data-smoothed] .dot { opacity: .3; }
+svg.chart .cursor { stroke: #6b7280; stroke-width: 1; stroke-dasharray: 3 3; }
+svg.chart .hover-dot { stroke: #fff; stroke-width: 1.5; }
+svg.chart .tip { fill: #111827; opacity: .9; }
+svg.chart .tip-text { font-size: 11px; fill: #f9fafb; font-variant-numeric: tabular-nums; }
+.smoothing { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 10px;
+             font-size: 14px; margin: 0 0 12px; }
+.smoothing label { font-weight: 600; }
+.smoothing input { width: 220px; }
+.smoothing output { font-variant-numeric: tabular-nums; min-width: 2.5em; }
+.smoothing .hint { color: var(--muted); font-size: 13px; }
+.live { display: inline-block; font-size: 11px; font-weight: 700; letter-spacing: .04em;
+        border-radius: 999px; padding: 0 7px; background: #16a34a; color: #fff; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 4px 0 12px;
+          font-size: 14px; }
+.legend .swatch { display: inline-block; width: 14px; height: 4px; border-radius: 2px;
+                  vertical-align: middle; margin-right: 6px; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto;
              background: #e5e7eb; }
 figure img.pixelated { image-rendering: pixelated; }

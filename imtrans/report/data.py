@@ -22,7 +22,12 @@ from imtrans.rundir import RunDir
 
 __all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
 
-_STEP_FILE = re.compile(r"step_(\d+)\.(png|safetensors)")
+_SAMPLE_FILE = re.compile(r"step_(\d+)\.png")
+# The checkpoint names of imtrans.checkpoint.files (checkpoint_name, parse_checkpoint_name):
+# ``step_<8+ digits>.safetensors`` mid-epoch, ``step_<8+ digits>_epoch_<4+ digits>.safetensors``
+# as an epoch ends. Not imported from there: that module imports torch, three seconds that
+# `imtrans report` would wait for; tests/test_report.py checks that the two agree.
+_CHECKPOINT_FILE = re.compile(r"step_(\d{8,})(?:_epoch_(\d{4,}))?\.safetensors")
 
 
 @dataclass
@@ -41,20 +46,24 @@ class Series:
 
 @dataclass
 class Sample:
-    """A sample grid under ``samples/``: its step, path relative to the run, and PNG size."""
+    """A sample grid under ``samples/``: its step, path relative to the run, PNG size, and the
+    labels of its columns (from ``step_N.json``; None for grids written before labels)."""
 
     step: int
     href: str
     size: tuple[int, int] | None
+    columns: list[str] | None = None
 
 
 @dataclass
 class Checkpoint:
-    """A file under ``checkpoints/``."""
+    """A file under ``checkpoints/``: its step and, for one saved as an epoch ended, the
+    epochs completed, both from its name (None for others, such as ``best.safetensors``)."""
 
     name: str
     step: int | None
     bytes: int
+    epoch: int | None = None
 
 
 @dataclass
@@ -195,11 +204,22 @@ def _drawable(steps: list[float], values: list[Any]) -> Series:
 def _read_samples(run: RunDir) -> list[Sample]:
     samples = []
     for path in run.samples.glob("step_*.png"):
-        match = _STEP_FILE.fullmatch(path.name)
+        match = _SAMPLE_FILE.fullmatch(path.name)
         if match:
             href = path.relative_to(run.root).as_posix()
-            samples.append(Sample(int(match.group(1)), href, _png_size(path)))
-    return sorted(samples, key=lambda s: s.step)
+            samples.append(Sample(int(match.group(1)), href, _png_size(path),
+                                  _read_labels(path.with_suffix(".json"))))
+    # By step as a number: step_100000000.png (nine digits) comes after step_99999999.png.
+    return sorted(samples, key=lambda s: (s.step, s.href))
+
+
+def _read_labels(path: Path) -> list[str] | None:
+    """The column labels of a grid (``{"columns": [...]}``), or None when absent or malformed."""
+    found = _read_json(path)
+    columns = found.get("columns") if found else None
+    if isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns):
+        return columns
+    return None
 
 
 def _read_checkpoints(folder: Path) -> list[Checkpoint]:
@@ -209,9 +229,11 @@ def _read_checkpoints(folder: Path) -> list[Checkpoint]:
             size = path.stat().st_size
         except OSError:
             continue  # pruned by the training loop between glob and stat
-        match = _STEP_FILE.fullmatch(path.name)
-        found.append(Checkpoint(path.name, int(match.group(1)) if match else None, size))
-    # Step checkpoints in step order, then the others (best.safetensors...) by name.
+        match = _CHECKPOINT_FILE.fullmatch(path.name)
+        step = int(match[1]) if match else None
+        epoch = int(match[2]) if match and match[2] is not None else None
+        found.append(Checkpoint(path.name, step, size, epoch))
+    # Step checkpoints by step as a number, then the others (best.safetensors...) by name.
     return sorted(found, key=lambda c: (c.step is None, c.step or 0, c.name))
 
 

@@ -11,9 +11,10 @@ from html import escape
 from statistics import median
 
 from imtrans.report import sections
-from imtrans.report.assets import SCRIPT, STYLE
+from imtrans.report.charts import ChartBook
 from imtrans.report.data import RunData, Series
-from imtrans.report.svg import PALETTE, line_chart
+from imtrans.report.layout import document, freshness, smoothing_control
+from imtrans.report.svg import PALETTE, Line
 
 __all__ = ["render_page"]
 
@@ -22,28 +23,27 @@ _NAV = (("summary", "Summary"), ("losses", "Losses"), ("speed", "Speed and learn
         ("recipe", "Recipe"), ("environment", "Environment"))
 
 
-def render_page(data: RunData, generated: datetime) -> str:
-    """The whole ``report.html`` of ``data`` as a string, stamped with ``generated``."""
+def render_page(data: RunData, generated: datetime, *, live: bool = False) -> str:
+    """The whole ``report.html`` of ``data`` as a string, stamped with ``generated``.
+
+    ``live``: the run is still training, so the page reloads itself (see
+    :func:`imtrans.report.layout.document`).
+    """
     title = f"{data.name} · imtrans report"
     step = f"step {data.last_step}" if data.last_step is not None else "no training step yet"
     nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in _NAV)
+    book = ChartBook()
     body = [
         '<header class="top"><div class="inner">',
         f"<h1>{escape(data.name)}</h1>",
-        f'<div class="generated">generated at {generated:%Y-%m-%d %H:%M:%S %Z}, {step} '
-        "· this page does not refresh itself: reload it to see newer results</div>",
+        f'<div class="generated">{step} · {freshness(generated, live=live)}</div>',
         f"<nav>{nav}</nav></div></header><main>",
-        _summary(data), _losses(data), _speed(data),
-        sections.evaluation(data, _charts(data.evals)),
+        _summary(data), _losses(data, book), _speed(data, book),
+        sections.evaluation(data, _charts(book, data.evals)),
         sections.samples(data), sections.checkpoints(data), sections.recipe(data),
         sections.environment(data), "</main>",
     ]
-    return ("<!DOCTYPE html>\n"
-            '<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{STYLE}</style>"
-            f"<script>{SCRIPT}</script></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return document(title, "\n".join(body), book, live=live)
 
 
 def _summary(data: RunData) -> str:
@@ -62,7 +62,7 @@ def _summary(data: RunData) -> str:
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{html}</div></section>'
 
 
-def _losses(data: RunData) -> str:
+def _losses(data: RunData, book: ChartBook) -> str:
     if not data.losses:
         return ('<section id="losses"><h2>Losses</h2>'
                 '<p class="empty">no metrics yet: metrics.jsonl has no training record</p>'
@@ -71,24 +71,25 @@ def _losses(data: RunData) -> str:
             "logging interval; long runs are drawn as bucket means over a band from each "
             "bucket's minimum to its maximum.")
     return (f'<section id="losses"><h2>Losses</h2><p class="hint">{hint}</p>'
-            f"{_charts(data.losses)}</section>")
+            f"{smoothing_control()}{_charts(book, data.losses, smooth=True)}</section>")
 
 
-def _speed(data: RunData) -> str:
+def _speed(data: RunData, book: ChartBook) -> str:
     series = {"images/s": data.images_per_sec, "learning rate": data.lr}
     shown = {name: s for name, s in series.items() if s.values}
     if not shown:
         return ('<section id="speed"><h2>Speed and learning rate</h2>'
                 '<p class="empty">no metrics yet</p></section>')
     return (f'<section id="speed"><h2>Speed and learning rate</h2>'
-            f"{_charts(shown, offset=len(data.losses))}</section>")
+            f"{_charts(book, shown, offset=len(data.losses))}</section>")
 
 
-def _charts(series: dict[str, Series], offset: int = 0) -> str:
+def _charts(book: ChartBook, series: dict[str, Series], offset: int = 0,
+            smooth: bool = False) -> str:
     """A grid of one chart per series, each titled by its name, with its last value noted
     (empty when no series has a point)."""
-    charts = [line_chart(name, s, PALETTE[(offset + i) % len(PALETTE)],
-                         note=f"last {s.values[-1]:.4g}")
+    charts = [book.chart(name, [Line(name, s, PALETTE[(offset + i) % len(PALETTE)])],
+                         note=f"last {s.values[-1]:.4g}", smooth=smooth)
               for i, (name, s) in enumerate(series.items()) if s.values]
     if not charts:
         return ""

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from pathlib import PurePath
 from typing import Any
 
 from imtrans.report.data import Checkpoint, RunData, Sample
 
-__all__ = ["checkpoints", "environment", "evaluation", "recipe", "samples", "select_samples"]
+__all__ = ["checkpoints", "environment", "evaluation", "last_checkpoint", "recipe", "samples",
+           "select_samples"]
 
 NEWEST_SAMPLES = 12
 OLDER_SAMPLES = 12
 _EAGER = 4  # the newest grids load at once; the rest only when scrolled near
+_GRID_PADDING = 2  # pixels around each image of a grid (imtrans.engine.sample_grid.save_grid)
+_LABELLED_COLUMN = 96  # display pixels a column needs for a label such as "reconstructed A"
 _COLUMNS = {"pix2pix": "input | output | target",
             "cyclegan": "input | output | reconstruction (output translated back)"}
 _METRIC_ORDER = ("fid", "kid", "psnr", "ssim")
@@ -43,17 +47,22 @@ def select_samples(found: list[Sample]) -> tuple[list[Sample], list[Sample]]:
 
 
 def samples(data: RunData) -> str:
-    """The sample grids over time, newest first, linked by paths relative to the run."""
+    """The sample grids over time, newest first, linked by paths relative to the run, each
+    headed by the labels of its columns."""
     parts = ['<section id="samples"><h2>Samples</h2>']
     if not data.samples:
         return parts[0] + '<p class="empty">no samples yet</p></section>'
-    columns = _COLUMNS.get(data.trainer or "", "input | output | reconstruction or target")
     newest, older = select_samples(data.samples)
     shown = len(newest) + len(older)
     count = (f"all {shown}" if shown == len(data.samples) else
              f"the newest {len(newest)} and {len(older)} older ones spread evenly over the run")
+    if any(s.columns for s in data.samples):
+        columns = "its columns are labelled above it"
+    else:  # grids written before labels existed (no step_N.json beside them)
+        columns = "columns: " + _COLUMNS.get(data.trainer or "",
+                                             "input | output | reconstruction or target")
     parts.append(f'<p class="hint">{len(data.samples)} sample grid(s) in samples/, showing '
-                 f"{count}. Each row is one fixed image; columns: {escape(columns)}. "
+                 f"{count}. Each row of a grid is one fixed image; {escape(columns)}. "
                  "Click a grid for full size.</p>")
     parts.append(_figures(newest, eager=_EAGER))
     if older:
@@ -62,17 +71,19 @@ def samples(data: RunData) -> str:
 
 
 def checkpoints(data: RunData) -> str:
-    """The checkpoint files, with the last one (the result) and the best-seen one marked."""
+    """The checkpoint files in step order, with the last one (the result) and the best-seen
+    one marked."""
     parts = ['<section id="checkpoints"><h2>Checkpoints</h2>']
-    stepped = [c for c in data.checkpoints if c.step is not None]
-    last = stepped[-1] if stepped else None
+    last = last_checkpoint(data.checkpoints)
     best = data.best
     best_name = PurePath(str(best.get("checkpoint", ""))).name if best else None
     callouts = []
     if last is not None:
+        where = f"step {last.step}" + ("" if last.epoch is None else
+                                       f", at the end of epoch {last.epoch}")
         callouts.append(
             '<div class="callout last"><div class="title">Last checkpoint <span class="badge '
-            f'last">LAST</span></div><code>{escape(last.name)}</code>, step {last.step}: '
+            f'last">LAST</span></div><code>{escape(last.name)}</code>, {where}: '
             "the result of this run.</div>")
     if best is not None:
         callouts.append(_best_callout(best, best_name, data.checkpoints))
@@ -81,13 +92,18 @@ def checkpoints(data: RunData) -> str:
     if not data.checkpoints:
         parts.append('<p class="empty">no checkpoints yet</p>')
     else:
-        best_step = best.get("step") if best else None
-        rows = "".join(_checkpoint_row(c, c is last, c.name == best_name, best_step)
+        rows = "".join(_checkpoint_row(c, c is last, c.name == best_name, best)
                        for c in data.checkpoints)
-        parts.append('<table class="compact"><thead><tr><th>file</th><th>step</th><th>size</th>'
-                     "</tr></thead>"
+        parts.append('<table class="compact checkpoints"><thead><tr><th>file</th><th>step</th>'
+                     "<th>epoch</th><th>size</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>")
     return "".join(parts) + "</section>"
+
+
+def last_checkpoint(found: list[Checkpoint]) -> Checkpoint | None:
+    """The checkpoint of the highest step (what resuming and ``imtrans translate`` take)."""
+    stepped = [c for c in found if c.step is not None]
+    return max(stepped, key=lambda c: c.step or 0) if stepped else None
 
 
 def recipe(data: RunData) -> str:
@@ -111,19 +127,42 @@ def environment(data: RunData) -> str:
 def _figures(found: list[Sample], eager: int) -> str:
     figures = []
     for index, sample in enumerate(found):
-        size, pixelated = "", ""
-        if sample.size:
-            width, height = sample.size
-            # Tiny grids (32 px images) are enlarged by a whole factor, with crisp pixels.
-            scale = max(1, min(4, 360 // width)) if width < 300 else 1
-            size = f' width="{width * scale}" height="{height * scale}"'
-            pixelated = ' class="pixelated"' if scale > 1 else ""
         loading = "eager" if index < eager else "lazy"
         src = escape(sample.href)
-        figures.append(f'<figure><a href="{src}"><img src="{src}"{size}{pixelated} '
-                       f'loading="{loading}" alt="sample grid at step {sample.step}"></a>'
-                       f"<figcaption>step {sample.step}</figcaption></figure>")
+        size, pixelated, width = _display_size(sample)
+        image = (f'<a href="{src}"><img src="{src}"{size}{pixelated} loading="{loading}" '
+                 f'alt="sample grid at step {sample.step}"></a>')
+        if sample.columns:
+            image = (f'<div class="sample-grid" style="width: {width}px">'
+                     f"{_labels(sample)}{image}</div>")
+        figures.append(f"<figure>{image}<figcaption>step {sample.step}</figcaption></figure>")
     return f'<div class="samples">{"".join(figures)}</div>'
+
+
+def _display_size(sample: Sample) -> tuple[str, str, int]:
+    """The ``width``/``height`` attributes, the pixelated class and the display width."""
+    if not sample.size:
+        return "", "", _LABELLED_COLUMN * max(1, len(sample.columns or ()))
+    width, height = sample.size
+    if sample.columns:
+        # Enlarged by a whole factor until each column is wide enough for its label.
+        cell = max(1.0, (width - _GRID_PADDING) / len(sample.columns))
+        scale = max(1, min(4, math.ceil(_LABELLED_COLUMN / cell)))
+    else:  # tiny grids (32 px images) are enlarged by a whole factor
+        scale = max(1, min(4, 360 // width)) if width < 300 else 1
+    pixelated = ' class="pixelated"' if scale > 1 else ""  # crisp pixels when enlarged
+    return f' width="{width * scale}" height="{height * scale}"', pixelated, width * scale
+
+
+def _labels(sample: Sample) -> str:
+    """The header row of a grid: one label over each column, in the grid's proportions."""
+    columns = sample.columns or []
+    width = sample.size[0] if sample.size else 0
+    # save_grid puts 2 px of padding left of every column: the labels start after the first.
+    lead = f"padding-left: {100 * _GRID_PADDING / width:.3f}%; " if width > _GRID_PADDING else ""
+    cells = "".join(f'<span title="{escape(c)}">{escape(c)}</span>' for c in columns)
+    return (f'<div class="grid-labels" style="{lead}grid-template-columns: '
+            f'repeat({len(columns)}, 1fr)">{cells}</div>')
 
 
 def _best_callout(best: dict[str, Any], best_name: str | None,
@@ -146,16 +185,22 @@ def _best_callout(best: dict[str, Any], best_name: str | None,
             "with other runs. The last checkpoint is the run's result.</div></div>")
 
 
-def _checkpoint_row(found: Checkpoint, is_last: bool, is_best: bool, best_step: Any) -> str:
+def _checkpoint_row(found: Checkpoint, is_last: bool, is_best: bool,
+                    best: dict[str, Any] | None) -> str:
     badges = ('<span class="badge last">LAST</span>' if is_last else "") + (
         '<span class="badge best">BEST</span>' if is_best else "")
     classes = " ".join(name for name, on in (("is-last", is_last), ("is-best", is_best)) if on)
     row_class = f' class="{classes}"' if classes else ""
     # best.safetensors has no step in its name; best.json says which step it was saved at.
-    step = found.step if found.step is not None else best_step if is_best else None
-    step = "" if step is None else escape(str(step))
+    step: Any = found.step
+    epoch = "" if found.epoch is None else f"{found.epoch} (end)"
+    if step is None and is_best and best:
+        step = best.get("step")
+        epoch = "" if best.get("epoch") is None else str(best["epoch"])
+    shown = "" if step is None else escape(str(step))
     return (f'<tr{row_class}><td class="mono">{escape(found.name)}{badges}</td>'
-            f'<td class="num">{step}</td><td class="num">{_format_bytes(found.bytes)}</td></tr>')
+            f'<td class="num">{shown}</td><td class="num">{escape(epoch)}</td>'
+            f'<td class="num">{_format_bytes(found.bytes)}</td></tr>')
 
 
 def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:

@@ -1,17 +1,22 @@
-"""Small line charts as inline SVG: ticks at round numbers, light grid, one series per chart.
+"""Small line charts as inline SVG: ticks at round numbers, light grid, one or more curves.
 
 The report must open offline and from ``file://``, so charts are plain SVG markup written here
-rather than a plotting library or JavaScript.
+rather than a plotting library: they show without JavaScript. The page script
+(:mod:`imtrans.report.script`) adds hover values and smoothing on top, drawing into the same
+plot area from :data:`GEOMETRY` and each chart's :class:`Axes`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 from imtrans.report.data import Series, downsample
 
-__all__ = ["PALETTE", "format_number", "line_chart", "nice_ticks"]
+__all__ = ["GEOMETRY", "PALETTE", "Axes", "Line", "chart_svg", "format_number", "line_chart",
+           "nice_ticks"]
 
 #: Colours of successive charts (colour-blind friendly, readable on white).
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
@@ -20,6 +25,29 @@ PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#d
 _WIDTH, _HEIGHT = 420, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 16, 34, 36
 _MARKERS_UP_TO = 40  # points; beyond this, dots would hide the line
+
+#: The chart size and plot margins in SVG units (the viewBox), for the page script.
+GEOMETRY = {"width": _WIDTH, "height": _HEIGHT, "left": _LEFT, "right": _RIGHT, "top": _TOP,
+            "bottom": _BOTTOM}
+
+
+@dataclass(frozen=True)
+class Line:
+    """One curve of a chart: its label (a run's name on a comparison page), points, colour."""
+
+    label: str
+    series: Series
+    colour: str
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The step range (x) and value range (y) a chart maps onto its plot area."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
 
 
 def nice_ticks(low: float, high: float, count: int = 5, min_step: float = 0.0) -> list[float]:
@@ -72,20 +100,35 @@ def line_chart(title: str, series: Series, colour: str = PALETTE[0], *,
     Long series are reduced to ``max_points`` bucket means, drawn over a light band from each
     bucket's minimum to maximum; short ones get a dot per point.
     """
-    mean, low, high = downsample(series, max_points)
-    x_ticks = nice_ticks(min(mean.steps), max(mean.steps), min_step=1)
-    y_ticks = nice_ticks(min(low.values), max(high.values))
-    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    return chart_svg(title, [Line(title, series, colour)], max_points=max_points, note=note)[0]
+
+
+def chart_svg(title: str, lines: Sequence[Line], *, max_points: int = 1000, note: str = "",
+              index: int | None = None) -> tuple[str, Axes]:
+    """An SVG chart of every line of ``lines`` (each with at least one point) on shared axes,
+    and those axes.
+
+    As :func:`line_chart`, one curve (and band) per line in its colour. ``index`` is set as
+    ``data-chart`` on the ``<svg>`` (and each curve gets ``data-line``), so the page script
+    finds the chart its data belongs to.
+    """
+    reduced = [downsample(line.series, max_points) for line in lines]
+    x_ticks = nice_ticks(min(min(mean.steps) for mean, _, _ in reduced),
+                         max(max(mean.steps) for mean, _, _ in reduced), min_step=1)
+    y_ticks = nice_ticks(min(min(low.values) for _, low, _ in reduced),
+                         max(max(high.values) for _, _, high in reduced))
+    axes = Axes(x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1])
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
 
     def x(step: float) -> str:
-        return f"{_LEFT + (step - x0) / (x1 - x0) * plot_w:.1f}"
+        return f"{_LEFT + (step - axes.x0) / (axes.x1 - axes.x0) * plot_w:.1f}"
 
     def y(value: float) -> str:
-        return f"{_TOP + (y1 - value) / (y1 - y0) * plot_h:.1f}"
+        return f"{_TOP + (axes.y1 - value) / (axes.y1 - axes.y0) * plot_h:.1f}"
 
     bottom = _TOP + plot_h
-    parts = [f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
+    key = "" if index is None else f' data-chart="{index}"'
+    parts = [f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img"{key} '
              f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}">',
              f"<title>{escape(title)}</title>",
              f'<text class="chart-title" x="{_LEFT}" y="20">{escape(title)}</text>']
@@ -106,15 +149,19 @@ def line_chart(title: str, series: Series, colour: str = PALETTE[0], *,
                  f'height="{plot_h}"/>')
     parts.append(f'<text class="axis-label" x="{_WIDTH - _RIGHT}" y="{_HEIGHT - 3}" '
                  f'text-anchor="end">step</text>')
-    if high is not mean:
-        outline = [f"{x(s)},{y(v)}" for s, v in zip(high.steps, high.values, strict=True)]
-        outline += [f"{x(s)},{y(v)}" for s, v in zip(reversed(low.steps), reversed(low.values),
-                                                   strict=True)]
-        parts.append(f'<polygon class="band" fill="{colour}" points="{" ".join(outline)}"/>')
-    points = " ".join(f"{x(s)},{y(v)}" for s, v in zip(mean.steps, mean.values, strict=True))
-    parts.append(f'<polyline class="line" stroke="{colour}" points="{points}"/>')
-    if len(mean.values) <= _MARKERS_UP_TO:
-        parts.extend(f'<circle class="dot" fill="{colour}" cx="{x(s)}" cy="{y(v)}" r="2.6"/>'
-                     for s, v in zip(mean.steps, mean.values, strict=True))
+    for number, (line, (mean, low, high)) in enumerate(zip(lines, reduced, strict=True)):
+        colour = escape(line.colour)
+        if high is not mean:
+            outline = [f"{x(s)},{y(v)}" for s, v in zip(high.steps, high.values, strict=True)]
+            outline += [f"{x(s)},{y(v)}" for s, v in zip(reversed(low.steps),
+                                                       reversed(low.values), strict=True)]
+            parts.append(f'<polygon class="band" fill="{colour}" '
+                         f'points="{" ".join(outline)}"/>')
+        points = " ".join(f"{x(s)},{y(v)}" for s, v in zip(mean.steps, mean.values, strict=True))
+        parts.append(f'<polyline class="line" stroke="{colour}" data-line="{number}" '
+                     f'points="{points}"/>')
+        if len(mean.values) <= _MARKERS_UP_TO:
+            parts.extend(f'<circle class="dot" fill="{colour}" cx="{x(s)}" cy="{y(v)}" '
+                         'r="2.6"/>' for s, v in zip(mean.steps, mean.values, strict=True))
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(parts), axes

@@ -143,8 +143,16 @@ class Trainer:
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
-        """Columns of a sample grid for ``batch``: input, output, and more when meaningful."""
+    def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | list[Tensor]:
+        """Columns of a sample grid for ``batch``, by label, in the order shown.
+
+        Each column is an N x C x H x W tensor in [-1, 1], one image per row of the grid, for
+        example ``{"real A": a, "fake B": G(a), "real B": b}``; the labels head the columns in
+        the report. A plain list of columns still works: its columns are labelled ``input``,
+        ``output``, ``column 3``... The engine calls this in training mode with the RNG and
+        batch-norm buffers restored afterwards, so extra generator passes here (the other
+        direction, identity mappings) do not change training.
+        """
         raise NotImplementedError
 
     # What setup calls to register what it builds.

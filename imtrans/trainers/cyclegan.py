@@ -132,6 +132,15 @@ class CycleGANTrainer(AdversarialTrainer):
             k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
-    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
-        fake_b = self.gen_ab(batch["A"])
-        return [batch["A"], fake_b, self.gen_ba(fake_b)]
+    def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Both directions: A, G_AB(A), G_BA(G_AB(A)), then the same from B; with identity
+        terms in the recipe also G_BA(A) and G_AB(B), which those terms hold to A and B."""
+        real_a, real_b = batch["A"], batch["B"]
+        fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)
+        columns = {"real A": real_a, "fake B": fake_b, "reconstructed A": self.gen_ba(fake_b)}
+        if self.identity_terms:  # weight-0 terms are left out of the slot: nothing to show
+            columns["identity A"] = self.gen_ba(real_a)
+        columns |= {"real B": real_b, "fake A": fake_a, "reconstructed B": self.gen_ab(fake_a)}
+        if self.identity_terms:
+            columns["identity B"] = self.gen_ab(real_b)
+        return columns

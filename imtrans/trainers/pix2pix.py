@@ -108,5 +108,6 @@ class Pix2PixTrainer(AdversarialTrainer):
             k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
-    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
-        return [batch["A"], self.gen(batch["A"]), batch["B"]]
+    def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The input, the generator's output and the paired target it is trained towards."""
+        return {"input A": batch["A"], "fake B": self.gen(batch["A"]), "real B": batch["B"]}

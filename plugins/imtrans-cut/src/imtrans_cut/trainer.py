@@ -136,8 +136,9 @@ class CUTTrainer(AdversarialTrainer):
             k: v.detach() for k, v in terms.items()} | parts
 
     @torch.no_grad()
-    def sample_images(self, batch: dict[str, Tensor]) -> list[Tensor]:
-        columns = [batch["A"], self.gen(batch["A"])]
+    def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A and G(a); with ``nce_idt`` also B and G(b), the identity mapping NCE holds to b."""
+        columns = {"real A": batch["A"], "fake B": self.gen(batch["A"])}
         if self.nce_idt:
-            columns += [batch["B"], self.gen(batch["B"])]
+            columns |= {"real B": batch["B"], "identity B": self.gen(batch["B"])}
         return columns

@@ -53,3 +53,14 @@ def register_datasets(register: RegisterFn) -> None:
     register("aligned", folders.AlignedDataset)
     register("unaligned", folders.UnalignedDataset)
     register("single", folders.SingleDataset)
+
+
+@hookimpl
+def register_loggers(register: RegisterFn) -> None:
+    # Each backend imports its package only when built, so a missing extra costs nothing
+    # until a recipe asks for that backend.
+    from imtrans.loggers import mlflow, tensorboard, wandb
+
+    register("tensorboard", tensorboard.TensorBoardLogger)
+    register("wandb", wandb.WandbLogger)
+    register("mlflow", mlflow.MlflowLogger)

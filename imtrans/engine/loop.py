@@ -112,9 +112,7 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
         observer.on_end()
         ddp.close()  # what follows involves no other rank
         _warn_skipped(data.skipped, observer)
-        if log is not None:
-            log.close()  # the trackers (closed by their job already, unless setup failed)
-    _finish(run_jobs, state)
+    _finish(run_jobs, state)  # the trackers' job closes them last, after the final records
     return FitResult(run.root, state.step, state.last_checkpoint)
 
 

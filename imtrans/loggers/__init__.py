@@ -11,11 +11,13 @@ need an optional extra (``pip install 'imtrans[tensorboard]'``).
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
+from typing import Literal
 
 from imtrans.errors import ImtransError
 
-__all__ = ["MissingExtraError", "import_extra"]
+__all__ = ["MissingExtraError", "import_extra", "run_outcome"]
 
 
 class MissingExtraError(ImtransError):
@@ -35,3 +37,20 @@ def import_extra(module: str, *, logger: str, extra: str) -> ModuleType:
             f"the {logger} logger needs the {module!r} package, which failed to import "
             f"({type(exc).__name__}: {exc}); install it with: pip install 'imtrans[{extra}]'"
         ) from exc
+
+
+def run_outcome() -> Literal["finished", "interrupted", "failed"]:
+    """How the run is ending, read from the exception being handled when ``close`` is called.
+
+    The training loop closes its loggers inside its exception handlers after a failure, a
+    Ctrl-C or a stop request, and outside them after a finished run.
+    """
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return "finished"
+    from imtrans.engine.jobs.stop import StopRequested  # the engine imports the loggers
+    from imtrans.errors import TrainingInterrupted
+
+    if isinstance(exc, KeyboardInterrupt | StopRequested | TrainingInterrupted):
+        return "interrupted"
+    return "failed"

@@ -51,6 +51,10 @@ def test_fid_during_training_with_given_weights(tmp_path: Path) -> None:
     (record,) = _eval_records(run)  # the sample's 20 images at batch 1: only the final one
     assert record["step"] == 4 and set(record["eval"]) == {"fid", "kid", "kid_std"}
     assert json.loads((run / "checkpoints" / "best.json").read_text())["metric"] == "fid"
+    # Four images are far too few for FID: the run says so once, at the start, in train.log.
+    log = (run / "train.log").read_text()
+    assert log.count("evaluation during training scores 4 ") == 1
+    assert "[eval] max_images = 4), fewer than 50: FID on 4 images is strongly biased" in log
 
 
 def test_missing_weights_stop_the_run_before_it_starts(tmp_path: Path,

@@ -159,7 +159,8 @@ def test_best_and_last_checkpoints_and_eval_results(cyclegan_run: Path, tmp_path
         "checkpoint": "step_00000004.safetensors", "step": 4, "epoch": 1, "split": "test",
         "direction": "AtoB", "metrics": {"fid": 133.25, "kid": 0.048, "kid_std": 0.003,
                                          "psnr": 14.2, "ssim": 0.41},
-        "protocol": {"images": 8, "size": 32}}))
+        "protocol": {"images": 8, "size": 32},
+        "warnings": ["FID on 8 images is strongly biased upward"]}))
     (run / "eval" / "half.json").write_text('{"checkpoint": ')
 
     html = write_report(run).read_text(encoding="utf-8")
@@ -169,6 +170,7 @@ def test_best_and_last_checkpoints_and_eval_results(cyclegan_run: Path, tmp_path
     assert "optimistically biased" in html and "the result of this run" in html
     assert "133.2" in html and "0.048 ± 0.003" in html and ">test<" in html
     assert "half.json" in html and "unreadable" in html
+    assert "warning: FID on 8 images is strongly biased upward" in html
     assert "no evaluation yet" not in html
 
 

@@ -231,6 +231,10 @@ def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:
         protocol = result.get("protocol")
         cells.append(f"<td><small>{escape(_describe(protocol))}</small></td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
+        warnings = result.get("warnings")
+        for warning in warnings if isinstance(warnings, list) else []:  # few images, ...
+            rows.append(f'<tr><td></td><td colspan="{len(head) - 1}"><small>warning: '
+                        f"{escape(str(warning))}</small></td></tr>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

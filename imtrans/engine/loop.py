@@ -71,8 +71,9 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
         observer = LoggedObserver(observer, TrainLog(run.train_log))
     observer.message(f"resuming {run.root} from step {state.step} ({resume})" if resume
                      else f"run directory: {run.root}")
-    if evaluation is not None and evaluation.small_subset_warning:
-        observer.message(f"warning: {evaluation.small_subset_warning}")
+    few_images = evaluation.small_subset_warning if evaluation is not None else None
+    if few_images:
+        observer.message(f"warning: {few_images}")
     log = _open_log(recipe, registry, run, observer) if ddp.is_main else None
     run_jobs = [*default_jobs(training, run, ddp=ddp, observer=observer, evaluation=evaluation,
                               environment=environment, log=log), *jobs]

@@ -101,14 +101,23 @@ def open_trackers(recipe: Recipe, registry: Components, run_dir: Path
     opened: list[tuple[str, MetricsLogger]] = []
     try:
         for name in recipe.log.trackers:
-            logger = registry.loggers.create(name, f"[log.{name}]", run_dir=run_dir,
-                                             **recipe.log.options(name))
-            opened.append((name, logger))
-    except BaseException as exc:
+            opened.append((name, _start(registry, name, recipe.log.options(name), run_dir)))
+    except BaseException:
         for _, logger in opened:
             logger.close()
-        if isinstance(exc, ImtransError) or not isinstance(exc, Exception):
-            raise
+        raise
+    return opened
+
+
+def _start(registry: Components, name: str, options: dict[str, Any], run_dir: Path
+           ) -> MetricsLogger:
+    """Build one backend; a plugin's unexpected exception becomes an error naming it."""
+    try:
+        logger: MetricsLogger = registry.loggers.create(name, f"[log.{name}]",
+                                                        run_dir=run_dir, **options)
+    except ImtransError:
+        raise
+    except Exception as exc:
         raise ImtransError(f"the {name} logger failed to start: "
                            f"{type(exc).__name__}: {exc}") from exc
-    return opened
+    return logger

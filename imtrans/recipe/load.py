@@ -19,7 +19,7 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +112,10 @@ def check_components(recipe: Recipe, registry: Components) -> Recipe:
         set_by_trainer.setdefault(spec.section, set()).update(spec.overrides)
     completed = recipe.model_dump(exclude_none=True)
     for where, builder, values in checked:
-        defaults = {
-            name: param.default
-            for name, param in accepted_arguments(builder).items()
-            if param.default not in (param.empty, None)
-            and name not in set_by_trainer.get(where, ())
-        }
         node = completed
         for part in where.split("."):
             node = node[part]
-        node.update(defaults | values)
+        node.update(_defaults(builder, leave_out=set_by_trainer.get(where, ())) | values)
     completed["log"] = _check_loggers(recipe, registry)
     return Recipe.model_validate(completed)
 
@@ -152,11 +146,16 @@ def _check_loggers(recipe: Recipe, registry: Components) -> dict[str, Any]:
             raise RecipeError(message if message.startswith("[") else
                               f"log.backends: {message}") from None
         values.pop(_LOGGER_RUN_DIR)
-        defaults = {arg: param.default for arg, param in accepted_arguments(builder).items()
-                    if param.default not in (param.empty, None) and arg != _LOGGER_RUN_DIR}
+        defaults = _defaults(builder, leave_out={_LOGGER_RUN_DIR})
         if defaults or values:
             completed[name] = defaults | values
     return completed
+
+
+def _defaults(builder: Any, *, leave_out: Collection[str]) -> dict[str, Any]:
+    """The defaults of a builder's arguments (those without one, or None, are left out)."""
+    return {name: param.default for name, param in accepted_arguments(builder).items()
+            if param.default not in (param.empty, None) and name not in leave_out}
 
 
 def _check_table(registry: Components, kind: str, where: str, table: ComponentTable

@@ -20,6 +20,10 @@ def build_dataset(recipe: Recipe, registry: Components, observer: TrainingObserv
     """Build the ``[data]`` dataset, falling back to the bundled sample of ``data.catalog``
     when ``data.root`` is missing (with one line saying so).
 
+    The dataset's arguments are ``recipe.data.kwargs``: the table's other keys, with
+    ``data.resize_filter`` among them when it is not the default (the loaders and the device
+    cache then resize with it alike).
+
     Returns:
         The dataset, and the on-device augmentation when ``data.augment = "device"`` (the
         dataset then only resizes to ``load_size``; crop and flip happen on the device).

@@ -7,7 +7,8 @@ crop and flip applied by the same gather, and never waits for a worker or a host
 How it stays faithful and exact:
 
 - Every file is decoded once and resized as the streaming path resizes it (bicubic, to
-  ``load_size``), so a cached image is the very ``uint8`` array the loading processes would
+  ``load_size``, with the dataset's ``resize_filter``: the resize is the dataset's own
+  ``load_resized``), so a cached image is the very ``uint8`` array the loading processes would
   crop; ``x / 127.5 - 1`` then gives the same floats bit for bit.
 - An item's entries, crop offsets and flips are drawn from a generator seeded by the item's
   seed alone (the :class:`~imtrans.data.sampler.EpochBatches` seed), on the host, once per epoch.

@@ -26,7 +26,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from imtrans.data.images import find_images, image_to_array, load_image, read_image
-from imtrans.data.transforms import Preprocess, build_transform
+from imtrans.data.transforms import (
+    DEFAULT_RESIZE_FILTER,
+    Preprocess,
+    ResizeFilter,
+    build_transform,
+)
 from imtrans.errors import DataError, InvalidArgumentError
 
 __all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
@@ -162,6 +167,9 @@ class AlignedDataset(_FolderDataset):
         flip: Random horizontal flip, the same for A and B.
         max_items: Use only the first ``max_items`` files (sorted).
         strict: Raise on an unusable image instead of skipping it.
+        resize_filter: ``pil_bicubic`` (the official code's pixels) or ``opencv_cubic`` (the
+            previous filter); see :func:`~imtrans.data.transforms.build_transform`. It also
+            makes the images :meth:`load_resized` gives the device cache.
 
     Raises:
         DataError: the split folder is missing or holds no images.
@@ -190,12 +198,14 @@ class AlignedDataset(_FolderDataset):
         flip: bool = True,
         max_items: int | None = None,
         strict: bool = False,
+        resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=True)
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=True,
+                                         resize_filter=resize_filter)
         folder = Path(root) / split
         expected = f"{folder}/ holding images with A and B side by side (left half A)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
@@ -247,6 +257,7 @@ class UnalignedDataset(_FolderDataset):
         in_channels, out_channels, preprocess, load_size, crop_size, flip, max_items, strict:
             As for :class:`AlignedDataset`; the flip is drawn separately for A and B, and
             ``max_items`` limits each folder.
+        resize_filter: As for :class:`AlignedDataset`.
 
     Raises:
         DataError: a domain folder is missing or holds no images.
@@ -276,13 +287,15 @@ class UnalignedDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = False,
         serial: bool = False,
+        resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.serial = serial
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False)
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False,
+                                         resize_filter=resize_filter)
         root = Path(root)
         expected = f"{split}A/ and {split}B/ under {root}"
         folders = [root / f"{split}A", root / f"{split}B"]
@@ -334,6 +347,7 @@ class SingleDataset(_FolderDataset):
         in_channels: Channels to read the images with.
         preprocess, load_size, crop_size, flip, max_items, strict: As for
             :class:`AlignedDataset`.
+        resize_filter: As for :class:`AlignedDataset`.
 
     Raises:
         DataError: the folder is missing or holds no images.
@@ -358,10 +372,12 @@ class SingleDataset(_FolderDataset):
         flip: bool = False,
         max_items: int | None = None,
         strict: bool = False,
+        resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
     ) -> None:
         _check_options("AtoB", max_items, in_channels=in_channels)
         self.in_channels = in_channels
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False)
+        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False,
+                                         resize_filter=resize_filter)
         folder = Path(root)
         expected = f"image files in {folder}/ (searched recursively)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)

@@ -11,7 +11,18 @@ pytorch-CycleGAN-and-pix2pix):
 - ``none``: keep the size, rounded to the nearest multiple of 4 by a resize.
 
 Then a horizontal flip with probability 0.5 when ``flip`` is set, and the conversion to a
-``float32`` ``C x H x W`` tensor in [-1, 1]. Resizes are bicubic (``cv2.INTER_CUBIC``).
+``float32`` ``C x H x W`` tensor in [-1, 1].
+
+Resizes (all of them: ``resize_and_crop``, ``scale_width`` and the rounding of ``none``) are
+bicubic, with the filter ``resize_filter`` names:
+
+- ``pil_bicubic`` (the default): Pillow's ``Image.resize(..., BICUBIC)``, the very pixels of the
+  official code, which resizes PIL images with torchvision's ``Resize(..., BICUBIC)``
+  (a = -0.5, antialiased when downscaling). One channel is an ``L`` image, three an ``RGB``
+  one; other counts are resized channel by channel as ``L`` images, which gives the same
+  values (the 8-bit resampling treats each band alike; no alpha premultiplication).
+- ``opencv_cubic``: OpenCV's ``cv2.INTER_CUBIC`` through albumentations (a = -0.75, a little
+  sharper, no antialiasing), the behaviour before the filter was a choice.
 
 Randomness comes from torch's global generator: every call draws one seed from it and hands it
 to albumentations. So ``torch.manual_seed`` makes the augmentation reproducible, and DataLoader
@@ -34,11 +45,26 @@ from imtrans.errors import DataError, InvalidArgumentError
 if TYPE_CHECKING:
     import albumentations
 
-__all__ = ["PREPROCESS_MODES", "ImageTransform", "Preprocess", "build_transform", "to_tensor"]
+__all__ = [
+    "DEFAULT_RESIZE_FILTER",
+    "PREPROCESS_MODES",
+    "RESIZE_FILTERS",
+    "ImageTransform",
+    "Preprocess",
+    "ResizeFilter",
+    "build_transform",
+    "to_tensor",
+]
 
 #: The preprocessing modes of the official code.
 Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
 PREPROCESS_MODES: tuple[str, ...] = get_args(Preprocess)
+
+#: The bicubic filters resizes can use (see the module docstring).
+ResizeFilter = Literal["pil_bicubic", "opencv_cubic"]
+RESIZE_FILTERS: tuple[str, ...] = get_args(ResizeFilter)
+#: The official code's filter: its pixels, bit for bit.
+DEFAULT_RESIZE_FILTER: ResizeFilter = "pil_bicubic"
 
 _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
 # The official code rounds sizes to this multiple in mode "none" (U-Net/ResNet downsampling).
@@ -53,6 +79,43 @@ def _albumentations() -> ModuleType:
     import albumentations
 
     return albumentations
+
+
+def _pil_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` (``H x W x C`` ``uint8``) resized by Pillow's BICUBIC, as the official code."""
+    from PIL import Image
+
+    def resized(array: np.ndarray) -> np.ndarray:
+        # Pillow sizes are (width, height). np.array, not np.asarray: a writable copy
+        # (arrays viewing a Pillow image are read-only, and torch.from_numpy warns on those).
+        picture = Image.fromarray(np.ascontiguousarray(array))
+        return np.array(picture.resize((width, height), Image.Resampling.BICUBIC))
+
+    if image.shape[2] == 3:
+        return resized(image)  # an "RGB" image
+    # One "L" image per channel otherwise: any channel count, and no alpha premultiplication
+    # (Pillow resizes "RGBA" as "RGBa", which would mix alpha into the colour channels).
+    return np.stack([resized(image[:, :, c]) for c in range(image.shape[2])], axis=2)
+
+
+def _opencv_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` resized by OpenCV's INTER_CUBIC through albumentations (the old filter)."""
+    from albumentations.augmentations.geometric.functional import resize
+
+    # The functional form keeps a trailing channel axis of 1 that cv2.resize would drop.
+    resized: np.ndarray = resize(image, (height, width), _INTER_CUBIC)
+    return resized
+
+
+_RESIZERS = {"pil_bicubic": _pil_resize, "opencv_cubic": _opencv_resize}
+
+
+def _check_resize_filter(resize_filter: object) -> None:
+    if resize_filter not in RESIZE_FILTERS:
+        raise InvalidArgumentError(
+            f"resize_filter must be one of {', '.join(map(repr, RESIZE_FILTERS))}, "
+            f"got {resize_filter!r}"
+        )
 
 
 def to_tensor(image: np.ndarray) -> Tensor:
@@ -87,19 +150,29 @@ class ImageTransform:
     """
 
     def __init__(
-        self, preprocess: Preprocess, load_size: int, crop_size: int, flip: bool, paired: bool
+        self,
+        preprocess: Preprocess,
+        load_size: int,
+        crop_size: int,
+        flip: bool,
+        paired: bool,
+        *,
+        resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
     ) -> None:
+        _check_resize_filter(resize_filter)
         self.preprocess = preprocess
         self.load_size = load_size
         self.crop_size = crop_size
         self.flip = flip
         self.paired = paired
+        self.resize_filter = resize_filter
         self._random = self._build_random_part()
 
     def __repr__(self) -> str:
         return (
             f"ImageTransform(preprocess={self.preprocess!r}, load_size={self.load_size}, "
-            f"crop_size={self.crop_size}, flip={self.flip}, paired={self.paired})"
+            f"crop_size={self.crop_size}, flip={self.flip}, paired={self.paired}, "
+            f"resize_filter={self.resize_filter!r})"
         )
 
     def _build_random_part(self) -> albumentations.Compose | None:
@@ -139,14 +212,18 @@ class ImageTransform:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The deterministic first part of the transform: ``image`` resized to
-        :meth:`target_size` (bicubic), still an ``H x W x C`` ``uint8`` array."""
-        size = self.target_size(*image.shape[:2])
-        if size == image.shape[:2]:
-            return image
-        from albumentations.augmentations.geometric.functional import resize
+        :meth:`target_size` with :attr:`resize_filter`, still an ``H x W x C`` ``uint8`` array
+        (the same array when its size is already the target).
 
-        # The functional form keeps a trailing channel axis of 1 that cv2.resize would drop.
-        return resize(image, size, _INTER_CUBIC)
+        Example:
+            >>> t = build_transform("resize_and_crop", 8, 8, False, False)
+            >>> t.resize(np.zeros((4, 6, 2), np.uint8)).shape
+            (8, 8, 2)
+        """
+        height, width = self.target_size(*image.shape[:2])
+        if (height, width) == image.shape[:2]:
+            return image
+        return _RESIZERS[self.resize_filter](image, height, width)
 
     def _check(self, name: str, image: np.ndarray) -> None:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
@@ -200,6 +277,8 @@ def build_transform(
     crop_size: int,
     flip: bool,
     paired: bool,
+    *,
+    resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
 ) -> ImageTransform:
     """Build the preprocessing of the official pix2pix / CycleGAN code.
 
@@ -212,6 +291,9 @@ def build_transform(
         flip: Flip horizontally with probability 0.5.
         paired: Give both images of a call the identical random crop and flip (pix2pix);
             otherwise each image is transformed on its own (CycleGAN).
+        resize_filter: ``pil_bicubic`` (Pillow's BICUBIC, the official code's pixels) or
+            ``opencv_cubic`` (``cv2.INTER_CUBIC``, the previous behaviour); see the module
+            docstring.
 
     Returns:
         A picklable callable ``(image_a, image_b=None) -> (tensor_a, tensor_b)`` taking
@@ -221,8 +303,9 @@ def build_transform(
 
     Raises:
         InvalidArgumentError: an unknown ``preprocess``, a size that is not a positive
-            integer, or ``crop_size > load_size`` in ``resize_and_crop`` or
-            ``scale_width_and_crop`` (where the crop is taken from a ``load_size`` image).
+            integer, ``crop_size > load_size`` in ``resize_and_crop`` or
+            ``scale_width_and_crop`` (where the crop is taken from a ``load_size`` image), or
+            an unknown ``resize_filter``.
 
     Example:
         >>> t = build_transform("resize_and_crop", 286, 256, flip=True, paired=True)
@@ -237,9 +320,12 @@ def build_transform(
         )
     _positive("load_size", load_size)
     _positive("crop_size", crop_size)
+    _check_resize_filter(resize_filter)
     if preprocess in ("resize_and_crop", "scale_width_and_crop") and crop_size > load_size:
         raise InvalidArgumentError(
             f"crop_size ({crop_size}) must not exceed load_size ({load_size}) with "
             f"preprocess={preprocess!r}: the crop is taken from a {load_size}-pixel image"
         )
-    return ImageTransform(preprocess, load_size, crop_size, bool(flip), bool(paired))
+    return ImageTransform(
+        preprocess, load_size, crop_size, bool(flip), bool(paired), resize_filter=resize_filter
+    )

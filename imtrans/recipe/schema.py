@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
     "ComponentTable",
     "DataTable",
     "EvalTable",
+    "InitTable",
     "LogTable",
     "LossTerm",
     "OptimTable",
@@ -86,6 +87,28 @@ class DataTable(ComponentTable):
         description="the known dataset `root` holds; when `root` is missing, its bundled "
         "sample is used and `imtrans data download` is suggested",
     )
+    # The choices of imtrans.data.transforms.ResizeFilter, spelled out: this module is a leaf.
+    resize_filter: Literal["pil_bicubic", "opencv_cubic"] = Field(
+        default="pil_bicubic",
+        description="the bicubic filter of every resize (the device cache's too): "
+        "`pil_bicubic` is Pillow's BICUBIC, the official code's pixels; `opencv_cubic` is "
+        "cv2.INTER_CUBIC (a = -0.75, a little sharper), the filter before this choice",
+    )
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The dataset's arguments: every key except the table's own, plus ``resize_filter``
+        when it is not the default.
+
+        The filter is a table key (validated here, documented with the table) that the folder
+        datasets take as an argument. Passing it only when it was changed keeps a plugin
+        dataset without that argument working with the default, and refuses it, as an
+        unexpected argument, only when a recipe asks it for another filter.
+        """
+        extra = dict(self.model_extra or {})
+        if self.resize_filter != "pil_bicubic":
+            extra["resize_filter"] = self.resize_filter
+        return extra
 
     def channels(self) -> tuple[int, int]:
         """Channel counts of the input and output domains (``in_channels``, ``out_channels``)."""
@@ -118,6 +141,21 @@ class ScheduleTable(_Strict):
     n_epochs_decay: int = Field(default=100, ge=0)
     step_size: int = Field(default=50, ge=1, description="epochs between decays (policy step)")
     gamma: float = Field(default=0.1, gt=0, le=1, description="decay factor (step, plateau)")
+    timing: Literal["imtrans", "official"] = Field(
+        default="imtrans", description="when the linear decay moves the rate: `imtrans` "
+        "first lowers it in epoch n_epochs + 1 and ends at 1 / (n_epochs_decay + 1) of it; "
+        "`official` one epoch earlier, as the official code's loop (it steps its scheduler "
+        "before each epoch), so the last epoch trains at rate 0 (needs policy linear)")
+
+    @field_validator("timing")
+    @classmethod
+    def _official_timing_is_linear(cls, timing: str, info: ValidationInfo) -> str:
+        # The official loop's timing is reproduced for its default rule only: imtrans's step,
+        # cosine and plateau policies are not the official code's, so "official" would mislead.
+        policy = info.data.get("policy")
+        if timing == "official" and policy not in (None, "linear"):
+            raise ValueError(f'timing "official" needs policy "linear", not {policy!r}')
+        return timing
 
 
 class TrainTable(_Strict):
@@ -191,6 +229,20 @@ class LogTable(BaseModel):
         return dict(table) if isinstance(table, dict) else {}
 
 
+class InitTable(_Strict):
+    """Network weights a new run starts from (fine-tuning): any imtrans checkpoint, imported
+    ones included. Only weights are taken; optimisers, schedule and step start fresh, and a
+    resumed run ignores this table (its checkpoint has the weights)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    source: str | None = Field(
+        default=None, alias="from",
+        description="a checkpoint file or run directory (its newest checkpoint)")
+    networks: list[str] | dict[str, str] | None = Field(
+        default=None, description="the networks to load: a list of roles, or a table of role = "
+        "role in the checkpoint; default every network of the trainer")
+
+
 class SpeedTable(_Strict):
     """Precision and compilation switches; the defaults are plain fp32 eager PyTorch."""
 
@@ -220,8 +272,9 @@ class Recipe(_Strict):
     train: TrainTable = Field(default_factory=TrainTable)
     eval: EvalTable = Field(default_factory=EvalTable)
     log: LogTable = Field(default_factory=LogTable)
+    init: InitTable = Field(default_factory=InitTable)
     speed: SpeedTable = Field(default_factory=SpeedTable)
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as a plain dict, every default written out (what a run records)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)

@@ -48,7 +48,8 @@ def test_cyclegan_recipe_gets_the_published_defaults(builtins: Components) -> No
     assert recipe.generator.kwargs == {
         "norm": "instance", "dropout": False, "ngf": 64, "padding": "reflect",
         "upsampling": "transposed", "init": "normal", "init_gain": 0.02}
-    assert recipe.trainer.kwargs == {"pool_size": 50, "d_loss_scale": 0.5}
+    assert recipe.trainer.kwargs == {"pool_size": 50, "d_loss_scale": 0.5, "weight_a": 1.0,
+                                     "weight_b": 1.0}
     assert (recipe.discriminator.name, recipe.discriminator.kwargs["norm"]) == ("patchgan",
                                                                                "instance")
     assert {k: (t.name, t.kwargs.get("weight")) for k, t in recipe.losses.items()} == {

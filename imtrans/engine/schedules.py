@@ -4,6 +4,13 @@ The rate stays at its initial value for ``n_epochs`` epochs, then follows the po
 ``linear`` decays to zero over ``n_epochs_decay`` epochs (the papers' default), ``step``
 multiplies by ``gamma`` every ``step_size`` epochs, ``cosine`` anneals to zero over the decay
 epochs, ``plateau`` multiplies by ``gamma`` when the epoch's generator loss stops improving.
+
+``timing = "official"`` (policy ``linear`` only) runs the linear decay one epoch ahead, as
+the official pytorch-CycleGAN-and-pix2pix loop does: it steps its ``LambdaLR`` at the start of
+each epoch, so epoch ``e`` (from 1) trains at ``1 - max(0, e + 1 - n_epochs) /
+(n_epochs_decay + 1)`` and the last one at 0. The default, ``"imtrans"``, trains epoch ``e``
+at ``1 - max(0, e - n_epochs) / (n_epochs_decay + 1)``: the same formula applied after each
+epoch, which is what the official loop did until it moved the call.
 """
 
 from __future__ import annotations
@@ -61,7 +68,9 @@ class LRSchedule:
         table = self.table
         past = epoch - table.n_epochs  # epochs into the decay phase; < 0 while constant
         if table.policy == "linear":
-            return 1.0 - max(0, past + 1) / (table.n_epochs_decay + 1)
+            # The official loop steps its scheduler before an epoch, not after: one ahead.
+            ahead = 1 if table.timing == "official" else 0
+            return 1.0 - max(0, past + 1 + ahead) / (table.n_epochs_decay + 1)
         if table.policy == "step":
             return table.gamma ** (max(0, past + table.step_size) // table.step_size)
         if table.policy == "cosine":

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from imtrans.losses.reconstruction import check_weight
 from imtrans.trainers.adversarial import (
     AdversarialTrainer,
     check_adversarial_settings,
@@ -26,9 +27,22 @@ class CycleGANTrainer(AdversarialTrainer):
     0.5 * 10 = 5, a 50-image history of generated images for the discriminators, and the
     discriminator loss halved.
 
+    ``weight_a`` and ``weight_b`` weigh the two directions apart, as the official code's
+    ``lambda_A`` and ``lambda_B`` do. ``weight_a`` multiplies the cycle and identity terms that
+    compare with a domain A image (``G_BA(G_AB(a))`` vs ``a``; ``G_BA(a)`` vs ``a``), and
+    ``weight_b`` those that compare with a domain B image (``G_AB(G_BA(b))`` vs ``b``;
+    ``G_AB(b)`` vs ``b``). The official ``lambda_A=10, lambda_B=5, lambda_identity=0.5`` is
+    ``losses.cycle.weight = 10``, ``losses.identity.weight = 5`` and ``weight_b = 0.5``.
+
     Args:
         pool_size: Generated images kept to update the discriminators with (0: no history).
         d_loss_scale: Factor on the discriminator loss (0.5 in the paper, slowing D).
+        weight_a: Factor on the cycle and identity terms against domain A images.
+        weight_b: Factor on the cycle and identity terms against domain B images.
+
+    Raises:
+        InvalidArgumentError: a negative ``pool_size``, a ``d_loss_scale`` not above 0, or a
+            direction weight that is negative or not a finite number.
     """
 
     pair_slots: ClassVar[dict[str, str]] = {
@@ -48,10 +62,13 @@ class CycleGANTrainer(AdversarialTrainer):
     disc_a: nn.Module
     disc_b: nn.Module
 
-    def __init__(self, *, pool_size: int = 50, d_loss_scale: float = 0.5) -> None:
+    def __init__(self, *, pool_size: int = 50, d_loss_scale: float = 0.5,
+                 weight_a: float = 1.0, weight_b: float = 1.0) -> None:
         check_adversarial_settings(pool_size=pool_size, d_loss_scale=d_loss_scale)
         self.pool_size = pool_size
         self.d_loss_scale = d_loss_scale
+        self.weight_a = check_weight("weight_a", weight_a)
+        self.weight_b = check_weight("weight_b", weight_b)
 
     @classmethod
     def recipe_defaults(cls) -> dict[str, Any]:
@@ -106,11 +123,13 @@ class CycleGANTrainer(AdversarialTrainer):
             terms["G_adv"] = (self.adversarial.generator_loss(self.disc_b(fake_b))
                               + self.adversarial.generator_loss(self.disc_a(fake_a)))
         for key, loss in self.cycle_terms:
-            terms[key] = loss(rec_a, real_a) + loss(rec_b, real_b)
+            terms[key] = self.by_domain(loss(rec_a, real_a), loss(rec_b, real_b))
         if self.identity_terms:
             same_b, same_a = self.gen_ab(real_b), self.gen_ba(real_a)
             for key, loss in self.identity_terms:
-                terms[key] = loss(same_b, real_b) + loss(same_a, real_a)
+                # Keyword order keeps the B part computed first, as it always was.
+                terms[key] = self.by_domain(against_b=loss(same_b, real_b),
+                                            against_a=loss(same_a, real_a))
         for (key, loss_ab), (_, loss_ba) in zip(self.features_ab, self.features_ba, strict=True):
             terms[key.removesuffix("_ab")] = (loss_ab(self.gen_ab, real_a, fake_b)
                                               + loss_ba(self.gen_ba, real_b, fake_a))
@@ -130,6 +149,17 @@ class CycleGANTrainer(AdversarialTrainer):
         self.opt_disc.step()
         return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), "G": total.detach()} | {
             k: v.detach() for k, v in terms.items()}
+
+    def by_domain(self, against_a: Tensor, against_b: Tensor) -> Tensor:
+        """The sum of a term's two parts, the one against domain A times ``weight_a``, the one
+        against domain B times ``weight_b``."""
+        # A factor of 1 adds no multiplication: the default step stays bit for bit what it was
+        # (and a two-operand sum is the same in either order).
+        if self.weight_a != 1.0:
+            against_a = against_a * self.weight_a
+        if self.weight_b != 1.0:
+            against_b = against_b * self.weight_b
+        return against_a + against_b
 
     @torch.no_grad()
     def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

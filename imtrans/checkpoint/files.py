@@ -30,6 +30,7 @@ from safetensors.torch import save as serialize
 from torch import Tensor
 
 from imtrans.atomic import atomic_path
+from imtrans.checkpoint.foreign import foreign_file_message
 from imtrans.errors import CheckpointError
 
 __all__ = [
@@ -186,6 +187,9 @@ def _check_header(path: Path) -> None:
         )
     (header_length,) = struct.unpack("<Q", prefix)
     if header_length > MAX_HEADER_BYTES or 8 + header_length > size:
+        foreign = foreign_file_message(path)  # a .pth or .pt handed over by mistake
+        if foreign is not None:
+            raise CheckpointError(foreign)
         raise CheckpointError(
             f"{path} declares a {header_length}-byte header, but the file is {size} bytes "
             f"(and headers are at most {MAX_HEADER_BYTES} bytes): not a safetensors file, "

@@ -41,8 +41,11 @@ ARCHITECTURE = ("trainer", "generator", "discriminator")
 
 
 def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
-         steps_per_epoch: int, recipe: Recipe, environment: dict[str, Any]) -> Path:
-    """Write the checkpoint of ``step`` into ``directory``; return its path."""
+         steps_per_epoch: int, recipe: Recipe, environment: dict[str, Any], *,
+         extra: dict[str, Any] | None = None) -> Path:
+    """Write the checkpoint of ``step`` into ``directory``; return its path.
+
+    ``extra`` adds manifest entries (``imported``: where an imported run came from)."""
     tensors: dict[str, torch.Tensor] = {}
     optimizers: dict[str, Any] = {}
     for name, module in trainer.modules().items():
@@ -61,15 +64,18 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
         "optimizers": optimizers,
         "schedule": schedule.state(),
         "environment": environment,
-    }
+    } | (extra or {})
     directory.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(directory / checkpoint_name(step, epoch_end=epoch_end), tensors,
                            manifest)
 
 
 def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
-            device: torch.device) -> int:
+            device: torch.device, *, notes: list[str] | None = None) -> int:
     """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
+
+    ``notes`` receives warnings about settings that make the continuation differ from the
+    run the checkpoint came from (such as a resize filter that did not exist then).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, was made with different networks
@@ -79,6 +85,8 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     checkpoint = load_checkpoint(path)
     manifest = checkpoint.manifest
     _check_architecture(manifest.get("recipe", {}), recipe.resolved(), path)
+    if notes is not None:
+        notes += _changed_defaults(manifest.get("recipe", {}), recipe)
     tensors = checkpoint.tensors
     try:
         for name, module in trainer.modules().items():
@@ -106,6 +114,16 @@ def prune(directory: Path, train: TrainTable) -> None:
                       keep_every_epochs=train.keep_every_epochs or None)
 
 
+def _changed_defaults(saved: dict[str, Any], recipe: Recipe) -> list[str]:
+    """Settings whose default changed since the checkpoint's run was recorded."""
+    data = saved.get("data", {})
+    if data and "resize_filter" not in data and recipe.data.resize_filter != "opencv_cubic":
+        return ["this checkpoint's run predates data.resize_filter and resized with OpenCV's "
+                f"cubic filter; this run resizes with {recipe.data.resize_filter!r}: pass "
+                "--set data.resize_filter=opencv_cubic to continue it exactly"]
+    return []
+
+
 def _check_architecture(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Name the first setting that makes the saved networks differ from the recipe's."""
     sections = [*ARCHITECTURE, "data"]
@@ -113,6 +131,10 @@ def _check_architecture(saved: dict[str, Any], current: dict[str, Any], path: Pa
         old, new = saved.get(section, {}), current.get(section, {})
         keys = ["in_channels", "out_channels"] if section == "data" else sorted({*old, *new})
         for key in keys:
+            if section != "data" and old and key not in old:
+                # A setting newer than the checkpoint (it ran with that setting's default);
+                # the strict tensor load still refuses any shape it would change.
+                continue
             if old.get(key) != new.get(key):
                 raise CheckpointError(
                     f"{path} does not match the recipe: [{section}] {key} is "

@@ -191,6 +191,12 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
             f"trainer {recipe.trainer.name!r} has no {direction} generator; it translates "
             f"{', '.join(trainer.translators) or 'nothing'}")
     role = trainer.translators[direction]
+    imported = checkpoint.manifest.get("imported")
+    if isinstance(imported, dict) and role in imported.get("fresh_networks", []):
+        raise InvalidArgumentError(
+            f"{checkpoint.path} was imported without a {direction} generator ({role} is "
+            "freshly initialised, not trained); translate in the direction the import held, "
+            "or fine-tune it first")
     spec = network_specs(trainer, recipe)[role]
     table = getattr(recipe, spec.section)
 

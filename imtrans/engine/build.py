@@ -30,6 +30,7 @@ from imtrans.assembly import (
     optimizer_factory,
 )
 from imtrans.checkpoint import training as training_checkpoint
+from imtrans.checkpoint.initial import load_initial_weights
 from imtrans.contracts import size_multiple
 from imtrans.data.batches import TrainingData, training_data
 from imtrans.engine.distributed import Distributed
@@ -69,21 +70,22 @@ class Training:
     plan: Plan | None = None
     sample_batch: dict[str, Tensor] | None = None
 
-    def restore(self, checkpoint: Path) -> int:
-        """Load ``checkpoint`` into the trainer and schedule; return the step to go on from.
+    def restore(self, checkpoint: Path, notes: list[str] | None = None) -> int:
+        """Load ``checkpoint`` into the trainer and schedule; return the step to go on from;
+        warnings about a continuation that differs from the saved run go to ``notes``.
 
         Raises:
             CheckpointError: unreadable, or made with other networks (see
                 :func:`imtrans.checkpoint.training.restore`).
         """
         return training_checkpoint.restore(checkpoint, self.trainer, self.schedule,
-                                           self.recipe, self.device)
+                                           self.recipe, self.device, notes=notes)
 
 
 def build_training(recipe: Recipe, registry: Components | None = None, *,
                    device: torch.device, data: bool = True, speed: bool = True,
-                   ddp: Distributed | None = None, observer: TrainingObserver | None = None
-                   ) -> Training:
+                   ddp: Distributed | None = None, observer: TrainingObserver | None = None,
+                   initialise: bool = True) -> Training:
     """Build the run ``recipe`` describes on ``device``.
 
     Seed first (:func:`~imtrans.engine.device.seed_everything`) for a reproducible run: the
@@ -98,6 +100,8 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
         speed: Apply the ``[speed]`` switches (bf16, channels_last, compile, fused Adam).
         ddp: This process's place among several (default: one process).
         observer: Receives notices such as the bundled-sample fallback.
+        initialise: Load the recipe's ``[init]`` weights, if it names any (a resumed run
+            does not: its checkpoint holds the weights).
 
     Raises:
         ImtransError: bad data, a recipe the components refuse, a switch the device lacks.
@@ -110,6 +114,8 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
                              world_size=world_size) if data else None)
     trainer = build_trainer(recipe, registry)
     networks = build_networks(recipe, registry, trainer, device)
+    if initialise and recipe.init.source is not None:
+        observer.message(load_initial_weights(recipe.init, networks).describe())
     losses = {k: v.to(device) for k, v in build_losses(recipe, registry, trainer).items()}
     fused = speed and recipe.speed.fused_adam
     if speed:

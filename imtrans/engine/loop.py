@@ -59,18 +59,22 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     observer = observer if observer is not None and main else TrainingObserver()
     ddp = distributed.join(select_device(recipe.run.device, observer))
     seed_everything(recipe.run.seed)
-    training = build_training(recipe, registry, device=ddp.device, ddp=ddp, observer=observer)
+    training = build_training(recipe, registry, device=ddp.device, ddp=ddp, observer=observer,
+                              initialise=resume is None)
     trainer, data, plan = training.trainer, training.data, training.plan
     assert data is not None and plan is not None and training.sample_batch is not None
     evaluation = PeriodicEvaluation.of(recipe, registry, ddp.device) if ddp.is_main else None
     state = TrainingState(plan, last_checkpoint=resume)
-    state.step = training.restore(resume) if resume is not None else 0
+    resume_notes: list[str] = []
+    state.step = training.restore(resume, resume_notes) if resume is not None else 0
     ddp.decorrelate_rng(recipe.run.seed, state.step)
     run, environment = _open_run_dir(training, registry, ddp, run_dir, resume, state)
     if ddp.is_main:  # the notices and progress lines go to <run>/train.log too
         observer = LoggedObserver(observer, TrainLog(run.train_log))
     observer.message(f"resuming {run.root} from step {state.step} ({resume})" if resume
                      else f"run directory: {run.root}")
+    for note in resume_notes:
+        observer.message(f"warning: {note}")
     few_images = evaluation.small_subset_warning if evaluation is not None else None
     if few_images:
         observer.message(f"warning: {few_images}")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from http_server import Server, serve
 from PIL import Image
 
 from imtrans.cli.data import data
@@ -25,56 +23,10 @@ from imtrans.data.folders import AlignedDataset, UnalignedDataset
 from imtrans.errors import DataError
 
 
-@dataclasses.dataclass
-class Server:
-    """What the handler serves and what it saw."""
-
-    url: str = ""
-    body: bytes = b""
-    honour_range: bool = True
-    cut_after: int | None = None  # close the connection after this many bytes, once
-    ranges: list[str | None] = dataclasses.field(default_factory=list)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # SimpleHTTPRequestHandler ignores Range; this one answers 206 and 416 like real servers.
-    def do_GET(self) -> None:
-        state: Server = self.server.state  # type: ignore[attr-defined]
-        asked = self.headers.get("Range")
-        state.ranges.append(asked)
-        body, start = state.body, 0
-        if asked and state.honour_range:
-            start = int(asked.removeprefix("bytes=").removesuffix("-"))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if state.cut_after is not None:
-            payload, state.cut_after = payload[:state.cut_after], None
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.state = Server(url=f"http://127.0.0.1:{httpd.server_port}/archive")  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield httpd.state  # type: ignore[attr-defined]
-    httpd.shutdown()
-    httpd.server_close()
+    with serve() as state:
+        yield state
 
 
 def _image_bytes(seed: int) -> bytes:

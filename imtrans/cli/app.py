@@ -17,6 +17,8 @@ from imtrans.cli.components import list_components, plugins
 from imtrans.cli.data import data
 from imtrans.cli.eval import evaluate
 from imtrans.cli.export import export
+from imtrans.cli.importing import import_checkpoints
+from imtrans.cli.models import models
 from imtrans.cli.output import EXIT_ERROR, EXIT_INTERRUPTED, error_text, print_error
 from imtrans.cli.report import report
 from imtrans.cli.run import run
@@ -61,6 +63,8 @@ cli.add_command(translate)
 cli.add_command(report)
 cli.add_command(evaluate)
 cli.add_command(export)
+cli.add_command(import_checkpoints)
+cli.add_command(models)
 
 
 def main() -> None:

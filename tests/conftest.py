@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,42 @@ def pix2pix_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cyclegan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-step CycleGAN run (ResNet, instance norm) on the bundled monet2photo."""
     return train_tiny(tmp_path_factory.mktemp("cyclegan"), "cyclegan_photo2monet")
+
+
+# --- a real browser (report pages, translate --html) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium: IMTRANS_CHROMIUM, one on PATH, or Debian's package installed now."""
+    names = [os.environ.get("IMTRANS_CHROMIUM", ""), "chromium", "chromium-browser",
+             "google-chrome"]
+    found = next((shutil.which(n) for n in names if n and shutil.which(n)), None)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no Chromium found (set IMTRANS_CHROMIUM, or install chromium); "
+                    "installing it needs root and apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    commands = [["apt-get", "update"],
+                ["apt-get", "install", "-y", "--no-install-recommends",
+                 "-o", "DPkg::Lock::Timeout=300", "chromium"]]
+    for command in commands:
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=900,
+                           env=env)
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            pytest.skip(f"no Chromium, and `{' '.join(command)}` failed: {detail[-300:]}")
+    return shutil.which("chromium") or pytest.skip("chromium installed but not on PATH")
+
+
+def browse(chromium: str, page: Path, profile: Path, *flags: str) -> str:
+    """Open ``page`` in headless ``chromium`` with ``flags`` (``--dump-dom``,
+    ``--screenshot=...``); return what it printed (the DOM after its scripts ran)."""
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+               *flags, page.resolve().as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

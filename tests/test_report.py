@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import time
 import tomllib
 from html import unescape
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import browse
 
 from imtrans.cli import cli
 from imtrans.engine.jobs.samples import write_samples
@@ -501,40 +500,6 @@ def test_cli_compares_several_runs(pix2pix_run: Path, cyclegan_run: Path, tmp_pa
 
 
 # --- in a real browser --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """A headless Chromium: IMTRANS_CHROMIUM, one on PATH, or Debian's package installed now."""
-    names = [os.environ.get("IMTRANS_CHROMIUM", ""), "chromium", "chromium-browser",
-             "google-chrome"]
-    found = next((shutil.which(n) for n in names if n and shutil.which(n)), None)
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("no Chromium found (set IMTRANS_CHROMIUM, or install chromium); "
-                    "installing it needs root and apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    commands = [["apt-get", "update"],
-                ["apt-get", "install", "-y", "--no-install-recommends",
-                 "-o", "DPkg::Lock::Timeout=300", "chromium"]]
-    for command in commands:
-        try:
-            subprocess.run(command, check=True, capture_output=True, text=True, timeout=900,
-                           env=env)
-        except (OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            pytest.skip(f"no Chromium, and `{' '.join(command)}` failed: {detail[-300:]}")
-    return shutil.which("chromium") or pytest.skip("chromium installed but not on PATH")
-
-
-def browse(chromium: str, page: Path, profile: Path, *flags: str) -> str:
-    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-               *flags, page.resolve().as_uri()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def test_report_in_chromium(chromium: str, pix2pix_run: Path, tmp_path: Path) -> None:

@@ -6,11 +6,14 @@ group, which turns them into a message and an exit code.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from imtrans.cli.output import stderr_console
+from imtrans.errors import DataError
 
 __all__ = ["translate"]
 
@@ -39,21 +42,33 @@ __all__ = ["translate"]
               help="Processes decoding the input images.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seeds dropout in paper mode, so runs repeat exactly.")
+@click.option("--html", "html", is_flag=True,
+              help="Also write OUTPUT/index.html, each input beside its output (OUTPUT must "
+                   "be a folder; the inputs are copied small into OUTPUT/index_files).")
 def translate(checkpoint: str, source: str, output: str, direction: str, batch_size: int,
               device: str | None, mode: str, tile_size: int, tile_overlap: int, suffix: str,
-              workers: int, seed: int) -> None:
+              workers: int, seed: int, html: bool) -> None:
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
-    any size and aspect ratio is accepted; unreadable files are skipped with a warning."""
+    any size and aspect ratio is accepted; unreadable files are skipped with a warning.
+    With --html, OUTPUT/index.html shows each input beside its output."""
     from imtrans.inference import load_translator
-    from imtrans.inference.files import plan_outputs, translate_files
+    from imtrans.inference.files import output_is_file, plan_outputs, translate_files
 
+    if html and output_is_file(output):
+        # The page links many files relative to itself: a folder of its own keeps them together.
+        raise DataError(f"--html writes OUTPUT/index.html, so OUTPUT must be a folder, not the "
+                        f"file name {output}")
     console = stderr_console()
     translator = load_translator(checkpoint, direction=direction, device=device,
                                  mode=mode,  # type: ignore[arg-type]
                                  tile_size=tile_size, tile_overlap=tile_overlap)
     pairs = plan_outputs(source, output, None if suffix == "keep" else f".{suffix}")
+    if html:
+        from imtrans.inference.html_page import check_page_folder
+
+        check_page_folder(Path(output), pairs)
     console.print(Text(f"translating {len(pairs)} image(s) {direction} with "
                        f"{translator.checkpoint} (step {translator.step}) on "
                        f"{translator.device}, {mode} mode"), highlight=False)
@@ -73,3 +88,13 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     if summary.skipped:
         message += f"; skipped {len(summary.skipped)} unreadable file(s)"
     console.print(Text(message), highlight=False)
+    if html:
+        from imtrans.inference.html_page import PageHeader, results_page
+
+        skipped = [(str(path), reason) for path, reason in summary.skipped]
+        header = PageHeader(str(translator.checkpoint or checkpoint), translator.step,
+                            direction, mode, skipped)
+        pages = results_page(Path(output), pairs, summary.written, header,
+                             translator.in_channels)
+        more = f" (and {len(pages) - 1} more page(s))" if len(pages) > 1 else ""
+        console.print(Text(f"wrote {pages[0]}{more}"), highlight=False)

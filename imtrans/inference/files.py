@@ -23,7 +23,7 @@ from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
 from imtrans.inference.translator import Translator, tensor_to_image
 
-__all__ = ["TranslationSummary", "plan_outputs", "translate_files"]
+__all__ = ["TranslationSummary", "output_is_file", "plan_outputs", "translate_files"]
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -34,6 +34,13 @@ class TranslationSummary:
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def output_is_file(output: str | Path) -> bool:
+    """Whether ``output`` names one image file (an image extension, not an existing folder)
+    rather than a folder; :func:`plan_outputs` decides by this rule."""
+    output = Path(output)
+    return output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
 
 
 def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = None
@@ -64,8 +71,7 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
     if not inputs:
         raise DataError(f"no images found at {source_text} (looked for "
                         f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
-    single_file_output = output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
-    if single_file_output:
+    if output_is_file(output):
         if len(inputs) > 1:
             raise DataError(f"output {output} is a file name but {len(inputs)} images match "
                             f"{source_text}; give a folder")

@@ -4,6 +4,7 @@ loss with parameters of its own and a trainer."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -44,7 +45,14 @@ def rows(listing: str) -> dict[str, str]:
 
 
 def test_not_listed_when_not_installed() -> None:
-    out = imtrans(clean_env(), "list", "losses").stdout
+    env = clean_env()
+    try:
+        importlib.metadata.distribution("imtrans-cut")
+        # Installed here (as users install it): it must stay out once autoloading is off.
+        env["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    out = imtrans(env, "list", "losses").stdout
     assert "patchnce" not in out and "l1" in out
 
 

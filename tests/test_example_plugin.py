@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -28,6 +29,12 @@ def imtrans(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 def test_not_listed_when_not_installed() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    try:
+        importlib.metadata.distribution("imtrans-example-loss")
+        # Installed here (as users install it): it must stay out once autoloading is off.
+        env["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    except importlib.metadata.PackageNotFoundError:
+        pass
     out = imtrans(env, "list", "losses").stdout
     assert "charbonnier" not in out
 

@@ -75,7 +75,9 @@ def test_html_page_of_a_folder(pix2pix_run: Path, tmp_path: Path) -> None:
     assert not list(out.rglob(".tmp-*"))
     html = (out / "index.html").read_text(encoding="utf-8")
 
-    assert "step_00000004" in title(html) and "step 4, AtoB" in title(html)
+    # Named by its run; the checkpoint file is in the header below the title.
+    assert title(html).startswith(f"{pix2pix_run.name}, step 4, AtoB")
+    assert "step_00000004" in html
     assert "3 image(s) translated, 1 skipped" in html
 
     # One row per translated image: its caption, its input's copy, then its output.

@@ -217,7 +217,11 @@ def _nav(number: int, count: int) -> str:
 def _render(folder: Path, rows: Sequence[PageRow], header: PageHeader, number: int,
             count: int, total: int) -> str:
     checkpoint, direction = escape(header.checkpoint), escape(header.direction)
-    title = f"{escape(Path(header.checkpoint).name)}, step {header.step}, {direction}"
+    file = Path(header.checkpoint)
+    # A run's checkpoint is named by its run (runs/NAME/checkpoints/FILE), others by the file.
+    named = (file.parent.parent.name if file.parent.name == "checkpoints"
+             and file.parent.parent.name else file.name)
+    title = f"{escape(named)}, step {header.step}, {direction}"
     summary = f"{total} image(s) translated"
     if header.skipped:
         where = ("below" if number == 1

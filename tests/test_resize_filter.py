@@ -234,3 +234,25 @@ def test_resuming_a_run_from_before_the_choice_says_how_to_continue_exactly(
                                     torch.device("cpu"), notes=notes)
         assert bool(notes) == warned
         assert not notes or "--set data.resize_filter=opencv_cubic" in notes[0]
+
+
+MONET = ROOT.parent / "shared" / "data" / "monet2photo"
+
+
+@pytest.mark.skipif(not (MONET / "testA").is_dir(), reason="../shared/data/monet2photo absent")
+def test_evaluation_of_an_unpaired_run_resizes_with_the_recipes_filter() -> None:
+    from imtrans.evaluation.testset import load_test_set
+
+    first = sorted((MONET / "testA").iterdir())[0]
+    pixels = np.asarray(Image.open(first).convert("RGB"))
+    got = {}
+    for chosen in ("pil_bicubic", "opencv_cubic"):
+        recipe = load_recipe(ROOT / "recipes" / "cyclegan_photo2monet.toml", [
+            f"data.root={MONET}", "data.direction=AtoB", "data.load_size=72",
+            "data.crop_size=64", f"data.resize_filter={chosen}"])
+        inputs = load_test_set(recipe, components(), max_images=1).inputs[0]
+        expected = build_transform("resize_and_crop", 64, 64, False, False,
+                                   resize_filter=chosen).resize(pixels)
+        assert torch.equal(inputs, torch.from_numpy(expected).permute(2, 0, 1)), chosen
+        got[chosen] = inputs
+    assert not torch.equal(got["pil_bicubic"], got["opencv_cubic"])

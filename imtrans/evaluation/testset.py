@@ -105,8 +105,10 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
             if direction == "BtoA":
                 folders.reverse()
                 channels.reverse()
+            # The recipe's resize filter, when not the default (kwargs holds it only then).
+            chosen = {k: kwargs[k] for k in ("resize_filter",) if k in kwargs}
             sets = [create_component(registry, "datasets", "single", "data",
-                                     testing | {"root": str(f), "in_channels": c})
+                                     testing | chosen | {"root": str(f), "in_channels": c})
                     for f, c in zip(folders, channels, strict=True)]
             inputs, targets = (_stack(s, ("A",), max_images)[0] for s in sets)
     except RecipeError as exc:

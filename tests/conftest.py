@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -28,6 +29,18 @@ def install_plugin(package: Path, target: Path) -> dict[str, str]:
         check=True, capture_output=True, text=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])
+    return env
+
+
+def without_plugin(distribution: str) -> dict[str, str]:
+    """An environment, without ``IMTRANS_*`` variables, in which the plugin ``distribution``
+    is not loaded: where it is installed (as users install it), autoloading is turned off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    try:
+        importlib.metadata.distribution(distribution)
+        env["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    except importlib.metadata.PackageNotFoundError:
+        pass
     return env
 
 

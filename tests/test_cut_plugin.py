@@ -4,25 +4,17 @@ loss with parameters of its own and a trainer."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import install_plugin
+from conftest import install_plugin, without_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "imtrans-cut"
 RECIPES = [PLUGIN / "recipes" / "cut_photo2monet.toml",
            PLUGIN / "recipes" / "fastcut_photo2monet.toml"]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
-    env["OMP_NUM_THREADS"] = "1"  # tiny networks: one thread is faster and shares the cores
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +37,7 @@ def rows(listing: str) -> dict[str, str]:
 
 
 def test_not_listed_when_not_installed() -> None:
-    env = clean_env()
-    try:
-        importlib.metadata.distribution("imtrans-cut")
-        # Installed here (as users install it): it must stay out once autoloading is off.
-        env["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    env = without_plugin("imtrans-cut") | {"OMP_NUM_THREADS": "1"}
     out = imtrans(env, "list", "losses").stdout
     assert "patchnce" not in out and "l1" in out
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import install_plugin
+from conftest import install_plugin, without_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "imtrans-example-loss"
@@ -28,14 +26,7 @@ def imtrans(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_not_listed_when_not_installed() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
-    try:
-        importlib.metadata.distribution("imtrans-example-loss")
-        # Installed here (as users install it): it must stay out once autoloading is off.
-        env["IMTRANS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    out = imtrans(env, "list", "losses").stdout
+    out = imtrans(without_plugin("imtrans-example-loss"), "list", "losses").stdout
     assert "charbonnier" not in out
 
 

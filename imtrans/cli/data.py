@@ -11,16 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
+from imtrans.cli.download_bar import download_bar
 from imtrans.cli.output import add_row, make_table, stdout_console
 
 __all__ = ["data"]
@@ -62,21 +56,9 @@ def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: 
 
     entry = get_entry(name)
     console = stdout_console()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{entry.name}: waiting", total=entry.size_bytes)
-
-        def on_stage(stage: str) -> None:
-            text = "downloading" if stage == "download" else "extracting"
-            progress.update(task, description=f"{entry.name}: {text}")
-
-        def on_bytes(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
-            if total is not None and done >= total:
-                progress.update(task, description=f"{entry.name}: verifying")
-
-        fetched = fetch_dataset(entry, datasets_dir, on_bytes, on_stage=on_stage,
+    stages = {"download": "downloading", "extract": "extracting"}
+    with download_bar(console, entry.name, entry.size_bytes, stages, "verifying") as bar:
+        fetched = fetch_dataset(entry, datasets_dir, bar.on_bytes, on_stage=bar.on_stage,
                                 timeout=timeout, keep_archive=keep_archive)
     if fetched.downloaded is None:
         console.print(Text(f"{fetched.path} already holds files: nothing downloaded "

@@ -10,16 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.text import Text
 
+from imtrans.cli.download_bar import download_bar
 from imtrans.cli.output import add_row, make_table, stdout_console
 
 __all__ = ["models"]
@@ -63,20 +56,10 @@ def download_model(name: str, runs_dir: str, base_url: str | None, timeout: floa
 
     entry = get_model(name)
     console = stdout_console()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{entry.name}: waiting", total=entry.approx_bytes)
-
-        def on_stage(stage: str) -> None:
-            text = "downloading" if stage == "download" else "importing"
-            progress.update(task, description=f"{entry.name}: {text}")
-
-        def on_bytes(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
-
-        fetched = fetch_model(entry, Path(runs_dir) / entry.name, progress=on_bytes,
-                              timeout=timeout, base_url=base_url, on_stage=on_stage)
+    stages = {"download": "downloading", "import": "importing"}
+    with download_bar(console, entry.name, entry.approx_bytes, stages) as bar:
+        fetched = fetch_model(entry, Path(runs_dir) / entry.name, progress=bar.on_bytes,
+                              timeout=timeout, base_url=base_url, on_stage=bar.on_stage)
     got, imported = fetched.downloaded, fetched.imported
     console.print(Text(f"downloaded {fetched.url} ({format_bytes(got.size)}) to "
                        f"{fetched.official_file}"))

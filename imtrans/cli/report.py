@@ -27,8 +27,8 @@ DEFAULT_COMPARISON = Path("compare.html")
                 type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where the comparison page of several runs goes (default: compare.html in "
-                   "the current folder). Not for one run, whose report is always "
-                   "RUN_DIR/report.html.")
+                   "the current folder; never inside a RUN_DIR). Not for one run, whose "
+                   "report is always RUN_DIR/report.html.")
 def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     """Write RUN_DIR/report.html (curves, samples, checkpoints, recipe) and print its path.
 
@@ -38,8 +38,9 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     With several run directories, write one page overlaying their curves instead (one colour
     per run, a legend of run names linking to each run's report, the recipe keys that differ)
     to --output, compare.html by default, and print its path. Each run's own report.html is
-    left as it is.
+    left as it is; an --output inside one of the run directories is refused.
     """
+    from imtrans.paths import refuse_overwrite
     from imtrans.report import write_comparison, write_report
 
     for run_dir in run_dirs:
@@ -50,7 +51,13 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
                                    f"run is always {run_dirs[0] / 'report.html'}")
         written = write_report(run_dirs[0])
     else:
-        written = write_comparison(run_dirs, output or DEFAULT_COMPARISON)
+        target = output or DEFAULT_COMPARISON
+        # A run directory's files (metrics, checkpoints, its report) belong to the run: the
+        # page goes outside every compared run, so it can never replace one of them.
+        refuse_overwrite([], [target], trees=run_dirs,
+                         tree_reason="a run directory being compared, whose files the page "
+                                     "must not replace")
+        written = write_comparison(run_dirs, target)
     stdout_console().print(Text(str(written)), highlight=False)
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from imtrans.atomic import atomic_path
 from imtrans.data.images import find_images, load_image
 from imtrans.errors import DataError
+from imtrans.paths import refuse_overwrite
 
 __all__ = ["DEFAULT_SPLITS", "CombineResult", "combine_aligned"]
 
@@ -106,7 +108,8 @@ def combine_aligned(
     Args:
         folder_a: The A images (left halves), optionally in ``train/ val/ test/``.
         folder_b: The B images (right halves), laid out like ``folder_a``.
-        out: The folder to write into; created when missing. It must not lie inside A or B.
+        out: The folder to write into; created when missing. It must not lie inside A or B,
+            and no output may be an A or B file (checked before anything is written).
         split_names: The sub-folders of A treated as splits and mirrored.
         resize_b: Resize a B image to its A image's size when they differ (else raise).
         jpeg_quality: JPEG quality for ``.jpg`` outputs.
@@ -116,9 +119,11 @@ def combine_aligned(
         How many pairs were written, per split, which names had no partner, how many resized.
 
     Raises:
-        DataError: A or B is not a folder, ``out`` lies inside one of them, no name has a
-            partner, two files in one folder share a name, an image cannot be read, or sizes
-            differ with ``resize_b=False``.
+        DataError: A or B is not a folder, ``out`` lies inside one of them or an output
+            would replace an A or B file, no name has a partner, two files in one folder
+            share a name, an image cannot be read, or sizes differ with ``resize_b=False``.
+        OSError: an output cannot be written (read-only folder, full disk); it leaves no
+            partial file.
 
     Example:
         >>> result = combine_aligned("photos", "labels", "datasets/mine")  # doctest: +SKIP
@@ -129,15 +134,16 @@ def combine_aligned(
     for name, folder in (("A", folder_a), ("B", folder_b)):
         if not folder.is_dir():
             raise DataError(f"the {name} folder {folder} does not exist or is not a folder")
-        if out.resolve().is_relative_to(folder.resolve()):
-            raise DataError(f"the output folder {out} must not lie inside the {name} folder "
-                            f"{folder}; it would be read back as input")
+    # OUT inside A or B would be read back as input by the next combine.
+    refuse_overwrite([], [out], trees=[folder_a, folder_b])
     splits = [s for s in split_names if (folder_a / s).is_dir()] or [""]
     jobs: list[tuple[str, Path, Path, Path]] = []
     missing_b: list[str] = []
     missing_a: list[str] = []
+    read: list[Path] = []
     for split in splits:
         index_a, index_b = _index(folder_a / split), _index(folder_b / split)
+        read += [*index_a.values(), *index_b.values()]
         prefix = f"{split}/" if split else ""
         for key in sorted(index_a):
             if key not in index_b:
@@ -151,16 +157,20 @@ def combine_aligned(
         shown = ", ".join(missing_b[:5]) + (" ..." if len(missing_b) > 5 else "")
         raise DataError(f"no image in {folder_a} has a partner of the same name in {folder_b}"
                         + (f" (A has {shown})" if shown else ""))
+    # OUT may still hold A or B (B = OUT/train, say): no output may replace an input.
+    refuse_overwrite(read, [target for *_, target in jobs],
+                     sources=[path_a for _, path_a, _, _ in jobs])
     per_split: dict[str, int] = {}
     resized = 0
     for done, (split, path_a, path_b, target) in enumerate(jobs, start=1):
         pair, was_resized = _pair(path_a, path_b, resize_b)
         resized += was_resized
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.suffix.lower() in _JPEG:
-            pair.save(target, quality=jpeg_quality)
-        else:
-            pair.save(target)
+        options = {"quality": jpeg_quality} if target.suffix.lower() in _JPEG else {}
+        # Beside, then renamed: a failed write (full disk) leaves no half image.
+        with atomic_path(target) as partial:
+            pair.save(partial, format=Image.registered_extensions().get(target.suffix.lower()),
+                      **options)
         per_split[split] = per_split.get(split, 0) + 1
         if progress is not None:
             progress(done, len(jobs))

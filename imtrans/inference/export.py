@@ -42,6 +42,7 @@ from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Mode, Translator, load_translator
+from imtrans.paths import refuse_overwrite
 from imtrans.rundir import RunDir
 
 __all__ = [
@@ -158,7 +159,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     Args:
         checkpoint: A checkpoint file, or a run directory (its newest checkpoint is used).
         output: The file to write; its folder is created. An existing file is replaced only
-            once the new one has passed the check.
+            once the new one has passed the check. It may not be the checkpoint, nor lie in
+            the run's ``checkpoints/`` folder (checked before any work).
         format: ``onnx`` (needs ``pip install "imtrans[onnx]"``) or ``torchscript``.
         direction: ``AtoB`` or ``BtoA`` (CycleGAN's second generator).
         mode: ``paper`` (per-image normalisation statistics) or ``eval`` (batch norm's running
@@ -174,7 +176,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
 
     Raises:
         CheckpointError: the checkpoint is missing or unreadable.
-        InvalidArgumentError: an unknown format, mode or direction, or a bad check size.
+        InvalidArgumentError: an unknown format, mode or direction, a bad check size, or an
+            ``output`` that is a folder, the checkpoint or in the run's checkpoints folder.
         ExportError: the ONNX packages are missing, the exporter failed or could not write
             ``opset``, or the exported model's output differs from PyTorch's by more than
             :data:`TOLERANCES`.
@@ -185,6 +188,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
         raise InvalidArgumentError(f"check size must be >= 1, got {check_size}")
     runtime = _require_onnx() if format == "onnx" else None
     file = find_checkpoint(checkpoint)
+    output = Path(output)
+    _refuse_output(file, output)
     # Exported on the CPU: the files do not depend on where they were made, and CPU kernels
     # make the check repeatable.
     translator = load_translator(file, direction=direction, device="cpu", mode=mode)
@@ -196,9 +201,6 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     with torch.no_grad():
         expected = [generator(x) for x in inputs]
 
-    output = Path(output)
-    if output.is_dir():
-        raise InvalidArgumentError(f"output {output} is a directory; give a file name")
     output.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked under a temporary name, renamed over ``output`` only if it passes.
     with atomic_path(output) as temporary:
@@ -224,6 +226,18 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
         check_shapes=tuple(tuple(x.shape) for x in inputs), max_abs_diff=diff,
         tolerance=tolerance, checkpoint=file, step=translator.step,
         opset=opset_used)
+
+
+def _refuse_output(checkpoint: Path, output: Path) -> None:
+    """Refuse, before any work, an output that is a folder, the checkpoint itself, or a file of
+    its run's checkpoints folder (where it would replace one, or be taken for one)."""
+    if output.is_dir():
+        raise InvalidArgumentError(f"output {output} is a directory; give a file name")
+    run = RunDir.of_checkpoint(checkpoint)
+    trees = [run.checkpoints] if run is not None else []
+    refuse_overwrite([checkpoint], [output], trees=trees, error=InvalidArgumentError,
+                     tree_reason="the run's checkpoints folder, where an export would replace "
+                                 "a checkpoint or be taken for one")
 
 
 def _require_onnx() -> ModuleType:

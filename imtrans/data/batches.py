@@ -28,6 +28,7 @@ from imtrans.data.build import build_dataset
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes
 from imtrans.data.sampler import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
+from imtrans.data.workers import capped_workers
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
 from imtrans.plugins import Components
@@ -58,12 +59,30 @@ class StreamedBatches:
         self.sampler.set_epoch(epoch, start)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except BaseException:
+                # A worker's error ends training: its traceback keeps the loader's iterator,
+                # and so its (persistent) workers, alive; end them now, not at exit.
+                self.close()
+                raise
             for listed in batch.get(SKIPPED_KEY, ()):
                 self.skipped.update(path for path in listed.split("\n") if path)
             on_device = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                          if isinstance(v, Tensor)}
             yield on_device if self.augment is None else self.augment(on_device)
+
+    def close(self) -> None:
+        """Shut the loading processes down (the next iteration starts new ones)."""
+        iterator = getattr(self.loader, "_iterator", None)  # persistent workers' iterator
+        self.loader._iterator = None
+        shut_down = getattr(iterator, "_shutdown_workers", None)
+        if shut_down is not None:
+            shut_down()
 
 
 class CachedBatches:
@@ -133,7 +152,8 @@ def training_data(recipe: Recipe, registry: Components, observer: TrainingObserv
         device: The training device.
         rank: This process's rank (several processes: each takes its share).
         world_size: The number of processes.
-        num_workers: Overrides ``data.num_workers``.
+        num_workers: Overrides ``data.num_workers``. Either is capped at the usable CPU
+            cores, with a notice.
 
     Raises:
         RecipeError: ``cache = "device"`` for data the cache cannot hold.
@@ -141,6 +161,9 @@ def training_data(recipe: Recipe, registry: Components, observer: TrainingObserv
     """
     dataset, augment = build_dataset(recipe, registry, observer)
     workers = recipe.data.num_workers if num_workers is None else num_workers
+    workers, notice = capped_workers(workers, "data.num_workers =")
+    if notice is not None:
+        observer.message(f"note: {notice}")
     batch_size, seed = recipe.data.batch_size, recipe.run.seed
     if _use_cache(recipe, dataset, device, observer):
         crop_size, flip = _crop_and_flip(dataset, augment)

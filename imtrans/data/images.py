@@ -22,9 +22,11 @@ becomes 255 and nothing is clipped. 32-bit float images (mode ``F``) are taken t
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -109,11 +111,44 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
+def _special_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` is when it is not a regular file, else None."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISDIR: "a directory"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a file")
+
+
+def _open_regular_file(path: Path | str) -> BinaryIO:
+    """Open ``path`` for reading when it is a regular file (links followed).
+
+    Opening a FIFO blocks until something writes to it, and opening a device can act on it
+    (a watchdog arms, a tape rewinds): anything else than a regular file is refused from its
+    ``stat`` before it is opened. The open itself does not block (``O_NONBLOCK``), and the
+    opened file is checked again, in case the name was replaced by a FIFO in between.
+
+    Raises:
+        OSError: the file cannot be opened.
+        DataError: it is not a regular file.
+    """
+    kind = _special_kind(os.stat(path).st_mode)
+    if kind is None:
+        nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no FIFOs here
+        handle = open(path, "rb", opener=lambda name, flags: os.open(name, flags | nonblocking))  # noqa: SIM115
+        kind = _special_kind(os.fstat(handle.fileno()).st_mode)
+        if kind is None:
+            return handle
+        handle.close()
+    raise DataError(f"cannot read image {path}: {kind}, not a regular file")
+
+
 def load_image(path: Path | str) -> Image.Image:
     """Decode an image file into an 8-bit Pillow image, upright as its EXIF data says.
 
     The pixels are decoded now (not lazily), so a truncated file fails here. Images larger
-    than ``PIL.Image.MAX_IMAGE_PIXELS`` are refused as decompression bombs.
+    than ``PIL.Image.MAX_IMAGE_PIXELS`` are refused as decompression bombs. Only regular files
+    are opened: a FIFO, socket or device is refused without being opened (a FIFO would block).
 
     Args:
         path: The image file.
@@ -122,8 +157,8 @@ def load_image(path: Path | str) -> Image.Image:
         A loaded image in an 8-bit mode (``L``, ``LA``, ``P``, ``RGB``, ``RGBA``, ``CMYK``...).
 
     Raises:
-        DataError: the file is missing, unreadable, truncated or too large; the message names
-            the path and the cause.
+        DataError: the file is missing, unreadable, not a regular file, truncated or too
+            large; the message names the path and the cause.
 
     Example:
         >>> load_image("photo.jpg").mode  # doctest: +SKIP
@@ -133,7 +168,7 @@ def load_image(path: Path | str) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x the pixel limit; both are bombs to us.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with _open_regular_file(path) as handle, Image.open(handle) as opened:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
                 image.load()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import inspect
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -28,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from imtrans.errors import ImtransError
 
-__all__ = ["Distributed", "GanDDP", "is_main_process", "join", "unwrap"]
+__all__ = ["Distributed", "GanDDP", "die_with_parent", "is_main_process", "join", "unwrap"]
 
 #: How long a rank waits for the others at a collective. Rank 0 alone evaluates and writes
 #: checkpoints while the other ranks wait at the next gradient reduction, so this is generous
@@ -36,6 +38,9 @@ __all__ = ["Distributed", "GanDDP", "is_main_process", "join", "unwrap"]
 TIMEOUT = timedelta(minutes=60)
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+#: prctl(2) option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 # Sync buffers at every forward; newer torch renames broadcast_buffers.
 _SYNC_BUFFERS = ({"forward_sync_buffers": True}
@@ -259,6 +264,7 @@ def join(device: torch.device) -> Distributed:
     present = [k for k in _ENV if k in os.environ]
     if not present:
         return Distributed(0, 1, device)
+    die_with_parent(signal.SIGTERM)  # torchrun killed outright must not leave ranks training
     if len(present) < len(_ENV):
         raise DistributedError(f"{', '.join(present)} set but not {', '.join(_ENV)}: "
                                "start several processes with torchrun")
@@ -279,6 +285,30 @@ def join(device: torch.device) -> Distributed:
         dist.init_process_group(backend=backend, timeout=TIMEOUT, **kwargs)
         atexit.register(_destroy_if_initialized)  # an error before fit's end
     return Distributed(rank, world, device, owned=owned)
+
+
+def die_with_parent(signum: int) -> None:
+    """Ask the kernel to send ``signum`` to this process when its parent ends (Linux only).
+
+    A rank under torchrun whose torchrun is killed outright (SIGKILL, the out-of-memory
+    killer) would otherwise go on training, holding its GPU, forever waiting at the next
+    collective once another rank is gone. With SIGTERM, it stops as after any SIGTERM (after
+    the step under way, rank 0 saving). Elsewhere (macOS, Windows) nothing is asked: a rank
+    then ends at the collective's timeout (:data:`TIMEOUT`) at the latest.
+
+    If the parent ended before the request, the signal never comes: then this process exits
+    at once (status 1).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):  # a libc without prctl: nothing to ask for
+        return
+    if os.getppid() != parent:  # it ended between the look and the request
+        os._exit(1)
 
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:

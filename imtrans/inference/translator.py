@@ -26,6 +26,7 @@ from imtrans.checkpoint.tensors import check_module_shapes, load_module_tensors
 from imtrans.contracts import size_multiple
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
+from imtrans.engine.device import parse_device
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components
@@ -177,12 +178,13 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         CheckpointError: the file is unreadable, not a training checkpoint, holds a recipe
             this installation cannot build, or tensors that do not fit its generator (checked
             before the generator's weights are allocated).
-        InvalidArgumentError: the method has no generator for ``direction``.
+        InvalidArgumentError: the method has no generator for ``direction``, or ``device``
+            is not a device this machine has.
     """
     if mode not in ("paper", "eval"):
         raise InvalidArgumentError(f"mode must be 'paper' or 'eval', got {mode!r}")
     registry = registry or components()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = parse_device(device, "device")  # before the checkpoint: a bad name fails fast
     checkpoint = load_checkpoint(find_checkpoint(path))
     recipe = _recipe_of(checkpoint.manifest, checkpoint.path, registry)
     trainer = build_trainer(recipe, registry)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
@@ -27,7 +28,7 @@ import pydantic
 
 from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.plugins import Components, components
-from imtrans.recipe.schema import ComponentTable, Recipe
+from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
 from imtrans.registry import accepted_arguments, check_arguments
 from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
 
@@ -50,35 +51,99 @@ def load_recipe(
         registry: The components to check names against (default: the loaded plugins).
 
     Raises:
-        RecipeError: with the TOML path and value of the first problem found.
+        RecipeError: with the TOML path and value of the first problem found; also when the
+            recipe cannot run here (see :func:`imtrans.feasibility.check_feasible`).
     """
+    from imtrans.feasibility import check_feasible  # builds networks: imports the engine
+
     path = Path(path)
+    registry = registry or components()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark at the start is not part of the TOML.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise RecipeError(f"recipe not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid TOML: nested too deeply") from None
     for override in overrides:
         apply_override(raw, override)
     try:
-        return recipe_from_dict(raw, registry=registry)
+        recipe = recipe_from_dict(raw, registry=registry)
+        # What a run needs beyond valid values: a device this machine has, networks that take
+        # the crop size, and memory for them; so that a recipe validate accepts also runs.
+        check_feasible(recipe, registry)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
+    return recipe
 
 
 def recipe_from_dict(raw: Mapping[str, Any], *, registry: Components | None = None) -> Recipe:
     """Complete ``raw`` with the trainer's defaults and validate it (see :func:`load_recipe`)."""
     registry = registry or components()
+    _refuse_nonfinite(raw)
     trainer_cls = _trainer_class(raw, registry)
     merged = _deep_merge(trainer_cls.recipe_defaults(), raw)
     try:
         recipe = Recipe.model_validate(merged)
     except pydantic.ValidationError as exc:
         raise RecipeError(_describe(exc)) from None
-    return check_components(recipe, registry)
+    except RecursionError:  # a value nested thousands of lists deep
+        raise RecipeError("a value is nested too deeply") from None
+    recipe = check_components(recipe, registry)
+    _check_data_bounds(recipe)
+    _check_same_channels(recipe, trainer_cls)
+    return recipe
+
+
+def _check_same_channels(recipe: Recipe, trainer_cls: type[Trainer]) -> None:
+    """Refuse a term of a slot that compares both domains' images (CycleGAN's identity)
+    when their channel counts differ: the step would fail on the first batch."""
+    a, b = recipe.data.channels()
+    for key, term in recipe.losses.items():
+        slot = term.on or key
+        if slot in trainer_cls.same_channel_slots and a != b and term.kwargs.get("weight") != 0:
+            raise RecipeError(
+                f"[losses.{key}]: slot {slot!r} compares images of both domains, so it needs "
+                f"data.in_channels = data.out_channels (here {a} and {b}); set "
+                f"losses.{key}.weight = 0 to leave it out")
+
+
+#: Tables and lists nest at most this deep in a recipe (its own tables take three levels).
+_MAX_DEPTH = 32
+
+
+def _refuse_nonfinite(raw: Mapping[str, Any]) -> None:
+    """Refuse inf and nan anywhere: no setting means "unbounded" by them, and a rate or weight
+    of inf or nan turns every weight to NaN at the first step. Refuse values nested deeper
+    than :data:`_MAX_DEPTH` too, before the recursive merge and validation meet them."""
+    stack: list[tuple[str, int, Any]] = [("", 0, raw)]
+    while stack:  # a loop, not recursion: a value may be nested deeper than Python recurses
+        where, depth, value = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise RecipeError(f"{where[:200]}: nested more than {_MAX_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            stack += [(f"{where}.{_toml_key(k)}" if where else _toml_key(k), depth + 1, v)
+                      for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", depth + 1, v) for i, v in enumerate(value)]
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{where} = {value!r}: not a finite number")
+
+
+def _check_data_bounds(recipe: Recipe) -> None:
+    """Bound the [data] channel counts and image sides (the folder datasets' arguments, and a
+    plugin dataset's of the same name): beyond them a run fails or cannot fit in memory."""
+    limits = {"in_channels": CHANNEL_LIMIT, "out_channels": CHANNEL_LIMIT,
+              "load_size": SIZE_LIMIT, "crop_size": SIZE_LIMIT}
+    kwargs = recipe.data.kwargs
+    for key, limit in limits.items():
+        value = kwargs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= limit:
+            raise RecipeError(f"data.{key} = {value}: must be from 1 to {limit}")
 
 
 def check_components(recipe: Recipe, registry: Components) -> Recipe:
@@ -199,6 +264,8 @@ def parse_override(override: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # a bare word such as resnet_6blocks is meant as a string
+    except RecursionError:
+        raise RecipeError(f"--set {dotted}: the value is nested too deeply") from None
     return dotted, value
 
 
@@ -290,11 +357,22 @@ def _toml_key(part: str | int) -> str:
     return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text)
 
 
+def _toml_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as a TOML path: ``optim.betas[0]``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{_toml_key(part)}" if path else _toml_key(part)
+    return path
+
+
 def _describe(exc: pydantic.ValidationError) -> str:
     """The first pydantic error as ``path: problem (got value)`` in TOML terms."""
     lines = []
     for error in exc.errors():
-        path = ".".join(_toml_key(p) for p in error["loc"])
+        path = _toml_path(error["loc"])
         if error["type"] == "extra_forbidden":
             known = _known_keys(error["loc"][:-1])
             close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)

@@ -77,6 +77,9 @@ class Trainer:
     #: terms computed from a generator, its input and its output, which may own parameters
     #: (give them optimisers with :meth:`trainable_terms`).
     feature_slots: ClassVar[dict[str, str]] = {}
+    #: Pair slots that compare a domain's image with a generator's output for the other
+    #: domain (CycleGAN's identity): they need equal channel counts in A and B.
+    same_channel_slots: ClassVar[tuple[str, ...]] = ()
     #: The generators that translate, by direction: ``AtoB`` (the recipe's inputs to its
     #: targets) and, for methods that learn the inverse too, ``BtoA``. Inference, evaluation and
     #: export find a trained translator through this.

@@ -50,6 +50,8 @@ class CycleGANTrainer(AdversarialTrainer):
         "identity": "G_AB(b) vs b and G_BA(a) vs a (needs equal channel counts)",
     }
 
+    same_channel_slots: ClassVar[tuple[str, ...]] = ("identity",)
+
     feature_slots: ClassVar[dict[str, str]] = {
         "features": "G_AB(a) vs a and G_BA(b) vs b inside each generator (e.g. patchnce); "
                     "each generator gets its own copy of the term",

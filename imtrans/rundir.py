@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imtrans.atomic import atomic_write
+from imtrans.errors import RecipeError
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay f
 
     from imtrans.plugins import Components
 
-__all__ = ["RunDir", "create_run_dir", "latest_run_dir", "write_run_record"]
+__all__ = ["RunDir", "check_run_name", "create_run_dir", "latest_run_dir", "write_run_record"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,34 @@ class RunDir:
         return cls(folder.parent) if folder.name == "checkpoints" else None
 
 
+def check_run_name(name: str) -> str:
+    """``name`` if it names one folder inside ``run.output_dir``.
+
+    Raises:
+        RecipeError: a name with a path separator, ``.``, ``..``, a NUL, or empty: it would
+            write outside ``run.output_dir`` (or nowhere).
+
+    Example:
+        >>> check_run_name("../../x")
+        Traceback (most recent call last):
+        ...
+        imtrans.errors.RecipeError: run.name = '../../x' is not a folder name ...
+    """
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute())
+    if bad:
+        raise RecipeError(f"run.name = {name!r} is not a folder name (no '/', '\\', '.' or "
+                          "'..'): runs are written inside run.output_dir, one folder each")
+    return name
+
+
 def create_run_dir(output_dir: Path, name: str) -> Path:
-    """Make a new run directory ``output_dir/name``, or ``name-2``, ``name-3``... if taken."""
+    """Make a new run directory ``output_dir/name``, or ``name-2``, ``name-3``... if taken.
+
+    Raises:
+        RecipeError: ``name`` is not one folder name (see :func:`check_run_name`).
+    """
+    check_run_name(name)
     output_dir.mkdir(parents=True, exist_ok=True)
     candidate, number = output_dir / name, 1
     while True:
@@ -127,6 +154,7 @@ def create_run_dir(output_dir: Path, name: str) -> Path:
 
 def latest_run_dir(output_dir: Path, name: str) -> Path | None:
     """The most recent run directory of ``name`` (the highest ``-N`` suffix), if any."""
+    check_run_name(name)
     pattern = re.compile(rf"{re.escape(name)}(?:-(\d+))?")
     found = []
     for path in output_dir.glob(f"{name}*"):

@@ -34,7 +34,7 @@ from imtrans.errors import CheckpointError
 from imtrans.recipe import Recipe, TrainTable
 from imtrans.trainers.base import Trainer
 
-__all__ = ["prune", "restore", "save"]
+__all__ = ["TASK_DATA_KEYS", "TASK_TABLES", "prune", "restore", "save", "task_changes"]
 
 #: Recipe tables that decide the shapes of the saved tensors; a resume must agree on them.
 ARCHITECTURE = ("trainer", "generator", "discriminator")
@@ -71,11 +71,13 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
 
 
 def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
-            device: torch.device, *, notes: list[str] | None = None) -> int:
+            device: torch.device, *, notes: list[str] | None = None,
+            changes: dict[str, list[Any]] | None = None) -> int:
     """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
 
     ``notes`` receives warnings about settings that make the continuation differ from the
-    run the checkpoint came from (such as a resize filter that did not exist then).
+    run the checkpoint came from (such as a resize filter that did not exist then), and
+    ``changes`` the task settings that differ (see :func:`task_changes`).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, was made with different networks
@@ -87,6 +89,10 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     _check_architecture(manifest.get("recipe", {}), recipe.resolved(), path)
     if notes is not None:
         notes += _changed_defaults(manifest.get("recipe", {}), recipe)
+    if changes is not None and "imported" not in manifest:
+        # An imported checkpoint was never trained here: resuming it is fine-tuning, and
+        # its data, losses and schedule are the user's to choose.
+        changes |= task_changes(manifest.get("recipe", {}), recipe)
     tensors = checkpoint.tensors
     try:
         for name, module in trainer.modules().items():
@@ -112,6 +118,43 @@ def prune(directory: Path, train: TrainTable) -> None:
     """Apply the recipe's retention: the newest ``keep_last`` plus every N-th epoch's."""
     prune_checkpoints(directory, keep_last=train.keep_last,
                       keep_every_epochs=train.keep_every_epochs or None)
+
+
+#: What decides the task a run trains on; a resume with other values is another experiment.
+#: Whole tables, and the keys of [data] (loading processes, cache and the like are not here).
+TASK_TABLES = ("trainer", "losses", "optim", "schedule")
+TASK_DATA_KEYS = ("name", "root", "split", "direction", "batch_size", "in_channels",
+                  "out_channels", "preprocess", "load_size", "crop_size", "flip",
+                  "resize_filter", "max_items")
+
+
+def task_changes(saved: dict[str, Any], recipe: Recipe) -> dict[str, list[Any]]:
+    """The settings that decide the task and differ between a checkpoint's recipe and
+    ``recipe``, as ``{"optim.lr": [saved, now]}``; keys newer than the checkpoint are left to
+    :func:`_changed_defaults`.
+
+    Example:
+        >>> task_changes({"optim": {"lr": 0.0002}}, recipe)  # doctest: +SKIP
+        {'optim.lr': [0.0002, 0.0001]}
+    """
+    current = recipe.resolved()
+    pairs: list[tuple[str, Any, Any]] = []
+    for table in TASK_TABLES:
+        old, new = _flat(saved.get(table, {}), table), _flat(current.get(table, {}), table)
+        pairs += [(path, old[path], new.get(path)) for path in sorted(old)]
+    old, new = saved.get("data", {}), current.get("data", {})
+    pairs += [(f"data.{key}", old[key], new.get(key)) for key in TASK_DATA_KEYS if key in old]
+    return {path: [was, now] for path, was, now in pairs if was != now}
+
+
+def _flat(table: Any, prefix: str) -> dict[str, Any]:
+    """A nested table as ``{"losses.cycle.weight": 10.0, ...}``."""
+    if not isinstance(table, dict):
+        return {prefix: table}
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        flat |= _flat(value, f"{prefix}.{key}")
+    return flat
 
 
 def _changed_defaults(saved: dict[str, Any], recipe: Recipe) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,16 +71,19 @@ class Training:
     plan: Plan | None = None
     sample_batch: dict[str, Tensor] | None = None
 
-    def restore(self, checkpoint: Path, notes: list[str] | None = None) -> int:
+    def restore(self, checkpoint: Path, notes: list[str] | None = None,
+                changes: dict[str, list[Any]] | None = None) -> int:
         """Load ``checkpoint`` into the trainer and schedule; return the step to go on from;
-        warnings about a continuation that differs from the saved run go to ``notes``.
+        warnings about a continuation that differs from the saved run go to ``notes``, the
+        task settings that differ to ``changes``.
 
         Raises:
             CheckpointError: unreadable, or made with other networks (see
                 :func:`imtrans.checkpoint.training.restore`).
         """
         return training_checkpoint.restore(checkpoint, self.trainer, self.schedule,
-                                           self.recipe, self.device, notes=notes)
+                                           self.recipe, self.device, notes=notes,
+                                           changes=changes)
 
 
 def build_training(recipe: Recipe, registry: Components | None = None, *,

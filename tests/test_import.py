@@ -226,7 +226,11 @@ def test_legacy_files_and_old_instance_norm_statistics(tmp_path: Path) -> None:
     imported = import_official(path, tmp_path / "run")
     assert imported.trainer == "cyclegan" and imported.roles == {"gen_ab": path}
     # The inverse generator was never trained: translating with it is refused.
-    result = CliRunner().invoke(cli, ["translate", str(imported.run_dir), str(tmp_path),
+    # (An input image: translate checks its inputs before it loads the checkpoint.)
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(image)
+    result = CliRunner().invoke(cli, ["translate", str(imported.run_dir), str(image.parent),
                                       str(tmp_path / "x"), "--direction", "BtoA"])
     assert result.exit_code == 1 and "imported without a BtoA generator" in result.output
     manifest = load_checkpoint(imported.checkpoint).manifest

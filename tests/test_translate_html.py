@@ -139,8 +139,9 @@ def test_html_is_refused_where_it_cannot_work(pix2pix_run: Path, tmp_path: Path)
     shutil.copy(tmp_path / "in" / "a.jpg", nested / "a.jpg")
     cases = [
         (tmp_path / "in" / "a.jpg", tmp_path / "single.png", "OUTPUT must be a folder"),
-        (tmp_path / "in", tmp_path / "in", "overwrites its input"),
-        (tmp_path / "out", tmp_path / "out", "keeps its copies of the inputs"),
+        # Refused by the check every translation makes (tests/test_no_overwrite.py).
+        (tmp_path / "in", tmp_path / "in", "lies inside the input folder"),
+        (nested, tmp_path / "out", "keeps its copies of the inputs"),
     ]
     for source, output, message in cases:
         result = translate(pix2pix_run, source, output, "--html")

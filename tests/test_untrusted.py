@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from PIL import Image
 
 from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
 from imtrans.cli import cli
@@ -297,8 +298,12 @@ def test_cli_refuses_a_pickle_checkpoint_in_one_line(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     path = pickle_checkpoint(tmp_path / "model.pt", marker)
     runner = CliRunner()
-    line = cli_error(runner.invoke(cli, ["translate", str(path), str(tmp_path), str(tmp_path /
-                                                                                  "out")]))
+    # An input image: translate checks its inputs and outputs before it loads the checkpoint.
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(image)
+    line = cli_error(runner.invoke(cli, ["translate", str(path), str(image.parent),
+                                         str(tmp_path / "out")]))
     assert str(path) in line and f"imtrans import {path}" in line
     sets = [arg for o in [*TINY, f"run.output_dir={tmp_path / 'runs'}"] for arg in ("--set", o)]
     line = cli_error(runner.invoke(cli, ["run", CYCLEGAN, "--resume", str(path), *sets]))
@@ -317,10 +322,11 @@ def test_recipe_values_that_look_like_code_stay_strings(tmp_path: Path) -> None:
     registry = load_components(autoload=False)
     path = tmp_path / "recipe.toml"
     path.write_text(f'[trainer]\nname = "cyclegan"\n[data]\nroot = "{code}"\n'
-                    f'[run]\nname = "$(touch {marker})"\n')
+                    f'[run]\nname = "$(touch {marker.name})"\n')
     recipe = load_recipe(path, [f"run.output_dir={code}"], registry=registry)
     assert recipe.data.kwargs["root"] == code
-    assert recipe.run.output_dir == code and recipe.run.name == f"$(touch {marker})"
+    # (A run name is one folder name, so the command is written without a path.)
+    assert recipe.run.output_dir == code and recipe.run.name == f"$(touch {marker.name})"
     path.write_text(f'[trainer]\nname = "{code}"\n[data]\nroot = "x"\n')
     with pytest.raises(RecipeError, match="unknown trainer"):
         load_recipe(path, registry=registry)

@@ -93,7 +93,8 @@ def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool) -> None:
     """Write A|B side-by-side images (pix2pix layout) into OUT_DIR.
 
     Images pair by relative path without extension (A_DIR/train/1.jpg with B_DIR/train/1.png);
-    train/ val/ test/ sub-folders of A_DIR are mirrored into OUT_DIR.
+    train/ val/ test/ sub-folders of A_DIR are mirrored into OUT_DIR. OUT_DIR may not be or lie
+    inside A_DIR or B_DIR, and no output may replace an A or B file (refused before writing).
     """
     from imtrans.data.combine import combine_aligned
 

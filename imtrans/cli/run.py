@@ -15,7 +15,7 @@ import click
 from rich.text import Text
 
 from imtrans.cli.output import EXIT_INTERRUPTED, stderr_console
-from imtrans.errors import ImtransError, TrainingInterrupted
+from imtrans.errors import ImtransError, InvalidArgumentError, TrainingInterrupted
 from imtrans.plugins import components
 
 __all__ = ["run"]
@@ -32,9 +32,12 @@ __all__ = ["run"]
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train with N processes on this machine (one per GPU), through torchrun; "
                    "data.batch_size is per process.")
+@click.option("--allow-changes", is_flag=True,
+              help="Resume with other task settings (data, trainer, losses, optimiser, "
+                   "schedule) than the checkpoint's; what changed is recorded in the metrics.")
 @click.pass_context
 def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume: str | None,
-        nproc: int) -> None:
+        nproc: int, allow_changes: bool) -> None:
     """Train RECIPE; progress, samples, metrics and checkpoints go to a run directory.
 
     Under torchrun (``torchrun --nproc_per_node=N -m imtrans run RECIPE``), each process
@@ -50,10 +53,11 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
     checkpoint = find_resume_point(resume, recipe) if resume else None
     if nproc > 1:
-        _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint)
+        _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device)
     console = stderr_console()
     try:
-        result = fit(recipe, registry=loaded, resume=checkpoint, observer=RichProgress(console))
+        result = fit(recipe, registry=loaded, resume=checkpoint, observer=RichProgress(console),
+                     allow_changes=allow_changes)
     except TrainingInterrupted as exc:
         if is_main_process():  # under torchrun, rank 0 speaks for all
             console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
@@ -65,10 +69,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
 
 
 def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
-                     overrides: tuple[str, ...], checkpoint: Any) -> None:
+                     overrides: tuple[str, ...], checkpoint: Any, device: str) -> None:
     """Run this command again as ``nproc`` processes through torchrun; exit with their code.
 
     ``--resume`` is passed as the checkpoint it resolved to, so every rank loads the same one.
+    ``nproc`` above the usable CPU cores, or above the GPUs when ``device`` (``run.device``)
+    trains on them, is refused before anything starts. torchrun dies with this process (on
+    Linux; each rank then stops as after SIGTERM), so a ``kill -9`` of it leaves no rank.
     """
     import os
     import signal
@@ -76,12 +83,14 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
 
     if "RANK" in os.environ:
         raise ImtransError("--nproc inside torchrun: use one or the other")
+    _check_nproc(nproc, device)
     debug = ["--debug"] if ctx.obj and ctx.obj.get("debug") else []
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "imtrans", *debug, "run", recipe_path,
                *(arg for o in overrides for arg in ("--set", o)),
-               *(["--resume", str(checkpoint)] if checkpoint else [])]
-    process = subprocess.Popen(command)
+               *(["--resume", str(checkpoint)] if checkpoint else []),
+               *(["--allow-changes"] if ctx.params.get("allow_changes") else [])]
+    process = subprocess.Popen(command, preexec_fn=_die_with_launcher)
     signalled = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -100,3 +109,35 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     sys.exit(EXIT_INTERRUPTED if code and signalled else code)
+
+
+def _check_nproc(nproc: int, device: str) -> None:
+    """Refuse more processes than usable CPU cores, or than GPUs when training on them: each
+    rank holds torch and a copy of the networks (64 ranks on 2 cores took 19 GB)."""
+    import torch
+
+    from imtrans.data.workers import usable_cores
+
+    cores = usable_cores()
+    limits = [(cores, f"{cores} usable CPU core{'s' if cores != 1 else ''}")]
+    on_gpus = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if on_gpus:
+        gpus = torch.cuda.device_count()
+        limits.append((gpus, f"{gpus} GPU{'s' if gpus != 1 else ''} (run.device = {device!r})"))
+    limit, what = min(limits)
+    if nproc > limit:
+        raise InvalidArgumentError(f"--nproc {nproc}: this machine has {what}, one per "
+                                   f"process; use --nproc {limit} or less")
+
+
+def _die_with_launcher() -> None:
+    """In torchrun, before it starts: ask for SIGTERM when this process ends (Linux only).
+
+    torchrun turns SIGTERM into stopping its ranks (each saves as after SIGTERM); without it,
+    a ``kill -9`` of ``imtrans run --nproc`` leaves torchrun and every rank training.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG

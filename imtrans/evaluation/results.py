@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.atomic import atomic_write
-from imtrans.evaluation.caveats import small_sample_warnings
+from imtrans.evaluation.caveats import standing_warnings
 from imtrans.evaluation.evaluate import EvalResult
 
 __all__ = ["SavedResult", "compatible", "merge_results", "protocol_key", "save_result",
@@ -100,10 +100,12 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, A
     metrics = dict(old["metrics"]) | dict(new["metrics"])
     kept = [name for name in old["metrics"] if name not in new["metrics"]]
     protocol = dict(old["protocol"]) | dict(new["protocol"])
-    images = protocol.get("images") or {}
     merged = dict(new) | {"metrics": metrics, "protocol": protocol}
-    merged["warnings"] = small_sample_warnings(metrics, int(images.get("generated", 0)),
-                                               int(images.get("real", 0)))
+    # Those the merged scores imply (few images, non-standard Inception), then the new
+    # result's own (degenerate scores).
+    implied = standing_warnings(new["metrics"], new["protocol"])
+    merged["warnings"] = standing_warnings(metrics, protocol) + [
+        w for w in new.get("warnings", []) if w not in implied]
     return merged, kept
 
 

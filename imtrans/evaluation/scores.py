@@ -9,6 +9,8 @@ metrics through a pass-through feature module, so the two share one Inception pa
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -42,11 +44,18 @@ def _check(real: Tensor, fake: Tensor, minimum: int, what: str) -> None:
                               f"{len(real)} real and {len(fake)} generated")
 
 
+def _finite(real: Tensor, fake: Tensor) -> bool:
+    return bool(torch.isfinite(real).all()) and bool(torch.isfinite(fake).all())
+
+
 def fid_score(real: Tensor, fake: Tensor) -> float:
-    """Fréchet Inception Distance between two feature sets (``N x 2048``, float64)."""
+    """Fréchet Inception Distance between two feature sets (``N x 2048``, float64); NaN when
+    a feature is not finite (which :mod:`~imtrans.evaluation.caveats` then warns of)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     _check(real, fake, 2, "FID")
+    if not _finite(real, fake):  # the eigenvalue solver segfaults the process on NaN
+        return math.nan
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1])).double()
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
@@ -56,11 +65,14 @@ def fid_score(real: Tensor, fake: Tensor) -> float:
 def kid_score(real: Tensor, fake: Tensor, subsets: int = KID_SUBSETS,
               subset_size: int = KID_SUBSET_SIZE) -> tuple[float, float, int]:
     """Kernel Inception Distance: mean and standard deviation over ``subsets`` random subsets
-    of ``subset_size`` (fewer when a set is smaller), and the subset size used."""
+    of ``subset_size`` (fewer when a set is smaller), and the subset size used; NaN when a
+    feature is not finite."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     _check(real, fake, 2, "KID")
     size = min(subset_size, len(real), len(fake))
+    if not _finite(real, fake):
+        return math.nan, math.nan, size
     metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=subsets,
                                      subset_size=size)
     metric.update(real.double(), real=True)

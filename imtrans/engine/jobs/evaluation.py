@@ -50,3 +50,5 @@ class Evaluation(Job):
         shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
         self.observer.message(f"eval at step {step} (epoch {epoch}): {shown}"
                               + (f"; best {evaluation.metric} so far" if best else ""))
+        for note in evaluation.last_warnings:  # NaN, FID 0 between different images...
+            self.observer.message(f"warning: {note}")

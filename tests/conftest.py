@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,15 @@ def without_plugin(distribution: str) -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         pass
     return env
+
+
+def cli_error(result: Result) -> str:
+    """The one-line error of a failed command; fails the test on a traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0]
 
 
 def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object) -> Path:

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from conftest import cli_error as one_error
 from conftest import train_tiny
 
 from imtrans.cli import cli
@@ -140,15 +141,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(trained: Path, tmp_path: Path) -> Path:
     """A copy of a tiny pix2pix run, so that each test's results are its own."""
     return Path(shutil.copytree(trained, tmp_path / "run"))
-
-
-def one_error(result: Result) -> str:
-    """The one-line error of a failed command; fails the test on a traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def saved_result(run: Path) -> dict[str, Any]:

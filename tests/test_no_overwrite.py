@@ -14,20 +14,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import cli_error
 from PIL import Image
 
 from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.cli import cli
 from imtrans.rundir import RunDir
-
-
-def cli_error(result: Result) -> str:
-    """The one-line error of a failed command; fails the test on a traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def invoke(*args: object) -> Result:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from conftest import cli_error
 from PIL import Image
 
 from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
@@ -59,16 +60,6 @@ def pickle_checkpoint(path: Path, marker: Path) -> Path:
     """A PyTorch pickle checkpoint (what ``torch.save`` writes) whose loading creates ``marker``."""
     torch.save({"net.gen_ab.weight": torch.zeros(2), "payload": Payload(marker)}, path)
     return path
-
-
-def cli_error(result: Result) -> str:
-    """The one-line error of a failed command; fails the test on a traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 # --- checkpoints: raw files ------------------------------------------------------------------

@@ -64,7 +64,8 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     seed_everything(recipe.run.seed)
     training = build_training(recipe, registry, device=device, data=not synthetic,
                               observer=observer)
-    data, trainer = training.data, training.trainer
+    data, trainer, step = training.data, training.trainer, training.step
+    assert step is not None
     batches = _synthetic_batches(recipe, device) if data is None else _endless(data)
     first = next(batches)
     batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
@@ -73,7 +74,7 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     cuda = device.type == "cuda"
     started = time.perf_counter()
     for _ in range(warmup):
-        trainer.training_step(next(batches))
+        step(next(batches))
     _sync(device)
     warmup_seconds = time.perf_counter() - started
     if cuda:
@@ -91,11 +92,11 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
         # keeps queueing work (and fetching the next batch) as training does.
         if cuda:
             begin = _event()
-            trainer.training_step(batch)
+            step(batch)
             marks.append((begin, _event()))
         else:
             begin_s = time.perf_counter()
-            trainer.training_step(batch)
+            step(batch)
             step_ms.append(1000 * (time.perf_counter() - begin_s))
     _sync(device)
     total = time.perf_counter() - started

@@ -38,6 +38,7 @@ from imtrans.engine.distributed import Distributed
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.schedules import LRSchedule
 from imtrans.engine.speed import apply_speed
+from imtrans.engine.step import TrainingStep
 from imtrans.engine.state import Plan
 from imtrans.errors import DataError
 from imtrans.plugins import Components, components
@@ -60,6 +61,7 @@ class Training:
         data: The dataset and its batches (None when built with ``data=False``).
         plan: Steps per epoch and in total (None without data).
         sample_batch: The fixed batch of the sample grids (None without data).
+        step: One training step on a batch (what the loop and the benchmark call).
     """
 
     recipe: Recipe
@@ -70,6 +72,7 @@ class Training:
     data: TrainingData | None = None
     plan: Plan | None = None
     sample_batch: dict[str, Tensor] | None = None
+    step: TrainingStep | None = None
 
     def restore(self, checkpoint: Path, notes: list[str] | None = None,
                 changes: dict[str, list[Any]] | None = None) -> int:
@@ -129,7 +132,7 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
         trainer.attach(attached, loss_terms(recipe, losses),
                        optimizer_factory(recipe.optim, fused=fused))
     schedule = LRSchedule(recipe.schedule, list(trainer.optimizers().values()))
-    training = Training(recipe, device, trainer, networks, schedule)
+    training = Training(recipe, device, trainer, networks, schedule, step=TrainingStep(trainer))
     if batches is not None:
         training.data, training.plan = batches, Plan.of(recipe, len(batches.dataset), world_size)
         training.sample_batch = batches.fixed_batch(recipe.train.sample_count, recipe.run.seed,

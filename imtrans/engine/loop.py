@@ -113,7 +113,8 @@ def _train(training: Training, registry: Components, ddp: distributed.Distribute
            jobs: Sequence[Job]) -> FitResult:
     """The training loop of :func:`fit`, in a run directory this process holds."""
     recipe, trainer, data, plan = training.recipe, training.trainer, training.data, training.plan
-    assert data is not None and plan is not None
+    step = training.step
+    assert data is not None and plan is not None and step is not None
     if ddp.is_main:  # the notices and progress lines go to <run>/train.log too
         observer = LoggedObserver(observer, TrainLog(run.train_log))
     observer.message(f"resuming {run.root} from step {state.step} ({resume})" if resume
@@ -141,7 +142,7 @@ def _train(training: Training, registry: Components, ddp: distributed.Distribute
                 data.batches.set_epoch(state.epoch, start=done)
                 try:
                     for batch in state.timed(data.batches):
-                        state.advance(trainer.training_step(batch))
+                        state.advance(step(batch))
                         for job in run_jobs:
                             if job.due(state):
                                 job.run(state)

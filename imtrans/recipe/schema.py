@@ -217,6 +217,10 @@ class TrainTable(_Strict):
         "up to the one that broke")
     max_rollbacks: int = Field(
         default=3, ge=0, description="rollbacks allowed in one process before stopping")
+    ema: float | None = Field(
+        default=None, gt=0, lt=1, description="keep an exponential moving average of each "
+        "generator's weights with this decay (e.g. 0.999), updated every step; translate, "
+        "eval, export and the sample grids use it (off by default: the papers have none)")
 
 
 class EvalTable(_Strict):
@@ -285,7 +289,10 @@ class SpeedTable(_Strict):
     channels_last: bool = Field(
         default=False, description="networks and their inputs in channels_last memory format")
     fused_adam: bool = Field(default=False, description="Adam's fused kernel (fused=True)")
-    compile: bool = Field(default=False, description="torch.compile each network")
+    compile: bool | Literal["networks", "step"] = Field(
+        default=False, description='torch.compile: true or "networks" compiles each network; '
+        '"step" compiles the whole training step (forwards, losses, backwards, image pools, '
+        'optimiser steps, EMA) as one graph')
     cuda_graphs: bool = Field(
         default=False, description="CUDA only: compile with mode='reduce-overhead' (CUDA "
         "graphs), for launch-bound small batches")

@@ -5,7 +5,9 @@ is a JSON manifest in the header metadata (``imtrans.manifest``, beside ``imtran
 ``"1"``). Loading parses JSON and raw tensor bytes only: a stranger's file cannot run code.
 Writes go through :func:`imtrans.atomic.atomic_path`: a temporary name that never matches the
 checkpoint pattern, fsynced, renamed over the final name and the directory fsynced, so a crash
-leaves the old file or the new one whole.
+leaves the old file or the new one whole. The file is streamed there one tensor at a time (the
+header first, written here as safetensors writes it), so a save needs memory for one tensor's
+CPU copy at most, not for the whole file.
 
 Names carry what retention needs: ``step_00001000.safetensors`` mid-epoch,
 ``step_00001000_epoch_0005.safetensors`` when epoch 5 ended (5 epochs done). So retention never
@@ -19,14 +21,14 @@ import math
 import os
 import re
 import struct
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as serialize
 from torch import Tensor
 
 from imtrans.atomic import atomic_path
@@ -50,6 +52,37 @@ MANIFEST_KEY = "imtrans.manifest"
 FORMAT_KEY = "imtrans.format"
 # A safetensors header lists names, dtypes and offsets; even huge models stay far below this.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# The key of the header's metadata entry, which no tensor may take.
+_METADATA_ENTRY = "__metadata__"
+
+#: Every dtype safetensors stores, by its name there, in the order its writer lays tensors out
+#: (widest first, so that each one stays aligned; ties by name). Writing in the same order
+#: keeps a streamed file byte for byte what ``safetensors.torch.save`` would build.
+_DTYPES: dict[torch.dtype, str] = {
+    torch.uint64: "U64",
+    torch.int64: "I64",
+    torch.float64: "F64",
+    torch.complex64: "C64",
+    torch.float32: "F32",
+    torch.uint32: "U32",
+    torch.int32: "I32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.uint16: "U16",
+    torch.int16: "I16",
+    torch.float8_e5m2fnuz: "F8_E5M2FNUZ",
+    torch.float8_e4m3fnuz: "F8_E4M3FNUZ",
+    torch.float8_e8m0fnu: "F8_E8M0",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.float4_e2m1fn_x2: "F4",
+    torch.bool: "BOOL",
+}
+_LAYOUT_RANK = {dtype: rank for rank, dtype in enumerate(_DTYPES)}
+# Integers as wide as one byte-swapped unit (a complex64 is two float32 halves).
+_SWAP_UNITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass(frozen=True)
@@ -94,12 +127,24 @@ def _check_json(value: Any, where: str) -> None:
 
 
 def _prepare_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """CPU, contiguous, detached copies where needed; one owner per storage for safetensors."""
+    """Check every entry and detach it; the tensors stay where they are until written.
+
+    Tied weights and views need no copy: each entry is written from its own bytes, so two
+    names that share storage become two independent tensors in the file.
+    """
     prepared: dict[str, Tensor] = {}
-    seen_storages: set[int] = set()
     for name, tensor in tensors.items():
         if not isinstance(name, str) or not name:
             raise CheckpointError(f"tensor names must be non-empty strings, got {name!r}")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no JSON header can hold it
+            raise CheckpointError(f"tensor name {name!r} is not valid Unicode: {exc}") from exc
+        if name == _METADATA_ENTRY:
+            raise CheckpointError(
+                f"tensors[{name!r}]: that name is the safetensors header's metadata entry; "
+                "choose another"
+            )
         if not isinstance(tensor, Tensor):
             raise CheckpointError(
                 f"tensors[{name!r}] is a {type(tensor).__name__}; expected a torch.Tensor "
@@ -107,15 +152,99 @@ def _prepare_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
             )
         if tensor.layout != torch.strided:
             raise CheckpointError(f"tensors[{name!r}] is {tensor.layout}; expected a dense tensor")
-        cpu = tensor.detach().to("cpu").contiguous()
-        storage = cpu.untyped_storage().data_ptr()
-        if storage and storage in seen_storages:
-            # Tied weights and views share storage, which safetensors refuses to write.
-            cpu = cpu.clone()
-        elif storage:
-            seen_storages.add(storage)
-        prepared[name] = cpu
+        if tensor.is_meta:
+            raise CheckpointError(f"tensors[{name!r}] is on the meta device and has no data")
+        if tensor.dtype not in _DTYPES:
+            raise CheckpointError(
+                f"tensors[{name!r}] is {tensor.dtype}, which safetensors cannot store; "
+                f"expected one of {', '.join(str(dtype) for dtype in _DTYPES)}"
+            )
+        if tensor.dtype == torch.float4_e2m1fn_x2 and tensor.dim() == 0:
+            raise CheckpointError(
+                f"tensors[{name!r}] is a 0-dim {tensor.dtype}, which safetensors cannot store "
+                "(it counts the two 4-bit values of each byte along the last dimension)"
+            )
+        prepared[name] = tensor.detach()
     return prepared
+
+
+def _tensor_bytes(tensor: Tensor) -> memoryview:
+    """One tensor's bytes as safetensors stores them (C order, little-endian).
+
+    Only this tensor is copied to the CPU (and only if it is elsewhere or not contiguous); a
+    contiguous CPU tensor is read in place. Viewing the data as bytes covers the dtypes numpy
+    lacks (bfloat16, the float8 kinds) and bool alike.
+    """
+    if tensor.numel() == 0:
+        return memoryview(b"")
+    flat = tensor.to("cpu").contiguous().reshape(-1)
+    if sys.byteorder == "big" and flat.element_size() > 1:
+        unit = 4 if flat.dtype == torch.complex64 else flat.element_size()
+        return flat.view(_SWAP_UNITS[unit]).numpy().byteswap().data.cast("B")
+    return flat.view(torch.uint8).numpy().data
+
+
+def _safetensors_header(tensors: dict[str, Tensor], metadata: Mapping[str, str] | None) -> bytes:
+    """The 8-byte length and the JSON header of a safetensors file of ``tensors`` in order.
+
+    The JSON is compact, with non-ASCII left as UTF-8 and the metadata keys sorted (safetensors
+    writes them in hash order), padded with spaces to a multiple of 8 bytes as safetensors pads
+    it, so that the tensor data that follows starts aligned.
+    """
+    header: dict[str, Any] = {}
+    if metadata is not None:
+        header[_METADATA_ENTRY] = dict(sorted(metadata.items()))
+    offset = 0
+    for name, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        shape = list(tensor.shape)
+        if tensor.dtype == torch.float4_e2m1fn_x2:  # safetensors counts single 4-bit values
+            shape[-1] *= 2
+        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": shape,
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+class _SafetensorsFile:
+    """The bytes of a safetensors file, made one piece at a time as they are written.
+
+    :meth:`pieces` yields the header, then each tensor's bytes (one tensor in memory at a
+    time). ``len()`` and slicing also work, producing only the bytes asked for, so that code
+    written for a ``bytes`` payload (a writer that writes in ranges) works unchanged.
+
+    Args:
+        tensors: Checked tensors (from :func:`_prepare_tensors`).
+        metadata: The header's string metadata, or None for none.
+    """
+
+    def __init__(self, tensors: dict[str, Tensor], metadata: Mapping[str, str] | None) -> None:
+        ordered = sorted(tensors.items(), key=lambda item: (_LAYOUT_RANK[item[1].dtype], item[0]))
+        self.tensors = dict(ordered)
+        self.header = _safetensors_header(self.tensors, metadata)
+        self.sizes = [tensor.numel() * tensor.element_size() for tensor in self.tensors.values()]
+
+    def __len__(self) -> int:
+        return len(self.header) + sum(self.sizes)
+
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """The file's bytes in order: the header, then one piece per tensor."""
+        yield self.header
+        for tensor in self.tensors.values():
+            yield _tensor_bytes(tensor)
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, step = part.indices(len(self))
+        if step != 1:
+            raise ValueError("a safetensors payload is sliced in ranges only (step 1)")
+        chunks, begin = [self.header[start:stop]], len(self.header)
+        for tensor, size in zip(self.tensors.values(), self.sizes, strict=True):
+            if begin < stop and begin + size > start:
+                chunks.append(bytes(_tensor_bytes(tensor)[max(start - begin, 0):stop - begin]))
+            begin += size
+        return b"".join(chunks)
 
 
 def _describe(error: BaseException) -> str:
@@ -124,15 +253,26 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to the new temporary file of an atomic write (which makes it durable)."""
+def _write_bytes(path: Path, data: bytes | _SafetensorsFile) -> None:
+    """Write ``data`` to the new temporary file of an atomic write (which makes it durable).
+
+    A :class:`_SafetensorsFile` is streamed piece by piece, never joined in memory.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+        if isinstance(data, _SafetensorsFile):
+            for piece in data.pieces():
+                handle.write(piece)
+        else:
+            handle.write(data)
 
 
 def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping[str, Any]) -> Path:
-    """Atomically write a checkpoint (tensors go to the CPU; the caller's are not changed).
+    """Atomically write a checkpoint, streaming it one tensor at a time.
+
+    Each tensor is copied to the CPU only while it is written, so a save needs memory for its
+    largest tensor, not for the file; the caller's tensors are not changed. Names that share
+    storage (tied weights) are stored as independent tensors.
 
     Args:
         path: The final file name; its directory is created if missing.
@@ -158,11 +298,11 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping
         FORMAT_KEY: FORMAT_VERSION,
         MANIFEST_KEY: json.dumps(manifest, allow_nan=False, separators=(",", ":")),
     }
-    prepared = _prepare_tensors(tensors)
+    payload = _SafetensorsFile(_prepare_tensors(tensors), metadata)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:  # removed again if anything below fails
-            _write_bytes(temporary, serialize(prepared, metadata=metadata))
+            _write_bytes(temporary, payload)
     except Exception as exc:
         raise CheckpointError(
             f"could not write checkpoint {path}: {_describe(exc)}; "

@@ -2,11 +2,14 @@
 
 Each loss is a pure function on logits plus a thin :class:`AdversarialLoss` module. Logits may
 be a patch map of any shape; every loss averages over all of its elements. Nothing here reads
-tensor values on the host, so a training step never waits on the device.
+tensor values on the host, so a training step never waits on the device. The constant targets
+of the GAN and LSGAN losses are made once per logits layout and reused (see :func:`_target`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal, get_args
 
@@ -44,6 +47,50 @@ def _check_logits(logits: Tensor, target_is_real: bool) -> None:
         raise InvalidArgumentError(f"target_is_real must be a bool, got {target_is_real!r}")
 
 
+#: How many targets :func:`_target` keeps; a run uses a few shapes (one per discriminator
+#: output and batch size, the last batch of an epoch perhaps), so more only holds memory.
+_TARGET_CACHE_SIZE = 16
+# (shape, strides, dtype, device, value) -> target, least recently used first.
+_TARGETS: OrderedDict[tuple[object, ...], Tensor] = OrderedDict()
+_TARGETS_LOCK = threading.Lock()
+
+
+def _target(logits: Tensor, value: float) -> Tensor:
+    """A tensor like ``logits`` filled with ``value``: exactly ``torch.full_like(logits, value)``.
+
+    Outside compilation the target is cached per layout and value, so a training step allocates
+    and fills none after the first. It never requires grad and the losses only read it, so
+    sharing one between calls is safe. Under ``torch.compile`` the target is made as usual: the
+    compiler folds the constant, and a dict lookup would cost guards or a graph break. Tensor
+    subclasses (fake tensors while tracing...) and CUDA graph capture bypass the cache too: a
+    cached tensor must be a plain one, and an evicted target must not be memory a graph reads.
+    """
+    if (
+        torch.compiler.is_compiling()
+        or type(logits) is not Tensor
+        or (logits.is_cuda and torch.cuda.is_current_stream_capturing())
+    ):
+        return torch.full_like(logits, value)
+    # The strides are part of the key: full_like keeps the memory format (channels_last), and
+    # the loss must see the same layout as without the cache to sum in the same order.
+    key = (tuple(logits.shape), logits.stride(), logits.dtype, logits.device, value)
+    with _TARGETS_LOCK:
+        target = _TARGETS.get(key)
+        if target is not None:
+            _TARGETS.move_to_end(key)
+            return target
+    # A target made under inference_mode would be an inference tensor, which a later training
+    # step could not save for backward; made outside it, it serves both.
+    with torch.inference_mode(False):
+        target = torch.full_like(logits, value)
+    with _TARGETS_LOCK:
+        _TARGETS[key] = target
+        _TARGETS.move_to_end(key)
+        while len(_TARGETS) > _TARGET_CACHE_SIZE:
+            _TARGETS.popitem(last=False)
+    return target
+
+
 def _check_smoothing(label_smoothing: float) -> float:
     smoothing = check_weight("label_smoothing", label_smoothing)
     if smoothing >= 1.0:
@@ -77,7 +124,7 @@ def gan_loss(logits: Tensor, target_is_real: bool, *, label_smoothing: float = 0
     """
     _check_logits(logits, target_is_real)
     real_label = 1.0 - _check_smoothing(label_smoothing)
-    target = torch.full_like(logits, real_label) if target_is_real else torch.zeros_like(logits)
+    target = _target(logits, real_label if target_is_real else 0.0)
     return nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
@@ -99,8 +146,7 @@ def lsgan_loss(logits: Tensor, target_is_real: bool) -> Tensor:
         tensor(1.)
     """
     _check_logits(logits, target_is_real)
-    make = torch.ones_like if target_is_real else torch.zeros_like
-    return nn.functional.mse_loss(logits, make(logits))
+    return nn.functional.mse_loss(logits, _target(logits, 1.0 if target_is_real else 0.0))
 
 
 def hinge_loss(logits: Tensor, target_is_real: bool) -> Tensor:

@@ -2,8 +2,10 @@
 
 A training checkpoint holds, as tensors: every network's weights (``net.<name>.*``), every
 optimiser's state (``optim.<name>.*``), the RNG states (``rng.*``) and the trainer's extra
-state such as image pools (``trainer.*``); and in its manifest: the step and epoch, the
-resolved recipe, the optimisers' hyperparameters, the schedule state and the environment.
+state such as image pools (``trainer.*``), and with ``train.ema`` the generators' moving
+average (``ema.<role>.*``, see :mod:`imtrans.trainers.ema`); and in its manifest: the step
+and epoch, the resolved recipe, the optimisers' hyperparameters, the schedule state, the
+environment and, with an average, its decay and roles (``ema``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from imtrans.engine.schedules import LRSchedule
 from imtrans.errors import CheckpointError
 from imtrans.recipe import Recipe, TrainTable
 from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import EMA_PREFIX, GeneratorEMA
 
 __all__ = ["TASK_DATA_KEYS", "TASK_TABLES", "prune", "restore", "save", "task_changes"]
 
@@ -42,10 +45,12 @@ ARCHITECTURE = ("trainer", "generator", "discriminator")
 
 def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
          steps_per_epoch: int, recipe: Recipe, environment: dict[str, Any], *,
-         extra: dict[str, Any] | None = None) -> Path:
+         extra: dict[str, Any] | None = None, ema: GeneratorEMA | None = None) -> Path:
     """Write the checkpoint of ``step`` into ``directory``; return its path.
 
-    ``extra`` adds manifest entries (``imported``: where an imported run came from)."""
+    ``extra`` adds manifest entries (``imported``: where an imported run came from); ``ema``,
+    the generators' moving average, is saved as ``ema.<role>.*`` (its decay and roles in the
+    manifest's ``ema``)."""
     tensors: dict[str, torch.Tensor] = {}
     optimizers: dict[str, Any] = {}
     for name, module in trainer.modules().items():
@@ -56,6 +61,8 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
         tensors |= state
     tensors |= rng_tensors("rng")
     tensors |= {f"trainer.{k}": v for k, v in trainer.state_tensors().items()}
+    if ema is not None:
+        tensors |= ema.tensors(EMA_PREFIX)
     epoch_end = step // steps_per_epoch if step % steps_per_epoch == 0 else None
     manifest = {
         "step": step,
@@ -64,7 +71,8 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
         "optimizers": optimizers,
         "schedule": schedule.state(),
         "environment": environment,
-    } | (extra or {})
+    } | ({"ema": {"decay": ema.decay, "roles": ema.roles}} if ema is not None else {}) \
+      | (extra or {})
     directory.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(directory / checkpoint_name(step, epoch_end=epoch_end), tensors,
                            manifest)
@@ -72,12 +80,15 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
 
 def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
             device: torch.device, *, notes: list[str] | None = None,
-            changes: dict[str, list[Any]] | None = None) -> int:
+            changes: dict[str, list[Any]] | None = None,
+            ema: GeneratorEMA | None = None) -> int:
     """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
 
     ``notes`` receives warnings about settings that make the continuation differ from the
     run the checkpoint came from (such as a resize filter that did not exist then), and
-    ``changes`` the task settings that differ (see :func:`task_changes`).
+    ``changes`` the task settings that differ (see :func:`task_changes`). ``ema`` (the run's
+    ``train.ema``) is loaded from the checkpoint's average; a checkpoint without one starts it
+    from the loaded weights, and an average the run does not keep is ignored (both noted).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, was made with different networks
@@ -108,10 +119,30 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
             raise CheckpointError(f"{path}: trainer state: {exc}") from exc
         schedule.load_state(manifest["schedule"])
         restore_rng(tensors, "rng")
+        _restore_ema(ema, tensors, path, notes)
         return int(manifest["step"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete training checkpoint: missing or malformed "
                               f"{exc}") from None
+
+
+def _restore_ema(ema: GeneratorEMA | None, tensors: dict[str, torch.Tensor], path: Path,
+                 notes: list[str] | None) -> None:
+    """Load the average of ``path`` into ``ema`` (after the networks: a checkpoint without
+    one restarts it from their loaded weights)."""
+    held = GeneratorEMA.held_by(tensors, EMA_PREFIX)
+    said: list[str] = []
+    if ema is not None and held:
+        ema.load_tensors(tensors, EMA_PREFIX)
+    elif ema is not None:
+        ema.reset()
+        said.append(f"{path.name} holds no generator EMA: train.ema starts it from the "
+                    "checkpoint's weights")
+    elif held:
+        said.append(f"{path.name} holds a generator EMA, which this run ignores (train.ema is "
+                    "off): its checkpoints will hold none")
+    if notes is not None:
+        notes += said
 
 
 def prune(directory: Path, train: TrainTable) -> None:

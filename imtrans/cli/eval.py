@@ -49,6 +49,9 @@ _MARK = " (!)"
 @click.option("--device", default=None, help="cuda, cpu... (default: CUDA if present).")
 @click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper",
               show_default=True, help="How the generator runs; see `imtrans translate -h`.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default=None,
+              help="ema: the moving average of the weights (train.ema); raw: the trained "
+                   "weights. Default: ema when the checkpoint holds one, else raw.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seeds dropout.")
 @click.option("--save-images", default=None, type=click.Path(file_okay=False),
@@ -56,7 +59,7 @@ _MARK = " (!)"
 def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, direction: str,
              metrics: str | None, max_images: int | None, inception: str | None,
              trust_inception: bool, download_inception: bool, device: str | None, mode: str,
-             seed: int,
+             weights: str | None, seed: int,
              save_images: str | None) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
@@ -82,7 +85,8 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     registry = components()
     device = str(parse_device(device, "--device"))  # a bad name: one error line, no traceback
     path = find_checkpoint(checkpoint)
-    first = load_translator(path, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
+    first = load_translator(path, device=device, mode=mode, registry=registry,  # type: ignore[arg-type]
+                            weights=weights)  # type: ignore[arg-type]
     translators = build_trainer(first.recipe, registry).translators
     directions = list(translators) if direction == "all" else [direction]
     wanted = metrics.split(",") if metrics else None
@@ -93,7 +97,8 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     rows = []
     for name in directions:
         translator = first if name == "AtoB" else load_translator(
-            path, direction=name, device=device, mode=mode, registry=registry)  # type: ignore[arg-type]
+            path, direction=name, device=device, mode=mode, registry=registry,  # type: ignore[arg-type]
+            weights=weights)  # type: ignore[arg-type]
         evaluator = Evaluator(translator.recipe, registry, direction=name, metrics=wanted,
                               split=split, data_root=data_root, max_images=max_images,
                               inception=inception, device=device,
@@ -102,7 +107,8 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
             console.print(Text("warning: ", style="bold yellow") +
                           Text(evaluator.inception_warning), highlight=False)
         console.print(Text(f"{name}: translating {len(evaluator.test_set.inputs)} "
-                           f"{evaluator.test_set.split} images, comparing with "
+                           f"{evaluator.test_set.split} images with the "
+                           f"{translator.weights} weights, comparing with "
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
         generated = evaluator.translate(translator, seed)
         if save_images:

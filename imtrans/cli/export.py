@@ -13,6 +13,9 @@ from imtrans.cli.output import stdout_console
 
 __all__ = ["export"]
 
+#: How each kind of weights is named in what the commands print.
+_WEIGHTS = {"ema": "EMA weights", "raw": "raw weights"}
+
 
 @click.command("export")
 # No exists=True: the library's CheckpointError says what a checkpoint must be, with exit 1.
@@ -28,13 +31,16 @@ __all__ = ["export"]
 @click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper", show_default=True,
               help="paper: per-image normalisation statistics; eval: batch norm's running "
                    "statistics. Dropout is off in both.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default=None,
+              help="ema: the moving average of the weights (train.ema); raw: the trained "
+                   "weights. Default: ema when the checkpoint holds one, else raw.")
 @click.option("--check-size", type=click.IntRange(min=1), default=None,
               help="Side of the square input the export is checked on (default: the recipe's "
                    "crop size, rounded up to the generator's multiple).")
 @click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset version, 18 or newer (default: the exporter's).")
 def export(checkpoint: str, format_: str, output: str | None, direction: str, mode: str,
-           check_size: int | None, opset: int | None) -> None:
+           weights: str | None, check_size: int | None, opset: int | None) -> None:
     """Export the generator of CHECKPOINT (a checkpoint file or a run directory, whose newest
     checkpoint is used) for deployment, and check the file against PyTorch: it is loaded back
     and run on two random inputs of different sizes, and kept only if its outputs match."""
@@ -45,13 +51,14 @@ def export(checkpoint: str, format_: str, output: str | None, direction: str, mo
                                            direction)
     result = export_generator(checkpoint, target, format_,  # type: ignore[arg-type]
                               direction=direction, mode=mode,  # type: ignore[arg-type]
-                              check_size=check_size, opset=opset)
+                              check_size=check_size, opset=opset,
+                              weights=weights)  # type: ignore[arg-type]
     opset_note = f", opset {result.opset}" if result.opset is not None else ""
     checked = ", ".join("x".join(map(str, shape)) for shape in result.check_shapes)
     lines = [
         f"wrote {result.path} ({result.format}{opset_note})",
         f"  generator: {result.direction} of {result.checkpoint} (step {result.step}), "
-        f"{result.mode} mode, dropout off",
+        f"{result.mode} mode, dropout off, {_WEIGHTS[result.weights]}",
         f"  input  {result.input_name!r}: N x {result.in_channels} x H x W float32 in [-1, 1], "
         f"H and W multiples of {result.size_multiple}",
         f"  output {result.output_name!r}: N x {result.out_channels} x H x W float32 in [-1, 1]",

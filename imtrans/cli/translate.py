@@ -31,6 +31,9 @@ __all__ = ["translate"]
 @click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper", show_default=True,
               help="paper: per-image normalisation statistics and dropout as the pix2pix paper "
                    "tests; eval: running statistics, no dropout.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default=None,
+              help="ema: the moving average of the weights (train.ema); raw: the trained "
+                   "weights. Default: ema when the checkpoint holds one, else raw.")
 @click.option("--tile", "tile_size", default=1024, show_default=True,
               type=click.IntRange(min=16),
               help="Images larger than TILE x TILE pixels are translated in overlapping tiles.")
@@ -46,8 +49,8 @@ __all__ = ["translate"]
               help="Also write OUTPUT/index.html, each input beside its output (OUTPUT must "
                    "be a folder; the inputs are copied small into OUTPUT/index_files).")
 def translate(checkpoint: str, source: str, output: str, direction: str, batch_size: int,
-              device: str | None, mode: str, tile_size: int, tile_overlap: int, suffix: str,
-              workers: int, seed: int, html: bool) -> None:
+              device: str | None, mode: str, weights: str | None, tile_size: int,
+              tile_overlap: int, suffix: str, workers: int, seed: int, html: bool) -> None:
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
@@ -79,10 +82,12 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     translator = load_translator(checkpoint, direction=direction,
                                  device=parse_device(device, "--device"),
                                  mode=mode,  # type: ignore[arg-type]
-                                 tile_size=tile_size, tile_overlap=tile_overlap)
+                                 tile_size=tile_size, tile_overlap=tile_overlap,
+                                 weights=weights)  # type: ignore[arg-type]
     console.print(Text(f"translating {len(pairs)} image(s) {direction} with "
-                       f"{translator.checkpoint} (step {translator.step}) on "
-                       f"{translator.device}, {mode} mode"), highlight=False)
+                       f"{translator.checkpoint} (step {translator.step}, "
+                       f"{translator.weights} weights) on {translator.device}, {mode} mode"),
+                  highlight=False)
 
     def warn(path: object, reason: str) -> None:
         console.print(Text(f"warning: skipped {path}: {reason}", style="yellow"),

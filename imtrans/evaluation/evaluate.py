@@ -180,7 +180,7 @@ class Evaluator:
         the scores and protocol imply, and :attr:`score_warnings` of the :meth:`score` call
         that gave ``scores``); ``mode`` and ``seed`` are how the translations were made (see
         :meth:`protocol`)."""
-        protocol = self.protocol(generated, mode=mode, seed=seed)
+        protocol = self.protocol(generated, mode=mode, seed=seed, weights=translator.weights)
         return EvalResult(
             checkpoint=str(translator.checkpoint) if translator.checkpoint else None,
             step=translator.step, epoch=translator.epoch if epoch is None else epoch,
@@ -189,11 +189,14 @@ class Evaluator:
             protocol=protocol)
 
     def protocol(self, generated: int, *, mode: str | None = None,
-                 seed: int | None = None) -> dict[str, Any]:
+                 seed: int | None = None, weights: str = "raw") -> dict[str, Any]:
         """How the scores were computed, written beside them so they can be compared.
 
         ``generation`` holds the generator's ``mode`` and the dropout ``seed``: the same
-        checkpoint gives other translations (and scores) when either changes.
+        checkpoint gives other translations (and scores) when either changes; and, for the
+        moving average of the weights (``train.ema``), ``"weights": "ema"``. The trained
+        weights leave it out, so their results keep the protocol they had before averages
+        existed (and merge with those files).
         """
         data = self.data
         described: dict[str, Any] = {
@@ -201,7 +204,8 @@ class Evaluator:
             "images": {"generated": generated, "real": len(data.targets)},
             "image_size": data.size,
             "test_preprocessing": f"resize to {data.size}x{data.size}, no crop, no flip",
-            "generation": {"mode": mode, "seed": seed},
+            "generation": {"mode": mode, "seed": seed}
+                          | ({"weights": weights} if weights != "raw" else {}),
         }
         described |= self._inception_protocol()
         if "kid" in self.metrics:

@@ -30,8 +30,13 @@ from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import GeneratorEMA
 
-__all__ = ["PeriodicEvaluation", "isolated_rng", "read_best"]
+__all__ = ["EMA_SCORES", "PeriodicEvaluation", "isolated_rng", "read_best"]
+
+#: Scores of the generators' moving average are logged as ``ema/<metric>`` (``eval/ema/fid``
+#: for the logger backends), beside the trained weights' ``<metric>``.
+EMA_SCORES = "ema"
 
 
 class PeriodicEvaluation:
@@ -104,28 +109,49 @@ class PeriodicEvaluation:
         return step % steps_per_epoch == 0 and (step // steps_per_epoch) % \
             self.table.every_epochs == 0
 
-    def evaluate(self, trainer: Trainer, step: int, epoch: int) -> dict[str, float]:
+    def evaluate(self, trainer: Trainer, step: int, epoch: int,
+                 ema: GeneratorEMA | None = None) -> dict[str, float]:
         """Scores of the current generator (what is wrong with them, if anything, goes to
-        :attr:`last_warnings`); training's RNG streams are left untouched."""
+        :attr:`last_warnings`); training's RNG streams are left untouched.
+
+        With ``ema``, the moving average is scored too, with the same seed and images, under
+        ``ema/<metric>`` beside the trained weights' ``<metric>``."""
         role = type(trainer).translators[self.table.direction]
-        translator = translator_for(trainer.modules()[role], self.recipe, self.registry,
-                                    direction=self.table.direction, device=self.device,
-                                    mode="paper", step=step)
-        with isolated_rng(self.device):
-            result = self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
-                                             epoch=epoch, mode="paper")
-        self.last_warnings = list(self.evaluator.score_warnings)
-        return result.metrics
+        scored = {"": trainer.modules()[role]}
+        if ema is not None and role in ema.roles:
+            scored[f"{EMA_SCORES}/"] = ema.averaged_copy(role)  # a copy: translator_for's own
+        scores: dict[str, float] = {}
+        self.last_warnings = []
+        for prefix, generator in scored.items():
+            translator = translator_for(generator, self.recipe, self.registry,
+                                        direction=self.table.direction, device=self.device,
+                                        mode="paper", step=step, copy_network=not prefix)
+            translator.weights = "ema" if prefix else "raw"
+            with isolated_rng(self.device):
+                result = self.evaluator.evaluate(translator, seed=self.recipe.run.seed,
+                                                 epoch=epoch, mode="paper")
+            scores |= {f"{prefix}{name}": value for name, value in result.metrics.items()}
+            self.last_warnings += [f"{prefix}{note}" if prefix else note
+                                   for note in self.evaluator.score_warnings]
+        return scores
+
+    def ranked_by(self, scores: dict[str, float]) -> str:
+        """The score of ``scores`` that picks the best checkpoint: the moving average's
+        (``ema/fid``) when it was scored, else the trained weights' (``fid``)."""
+        averaged = f"{EMA_SCORES}/{self.metric}"
+        return averaged if averaged in scores else self.metric
 
     def keep_if_best(self, run: RunDir, checkpoint: Path, scores: dict[str, float],
                      step: int, epoch: int) -> bool:
         """Make ``checkpoint`` the best one of ``run`` when its score beats the recorded best
         (a score that is not a finite number never does)."""
-        value = scores[self.metric]
+        ranked_by = self.ranked_by(scores)
+        value = scores[ranked_by]
         if not math.isfinite(value):  # NaN compares false: it would beat every real score
             return False
         best = read_best(run)
-        if best is not None and best.get("metric") == self.metric:
+        if best is not None and best.get("metric") == self.metric \
+                and best.get("ranked_by", self.metric) == ranked_by:
             previous = float(best["value"])
             if (value >= previous) if self.lower_is_better else (value <= previous):
                 return False
@@ -134,7 +160,8 @@ class PeriodicEvaluation:
                 os.link(checkpoint, partial)  # a second name for the same bytes: no copy
             except OSError:
                 shutil.copyfile(checkpoint, partial)
-        record = {"metric": self.metric, "value": value, "lower_is_better":
+        record = {"metric": self.metric, "ranked_by": ranked_by, "value": value,
+                  "lower_is_better":
                   self.lower_is_better, "step": step, "epoch": epoch,
                   "checkpoint": run.best_checkpoint.name, "copy_of": checkpoint.name,
                   "scores": scores,

@@ -41,7 +41,7 @@ from imtrans.atomic import atomic_path
 from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
-from imtrans.inference.translator import Mode, Translator, load_translator
+from imtrans.inference.translator import Mode, Translator, Weights, load_translator
 from imtrans.paths import refuse_overwrite
 from imtrans.rundir import RunDir
 
@@ -101,6 +101,7 @@ class ExportResult:
         checkpoint: The checkpoint the generator came from.
         step: Its training step.
         opset: ONNX opset of the exported graph (``None`` for TorchScript).
+        weights: ``ema`` (the moving average of the weights) or ``raw`` (the trained ones).
     """
 
     path: Path
@@ -118,6 +119,7 @@ class ExportResult:
     checkpoint: Path
     step: int
     opset: int | None
+    weights: Weights = "raw"
 
 
 def default_export_path(checkpoint: Path | str, format: ExportFormat,
@@ -153,7 +155,8 @@ def deployment_generator(translator: Translator) -> nn.Module:
 
 def export_generator(checkpoint: Path | str, output: Path | str, format: ExportFormat, *,
                      direction: str = "AtoB", mode: Mode = "paper",
-                     check_size: int | None = None, opset: int | None = None) -> ExportResult:
+                     check_size: int | None = None, opset: int | None = None,
+                     weights: Weights | None = None) -> ExportResult:
     """Export the generator of a checkpoint to ``output`` and check it against PyTorch.
 
     Args:
@@ -170,14 +173,17 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
             a batch of two, ``check_size`` high and one multiple wider.
         opset: ONNX opset version (default: the exporter's, 20 with torch 2.14; it writes
             18 or newer).
+        weights: ``ema`` or ``raw``; default: the moving average of the weights when the
+            checkpoint holds one (``train.ema``), else the trained weights.
 
     Returns:
         What was written, the input contract, and the measured difference from PyTorch.
 
     Raises:
         CheckpointError: the checkpoint is missing or unreadable.
-        InvalidArgumentError: an unknown format, mode or direction, a bad check size, or an
-            ``output`` that is a folder, the checkpoint or in the run's checkpoints folder.
+        InvalidArgumentError: an unknown format, mode, direction or weights, a bad check
+            size, ``weights="ema"`` for a checkpoint without an average, or an ``output``
+            that is a folder, the checkpoint or in the run's checkpoints folder.
         ExportError: the ONNX packages are missing, the exporter failed or could not write
             ``opset``, or the exported model's output differs from PyTorch's by more than
             :data:`TOLERANCES`.
@@ -192,7 +198,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     _refuse_output(file, output)
     # Exported on the CPU: the files do not depend on where they were made, and CPU kernels
     # make the check repeatable.
-    translator = load_translator(file, direction=direction, device="cpu", mode=mode)
+    translator = load_translator(file, direction=direction, device="cpu", mode=mode,
+                                 weights=weights)
     generator = deployment_generator(translator)
     multiple = translator.size_multiple
     side = padded_size(check_size or int(translator.recipe.data.kwargs.get("crop_size", 256)),
@@ -225,7 +232,7 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
         size_multiple=multiple, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
         check_shapes=tuple(tuple(x.shape) for x in inputs), max_abs_diff=diff,
         tolerance=tolerance, checkpoint=file, step=translator.step,
-        opset=opset_used)
+        opset=opset_used, weights=translator.weights)
 
 
 def _refuse_output(checkpoint: Path, output: Path) -> None:

@@ -31,12 +31,18 @@ from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
+from imtrans.trainers.ema import EMA_PREFIX
 
-__all__ = ["Mode", "Translator", "load_translator", "to_uint8", "translator_for"]
+__all__ = ["Mode", "Translator", "Weights", "load_translator", "to_uint8", "translator_for"]
 
 #: ``paper``: as the pix2pix paper tests (each image normalised by its own statistics, dropout
 #: kept on); ``eval``: the usual ``model.eval()`` (running batch-norm statistics, no dropout).
 Mode = Literal["paper", "eval"]
+
+#: ``ema``: the generator's moving average (``train.ema``), which a checkpoint holds when its
+#: run kept one; ``raw``: the trained weights themselves. By default the average when the
+#: checkpoint holds it, else the trained weights.
+Weights = Literal["ema", "raw"]
 
 
 class _ImageStatisticsNorm(nn.Module):
@@ -89,6 +95,7 @@ class Translator:
         tile_size: Largest side translated in one piece (a multiple of ``size_multiple``).
         tile_overlap: Pixels that neighbouring tiles share.
         epoch: The epochs completed at the checkpoint, when known.
+        weights: ``ema`` (the moving average of the weights) or ``raw`` (the trained ones).
     """
 
     generator: nn.Module
@@ -103,6 +110,7 @@ class Translator:
     tile_size: int = 1024
     tile_overlap: int = 64
     epoch: int | None = None
+    weights: Weights = "raw"
 
     def __post_init__(self) -> None:
         self.tile_size = padded_size(self.tile_size, self.size_multiple)
@@ -160,7 +168,8 @@ def tensor_to_image(image: Tensor) -> Image.Image:
 def load_translator(path: Path | str, *, direction: str = "AtoB",
                     device: str | torch.device | None = None, mode: Mode = "paper",
                     tile_size: int = 1024, tile_overlap: int = 64,
-                    registry: Components | None = None) -> Translator:
+                    registry: Components | None = None,
+                    weights: Weights | None = None) -> Translator:
     """Load the generator of ``direction`` from a checkpoint made by ``imtrans run``.
 
     Args:
@@ -173,16 +182,21 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         tile_size: Images with more pixels than ``tile_size ** 2`` are translated in tiles.
         tile_overlap: Overlap of neighbouring tiles, blended linearly.
         registry: Components to build the generator with (default: built-ins and plugins).
+        weights: ``ema`` or ``raw`` (see :data:`Weights`); default: the moving average when
+            the checkpoint holds one, else the trained weights.
 
     Raises:
         CheckpointError: the file is unreadable, not a training checkpoint, holds a recipe
             this installation cannot build, or tensors that do not fit its generator (checked
             before the generator's weights are allocated).
-        InvalidArgumentError: the method has no generator for ``direction``, or ``device``
-            is not a device this machine has.
+        InvalidArgumentError: the method has no generator for ``direction``, ``device``
+            is not a device this machine has, or ``weights="ema"`` for a checkpoint without
+            an average.
     """
     if mode not in ("paper", "eval"):
         raise InvalidArgumentError(f"mode must be 'paper' or 'eval', got {mode!r}")
+    if weights not in (None, "ema", "raw"):
+        raise InvalidArgumentError(f"weights must be 'ema' or 'raw', got {weights!r}")
     registry = registry or components()
     device = parse_device(device, "device")  # before the checkpoint: a bad name fails fast
     checkpoint = load_checkpoint(find_checkpoint(path))
@@ -199,6 +213,7 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
             f"{checkpoint.path} was imported without a {direction} generator ({role} is "
             "freshly initialised, not trained); translate in the direction the import held, "
             "or fine-tune it first")
+    prefix = _weights_prefix(checkpoint.tensors, role, weights, checkpoint.path)
     spec = network_specs(trainer, recipe)[role]
     table = getattr(recipe, spec.section)
 
@@ -211,14 +226,30 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     # tensors, whose sizes the file bounds, before its weights are allocated.
     with torch.device("meta"):
         layout = build()
-    check_module_shapes(f"net.{role}", layout, checkpoint.tensors)
+    check_module_shapes(prefix, layout, checkpoint.tensors)
     generator = build()
-    load_module_tensors(f"net.{role}", generator, checkpoint.tensors)
-    return translator_for(generator, recipe, registry, direction=direction, device=device,
-                          mode=mode, step=int(checkpoint.manifest.get("step", 0)),
-                          checkpoint=checkpoint.path, tile_size=tile_size,
-                          tile_overlap=tile_overlap, copy_network=False,
-                          epoch=checkpoint.manifest.get("epoch"))
+    load_module_tensors(prefix, generator, checkpoint.tensors)
+    translator = translator_for(generator, recipe, registry, direction=direction,
+                                device=device, mode=mode,
+                                step=int(checkpoint.manifest.get("step", 0)),
+                                checkpoint=checkpoint.path, tile_size=tile_size,
+                                tile_overlap=tile_overlap, copy_network=False,
+                                epoch=checkpoint.manifest.get("epoch"))
+    translator.weights = "ema" if prefix.startswith(f"{EMA_PREFIX}.") else "raw"
+    return translator
+
+
+def _weights_prefix(tensors: dict[str, Tensor], role: str, weights: Weights | None,
+                    path: Path) -> str:
+    """The checkpoint prefix of the ``role`` weights asked for: ``ema.<role>`` or
+    ``net.<role>``."""
+    averaged = f"{EMA_PREFIX}.{role}"
+    held = any(name.startswith(f"{averaged}.") for name in tensors)
+    if weights == "ema" and not held:
+        raise InvalidArgumentError(
+            f"{path} holds no EMA weights of {role} (its run had no train.ema); use the raw "
+            "weights (--weights raw), or train with --set train.ema=0.999")
+    return averaged if held and weights != "raw" else f"net.{role}"
 
 
 def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *,

@@ -77,11 +77,14 @@ def default_jobs(training: Training, run_dir: RunDir, *, ddp: Distributed,
     elif log is None:
         log = RunLog(run_dir.metrics)
     record = LogRecord(recipe.train.log_every, log, schedule, observer)
-    checkpoint = Checkpoint(recipe, trainer, schedule, run_dir if writes else None, environment)
-    samples = (SampleGrid(recipe.train.sample_every, trainer, training.sample_batch, run_dir)
+    checkpoint = Checkpoint(recipe, trainer, schedule, run_dir if writes else None, environment,
+                            ema=training.ema)
+    samples = (SampleGrid(recipe.train.sample_every, trainer, training.sample_batch, run_dir,
+                          ema=training.ema)
                if writes and training.sample_batch is not None else None)
     scores = (Evaluation(evaluation, ddp.unwrapped(trainer), checkpoint, run_dir, log,
-                         observer) if evaluation is not None and log is not None else None)
+                         observer, ema=training.ema)
+              if evaluation is not None and log is not None else None)
     guarded: list[Job] = [record, checkpoint, *([scores] if scores else [])]
     jobs: list[Job] = [
         NonFiniteCheck(recipe.train, trainer, guarded, training.restore, log, observer,

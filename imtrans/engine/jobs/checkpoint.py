@@ -16,6 +16,7 @@ from imtrans.errors import NonFiniteError
 from imtrans.recipe.schema import Recipe
 from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import GeneratorEMA
 
 __all__ = ["Checkpoint"]
 
@@ -29,12 +30,14 @@ class Checkpoint(Job):
         schedule: Its state is saved too.
         run_dir: The run directory (None on processes that do not write files).
         environment: The versions record, saved in every manifest.
+        ema: The generators' moving average (``train.ema``), saved too.
     """
 
     def __init__(self, recipe: Recipe, trainer: Trainer, schedule: LRSchedule,
-                 run_dir: RunDir | None, environment: dict[str, Any]) -> None:
+                 run_dir: RunDir | None, environment: dict[str, Any],
+                 ema: GeneratorEMA | None = None) -> None:
         self.recipe, self.trainer, self.schedule = recipe, trainer, schedule
-        self.run_dir, self.environment = run_dir, environment
+        self.run_dir, self.environment, self.ema = run_dir, environment, ema
 
     def due(self, state: TrainingState) -> bool:
         train, step = self.recipe.train, state.step
@@ -70,4 +73,4 @@ class Checkpoint(Job):
                                               self.recipe.train.on_nonfinite))
         state.saved(training_checkpoint.save(
             self.run_dir.checkpoints, self.trainer, self.schedule, state.step,
-            state.plan.steps_per_epoch, self.recipe, self.environment))
+            state.plan.steps_per_epoch, self.recipe, self.environment, ema=self.ema))

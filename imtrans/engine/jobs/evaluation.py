@@ -1,6 +1,9 @@
 """Evaluation during training (``[eval]``): every N epochs and at the end, score the generator
 on the test subset, log the scores, and keep the checkpoint when it is the best yet. The scored
-weights are saved first if this step has no checkpoint, so the best one exists as a file."""
+weights are saved first if this step has no checkpoint, so the best one exists as a file.
+With ``train.ema`` both the trained weights and their moving average are scored (``fid`` and
+``ema/fid``...), and the average's score picks the best checkpoint: it is what translate, eval
+and export use by default."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from imtrans.engine.state import TrainingState
 from imtrans.evaluation.periodic import PeriodicEvaluation
 from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import GeneratorEMA
 
 __all__ = ["Evaluation"]
 
@@ -27,12 +31,14 @@ class Evaluation(Job):
         run_dir: Where ``best.safetensors`` goes.
         log: Where the scores are recorded.
         observer: Receives the one-line summary.
+        ema: The generators' moving average, scored beside the trained weights.
     """
 
     def __init__(self, evaluation: PeriodicEvaluation, trainer: Trainer, checkpoint: Checkpoint,
-                 run_dir: RunDir, log: MetricsLog, observer: TrainingObserver) -> None:
+                 run_dir: RunDir, log: MetricsLog, observer: TrainingObserver,
+                 ema: GeneratorEMA | None = None) -> None:
         self.evaluation, self.trainer, self.checkpoint = evaluation, trainer, checkpoint
-        self.run_dir, self.log, self.observer = run_dir, log, observer
+        self.run_dir, self.log, self.observer, self.ema = run_dir, log, observer, ema
 
     def due(self, state: TrainingState) -> bool:
         return self.evaluation.due(state.step, state.plan.steps_per_epoch,
@@ -44,11 +50,11 @@ class Evaluation(Job):
         assert state.last_checkpoint is not None  # the writing process saved it
         step, evaluation = state.step, self.evaluation
         epoch = -(-step // state.plan.steps_per_epoch)  # epochs begun: a final partial one counts
-        scores = evaluation.evaluate(self.trainer, step, epoch)
+        scores = evaluation.evaluate(self.trainer, step, epoch, ema=self.ema)
         self.log.write({"step": step, "epoch": epoch, "eval": scores})
         best = evaluation.keep_if_best(self.run_dir, state.last_checkpoint, scores, step, epoch)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
         self.observer.message(f"eval at step {step} (epoch {epoch}): {shown}"
-                              + (f"; best {evaluation.metric} so far" if best else ""))
+                              + (f"; best {evaluation.ranked_by(scores)} so far" if best else ""))
         for note in evaluation.last_warnings:  # NaN, FID 0 between different images...
             self.observer.message(f"warning: {note}")

@@ -78,3 +78,24 @@ def test_the_documented_trainer_registers_its_optimisers_and_networks(registry,
     assert list(training.trainer.modules()) == ["gen", "disc"]
     assert list(training.trainer.optimizers()) == ["gen", "disc"]
     assert training.trainer.terms.in_slot("reconstruction")[0][1].weight == 10.0
+
+
+def test_the_documented_trainer_compiles_as_one_graph(registry, tmp_path: Path) -> None:
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from imtrans.engine.step import TrainingStep
+
+    torch._dynamo.reset()
+    training = imtrans.build_training(_recipe(registry, tmp_path), registry,
+                                      device=torch.device("cpu"), data=False)
+    counter = CompileCounterWithBackend("aot_eager")
+    step = TrainingStep(training.trainer, compile_mode="default", backend=counter)
+    training.trainer.train()
+    rows = []
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        terms = step({k: torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
+                      for k in ("A", "B")})
+        rows.append(terms["G"])
+    assert counter.frame_count == 1  # steps 2 and 3: one graph, no break, no recompile
+    assert all(torch.isfinite(value) for value in rows)

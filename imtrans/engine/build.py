@@ -38,12 +38,13 @@ from imtrans.engine.distributed import Distributed
 from imtrans.engine.observer import TrainingObserver
 from imtrans.engine.schedules import LRSchedule
 from imtrans.engine.speed import apply_speed
-from imtrans.engine.step import TrainingStep
 from imtrans.engine.state import Plan
-from imtrans.errors import DataError
+from imtrans.engine.step import TrainingStep
+from imtrans.errors import DataError, RecipeError
 from imtrans.plugins import Components, components
 from imtrans.recipe.schema import Recipe
 from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import GeneratorEMA
 
 __all__ = ["Plan", "Training", "build_training", "check_image_size"]
 
@@ -62,6 +63,7 @@ class Training:
         plan: Steps per epoch and in total (None without data).
         sample_batch: The fixed batch of the sample grids (None without data).
         step: One training step on a batch (what the loop and the benchmark call).
+        ema: The moving average of the translating generators (``train.ema``; None: off).
     """
 
     recipe: Recipe
@@ -73,6 +75,7 @@ class Training:
     plan: Plan | None = None
     sample_batch: dict[str, Tensor] | None = None
     step: TrainingStep | None = None
+    ema: GeneratorEMA | None = None
 
     def restore(self, checkpoint: Path, notes: list[str] | None = None,
                 changes: dict[str, list[Any]] | None = None) -> int:
@@ -86,7 +89,7 @@ class Training:
         """
         return training_checkpoint.restore(checkpoint, self.trainer, self.schedule,
                                            self.recipe, self.device, notes=notes,
-                                           changes=changes)
+                                           changes=changes, ema=self.ema)
 
 
 def build_training(recipe: Recipe, registry: Components | None = None, *,
@@ -132,13 +135,37 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
         trainer.attach(attached, loss_terms(recipe, losses),
                        optimizer_factory(recipe.optim, fused=fused))
     schedule = LRSchedule(recipe.schedule, list(trainer.optimizers().values()))
-    training = Training(recipe, device, trainer, networks, schedule, step=TrainingStep(trainer))
+    # After apply_speed (the average takes the networks' memory format) and [init] (it starts
+    # from the weights training starts from).
+    ema = (GeneratorEMA.of_translators(trainer.translators, networks, recipe.train.ema)
+           if recipe.train.ema is not None else None)
+    training = Training(recipe, device, trainer, networks, schedule,
+                        step=_training_step(recipe, trainer, ema, device, speed, world_size),
+                        ema=ema)
     if batches is not None:
         training.data, training.plan = batches, Plan.of(recipe, len(batches.dataset), world_size)
         training.sample_batch = batches.fixed_batch(recipe.train.sample_count, recipe.run.seed,
                                                     device)
         check_image_size(networks, training.sample_batch, recipe)  # before anything is written
     return training
+
+
+def _training_step(recipe: Recipe, trainer: Trainer, ema: GeneratorEMA | None,
+                   device: torch.device, speed: bool, world_size: int) -> TrainingStep:
+    """The step the loop calls: compiled whole with ``speed.compile = "step"``.
+
+    Raises:
+        RecipeError: a whole-step compile across several processes (DDP's gradient hooks
+            run inside the backward, which the one graph would have to capture too).
+    """
+    mode = None
+    if speed and recipe.speed.compile == "step":
+        if world_size > 1:
+            raise RecipeError(
+                f'speed.compile = "step" runs in one process; this run has {world_size}: use '
+                'speed.compile = "networks" with several GPUs')
+        mode = "reduce-overhead" if recipe.speed.cuda_graphs else "default"
+    return TrainingStep(trainer, ema, compile_mode=mode, device=device)
 
 
 def check_image_size(networks: dict[str, nn.Module], batch: dict[str, Tensor],

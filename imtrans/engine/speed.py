@@ -64,6 +64,11 @@ def check_speed(speed: SpeedTable, device: torch.device) -> None:
     if speed.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise RecipeError(f'speed.precision = "bf16", but {torch.cuda.get_device_name(device)} '
                           'has no bf16 support; use precision = "fp32"')
+    if speed.compile == "step" and not hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        raise RecipeError(
+            f'speed.compile = "step" needs a torch whose compiler traces backward calls '
+            f"(torch._dynamo.config.trace_autograd_ops); torch {torch.__version__} has none: "
+            'use speed.compile = "networks"')
     if speed.fused_adam:
         # Adam(fused=True) checks the device only at its first step; torch's own list (no
         # public API yet) lets a run stop before anything is written.
@@ -87,9 +92,13 @@ def apply_speed(networks: dict[str, nn.Module], speed: SpeedTable, device: torch
         RecipeError: see :func:`check_speed`.
     """
     check_speed(speed, device)
-    mode = "reduce-overhead" if speed.cuda_graphs else "default" if speed.compile else None
+    # A whole-step compile (imtrans.engine.step) takes the networks' forwards into its graph:
+    # they stay uncompiled here and keep only bf16 and channels_last.
+    per_network = bool(speed.compile) and speed.compile != "step"
+    graphs = speed.cuda_graphs and speed.compile != "step"
+    mode = "reduce-overhead" if graphs else "default" if per_network else None
     settings = _NetworkSpeed(bf16=speed.precision == "bf16", channels_last=speed.channels_last,
-                             compile_mode=mode, clone_outputs=speed.cuda_graphs)
+                             compile_mode=mode, clone_outputs=graphs)
     if settings == _NetworkSpeed(False, False, None, False):
         return  # fp32 eager: leave the networks exactly as built
     for network in networks.values():

@@ -5,7 +5,9 @@ Besides the built-in trainers, this module exports what a plugin's trainer is bu
 :class:`NetworkSpec` and :class:`DomainChannels` of :meth:`Trainer.networks`,
 :class:`LossTerms`, :class:`OptimizerFactory`, :func:`set_requires_grad`,
 :func:`discriminator_loss`, :func:`check_adversarial_settings`, :class:`ImagePool`, and
-:class:`TrainableTerms` with :func:`bind_feature_terms` for loss terms that own parameters.
+:class:`TrainableTerms` with :func:`bind_feature_terms` for loss terms that own parameters,
+and the update calls :func:`clear_grads`, :func:`backward` and :func:`optimizer_step`, which a
+whole-step compile can capture (see :mod:`imtrans.trainers.updates`).
 """
 
 from imtrans.trainers.adversarial import (
@@ -21,6 +23,7 @@ from imtrans.trainers.loss_terms import LossTerms
 from imtrans.trainers.optim import OptimizerFactory
 from imtrans.trainers.pix2pix import Pix2PixTrainer
 from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
+from imtrans.trainers.updates import backward, clear_grads, optimizer_step
 
 __all__ = [
     "AdversarialTrainer",
@@ -33,8 +36,11 @@ __all__ = [
     "Pix2PixTrainer",
     "TrainableTerms",
     "Trainer",
+    "backward",
     "bind_feature_terms",
     "check_adversarial_settings",
+    "clear_grads",
     "discriminator_loss",
+    "optimizer_step",
     "set_requires_grad",
 ]

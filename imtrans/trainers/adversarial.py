@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
 from imtrans.errors import InvalidArgumentError
@@ -51,7 +52,14 @@ class AdversarialTrainer(Trainer):
 
 
 def set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
-    """Freeze or unfreeze ``modules`` (the discriminators while the generators step)."""
+    """Freeze or unfreeze ``modules`` (the discriminators while the generators step).
+
+    Inside a compiled step this does nothing: there the backward goes into the stepping
+    optimisers' parameters only (see :func:`imtrans.trainers.updates.backward`), which
+    leaves the discriminators' gradients alone just as freezing them does.
+    """
+    if torch.compiler.is_compiling():
+        return
     for module in modules:
         for param in module.parameters():
             param.requires_grad_(flag)

@@ -145,6 +145,15 @@ class Trainer:
         """
         raise NotImplementedError
 
+    def prepare_step(self) -> None:
+        """Make the step's host-side random choices before a compiled step runs (a whole-step
+        compile, ``speed.compile = "step"``, cannot draw them inside its graph).
+
+        The default does nothing; the image pools are planned by the engine. A trainer whose
+        step branches on a host draw (CUT's random flip) draws it here and, while compiling
+        (``torch.compiler.is_compiling()``), reads what was drawn instead of drawing.
+        """
+
     @torch.no_grad()
     def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor] | list[Tensor]:
         """Columns of a sample grid for ``batch``, by label, in the order shown.
@@ -197,6 +206,10 @@ class Trainer:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser by name (what checkpoints save and schedules adjust)."""
         return self._optimizers | self.trainable.optimizers()
+
+    def pools(self) -> dict[str, ImagePool]:
+        """Every image pool by checkpoint name (a compiled step plans them beforehand)."""
+        return dict(self._pools)
 
     def state_tensors(self) -> dict[str, Tensor]:
         """Extra state a checkpoint must hold: the image pools."""

@@ -15,6 +15,7 @@ from imtrans.trainers.adversarial import (
     set_requires_grad,
 )
 from imtrans.trainers.base import DomainChannels, NetworkSpec
+from imtrans.trainers.updates import backward, clear_grads, optimizer_step
 
 __all__ = ["CycleGANTrainer"]
 
@@ -118,7 +119,7 @@ class CycleGANTrainer(AdversarialTrainer):
         # Generators: fool both (frozen) discriminators, reconstruct, keep identities.
         discs = [self.disc_a, self.disc_b]
         set_requires_grad(discs, False)
-        self.opt_gen.zero_grad(set_to_none=True)
+        clear_grads(self.opt_gen)
         self.trainable.zero_grad()
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
@@ -136,19 +137,19 @@ class CycleGANTrainer(AdversarialTrainer):
             terms[key.removesuffix("_ab")] = (loss_ab(self.gen_ab, real_a, fake_b)
                                               + loss_ba(self.gen_ba, real_b, fake_a))
         total = torch.stack(list(terms.values())).sum()
-        total.backward()
-        self.opt_gen.step()
+        backward(total, self.opt_gen, *self.trainable.optims.values())
+        optimizer_step(self.opt_gen)
         self.trainable.step()
 
         # Discriminators: real images vs generated ones drawn through the history pools.
         set_requires_grad(discs, True)
-        self.opt_disc.zero_grad(set_to_none=True)
+        clear_grads(self.opt_disc)
         loss_d_b = discriminator_loss(self.adversarial, self.disc_b, real_b,
                                       self.pool_b.query(fake_b), self.d_loss_scale)
         loss_d_a = discriminator_loss(self.adversarial, self.disc_a, real_a,
                                       self.pool_a.query(fake_a), self.d_loss_scale)
-        (loss_d_a + loss_d_b).backward()
-        self.opt_disc.step()
+        backward(loss_d_a + loss_d_b, self.opt_disc)
+        optimizer_step(self.opt_disc)
         return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), "G": total.detach()} | {
             k: v.detach() for k, v in terms.items()}
 

@@ -14,6 +14,7 @@ from imtrans.trainers.adversarial import (
     set_requires_grad,
 )
 from imtrans.trainers.base import DomainChannels, NetworkSpec
+from imtrans.trainers.updates import backward, clear_grads, optimizer_step
 
 __all__ = ["Pix2PixTrainer"]
 
@@ -81,16 +82,16 @@ class Pix2PixTrainer(AdversarialTrainer):
 
         # Discriminator first, as in the paper's code: real pairs vs generated pairs.
         set_requires_grad([self.disc], True)
-        self.opt_disc.zero_grad(set_to_none=True)
+        clear_grads(self.opt_disc)
         fake_ab = self.pool.query(torch.cat([real_a, fake_b], 1))
         loss_d = discriminator_loss(self.adversarial, self.disc, torch.cat([real_a, real_b], 1),
                                     fake_ab, self.d_loss_scale)
-        loss_d.backward()
-        self.opt_disc.step()
+        backward(loss_d, self.opt_disc)
+        optimizer_step(self.opt_disc)
 
         # Generator: fool the (frozen) discriminator and stay close to the target.
         set_requires_grad([self.disc], False)
-        self.opt_gen.zero_grad(set_to_none=True)
+        clear_grads(self.opt_gen)
         self.trainable.zero_grad()
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
@@ -101,8 +102,8 @@ class Pix2PixTrainer(AdversarialTrainer):
         for key, loss in self.feature_terms:
             terms[key] = loss(self.gen, real_a, fake_b)
         total = torch.stack(list(terms.values())).sum()
-        total.backward()
-        self.opt_gen.step()
+        backward(total, self.opt_gen, *self.trainable.optims.values())
+        optimizer_step(self.opt_gen)
         self.trainable.step()
         return {"D": loss_d.detach(), "G": total.detach()} | {
             k: v.detach() for k, v in terms.items()}

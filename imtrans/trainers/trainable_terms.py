@@ -19,6 +19,7 @@ from torch import nn
 
 from imtrans.losses.feature import GeneratorFeatureLoss
 from imtrans.trainers.optim import OptimizerFactory
+from imtrans.trainers.updates import clear_grads, optimizer_step
 
 __all__ = ["TrainableTerms", "bind_feature_terms"]
 
@@ -71,8 +72,7 @@ class TrainableTerms:
 
     def zero_grad(self) -> None:
         """Clear the terms' gradients (with the generator optimiser's ``zero_grad``)."""
-        for optimizer in self.optims.values():
-            optimizer.zero_grad(set_to_none=True)
+        clear_grads(*self.optims.values())
 
     def step(self) -> None:
         """Update the terms' parameters (after the generator objective's backward).
@@ -88,7 +88,7 @@ class TrainableTerms:
                         dist.all_reduce(param.grad)
                         param.grad.div_(world)
         for optimizer in self.optims.values():
-            optimizer.step()
+            optimizer_step(optimizer)
 
     def modules(self) -> dict[str, nn.Module]:
         """The terms by checkpoint name (``loss_<name>``), for ``Trainer.modules``."""

@@ -14,7 +14,10 @@ from imtrans.trainers import (
     DomainChannels,
     NetworkSpec,
     check_adversarial_settings,
+    backward,
+    clear_grads,
     discriminator_loss,
+    optimizer_step,
     set_requires_grad,
 )
 
@@ -59,6 +62,7 @@ class CUTTrainer(AdversarialTrainer):
         check_adversarial_settings(d_loss_scale=d_loss_scale)
         self.nce_idt = nce_idt
         self.flip_equivariance = flip_equivariance
+        self._next_flip = False  # drawn by prepare_step before a compiled step
         self.d_loss_scale = d_loss_scale
 
     @classmethod
@@ -92,13 +96,20 @@ class CUTTrainer(AdversarialTrainer):
         self.opt_disc = self.optimizer("disc", [self.disc])
         self.trainable_terms(self.nce_terms)
 
+    def prepare_step(self) -> None:
+        """Draw the flip before a compiled step: its graph is one per branch, not a draw."""
+        self._next_flip = self._draw_flip()
+
+    def _draw_flip(self) -> bool:
+        # Drawn on the CPU generator: no wait on the device, and checkpoints restore it.
+        return self.flip_equivariance and bool(torch.rand(()) < 0.5)
+
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
         count = real_a.shape[0]
         # One generator pass over A (and B for the identity term), as the official code.
         inputs = torch.cat([real_a, real_b]) if self.nce_idt else real_a
-        # Drawn on the CPU generator: no wait on the device, and checkpoints restore it.
-        flipped = self.flip_equivariance and bool(torch.rand(()) < 0.5)
+        flipped = self._next_flip if torch.compiler.is_compiling() else self._draw_flip()
         if flipped:
             inputs = inputs.flip(3)
         fake = self.gen(inputs)
@@ -106,15 +117,15 @@ class CUTTrainer(AdversarialTrainer):
 
         # Discriminator first: real B vs the detached G(a).
         set_requires_grad([self.disc], True)
-        self.opt_disc.zero_grad(set_to_none=True)
+        clear_grads(self.opt_disc)
         loss_d = discriminator_loss(self.adversarial, self.disc, real_b, fake_b,
                                     self.d_loss_scale)
-        loss_d.backward()
-        self.opt_disc.step()
+        backward(loss_d, self.opt_disc)
+        optimizer_step(self.opt_disc)
 
         # Generator and heads: fool the (frozen) discriminator, keep patches to their source.
         set_requires_grad([self.disc], False)
-        self.opt_gen.zero_grad(set_to_none=True)
+        clear_grads(self.opt_gen)
         self.trainable.zero_grad()
         terms: dict[str, Tensor] = {}
         parts: dict[str, Tensor] = {}  # logged beside the terms, not added again
@@ -129,8 +140,8 @@ class CUTTrainer(AdversarialTrainer):
             else:
                 terms[key] = nce_x
         total = torch.stack(list(terms.values())).sum()
-        total.backward()
-        self.opt_gen.step()
+        backward(total, self.opt_gen, *self.trainable.optims.values())
+        optimizer_step(self.opt_gen)
         self.trainable.step()
         return {"D": loss_d.detach(), "G": total.detach()} | {
             k: v.detach() for k, v in terms.items()} | parts

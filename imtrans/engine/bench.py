@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imtrans.data.batches import TrainingData
 from imtrans.engine.build import build_training
 from imtrans.engine.device import seed_everything, select_device
+from imtrans.engine.distributed import Distributed
 from imtrans.engine.observer import TrainingObserver
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe
@@ -38,7 +39,8 @@ __all__ = ["benchmark"]
 
 
 def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bool = False,
-              registry: Components | None = None, observer: TrainingObserver | None = None
+              registry: Components | None = None, observer: TrainingObserver | None = None,
+              flops_per_image: float | None = None, ddp: Distributed | None = None
               ) -> dict[str, Any]:
     """Time ``steps`` training steps of ``recipe`` after ``warmup`` untimed ones.
 
@@ -49,6 +51,10 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
         synthetic: Random images on the device instead of the recipe's data.
         registry: The components (default: built-ins and installed plugins).
         observer: Receives notices such as the bundled-sample fallback (default: silent).
+        flops_per_image: The count of an earlier run of the same networks and image size,
+            reused: counting builds an fp32 eager copy and runs a full step of it, which at
+            a large batch costs time and memory (``imtrans bench --suite`` counts once).
+        ddp: This process's place among several (default: one process, no DDP wrapper).
 
     Returns:
         One flat record (see ``docs/training.md``, Benchmarking): ``images_per_sec``,
@@ -62,14 +68,17 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     observer = observer or TrainingObserver()
     device = select_device(recipe.run.device, observer)
     seed_everything(recipe.run.seed)
+    if ddp is not None:
+        device = ddp.device
     training = build_training(recipe, registry, device=device, data=not synthetic,
-                              observer=observer)
+                              observer=observer, ddp=ddp)
     data, trainer, step = training.data, training.trainer, training.step
     assert step is not None
     batches = _synthetic_batches(recipe, device) if data is None else _endless(data)
     first = next(batches)
     batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
-    flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
+    if flops_per_image is None:
+        flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
     trainer.train()
     cuda = device.type == "cuda"
     started = time.perf_counter()

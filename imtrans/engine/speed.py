@@ -116,13 +116,15 @@ def _fast_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     if settings.channels_last:
         args = tuple(a.contiguous(memory_format=torch.channels_last)
                      if isinstance(a, Tensor) and a.dim() == 4 else a for a in args)
-    forward = _forward_of(self, settings)
     autocast: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if settings.bf16:
         device_type = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
         autocast = torch.autocast(device_type, dtype=torch.bfloat16)
     with autocast:
-        out = forward(*args, **kwargs)
+        if settings.compile_mode is None:  # a plain call: a whole-step compile traces it
+            out = type(self).forward(self, *args, **kwargs)
+        else:
+            out = _forward_of(self, settings)(*args, **kwargs)
     return _to_fp32(out, clone=settings.clone_outputs)
 
 

@@ -3,7 +3,6 @@ the users of the weights (translate, eval, export, sample grids, evaluation duri
 
 from __future__ import annotations
 
-
 import json
 from pathlib import Path
 

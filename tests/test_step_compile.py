@@ -177,3 +177,32 @@ def test_inductor_step_matches_eager_and_dispatches_fewer_operators() -> None:
     # Eager dispatches every operator of both updates; the compiled step calls its fused
     # kernels and the convolutions it leaves to torch.
     assert counts["inductor"] < counts[None] / 2, counts
+
+
+class _HostReadingTrainer:
+    """A step that branches on a tensor's value on the host: it cannot be one graph."""
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        total = batch["A"].sum()
+        return {"G": total if total > 0 else -total}
+
+    def prepare_step(self) -> None:
+        pass
+
+    def pools(self) -> dict:
+        return {}
+
+    def optimizers(self) -> dict:
+        return {}
+
+
+def test_a_step_that_cannot_be_one_graph_is_a_clear_recipe_error() -> None:
+    from imtrans.errors import RecipeError
+
+    torch._dynamo.reset()
+    step = TrainingStep(_HostReadingTrainer(), compile_mode="default", backend="eager")
+    batch = batches(1)[0]
+    step(batch)  # uncompiled: fine
+    with pytest.raises(RecipeError, match=r'speed.compile = "step": the _HostReadingTrainer '
+                                          r'step cannot be compiled as one graph .*"networks"'):
+        step(batch)

@@ -79,10 +79,12 @@ class TrainingStep:
         try:
             with torch._dynamo.config.patch(trace_autograd_ops=True):
                 terms = self._compiled(self, batch)
-        except torch._dynamo.exc.Unsupported as exc:
+        except torch._dynamo.exc.TorchDynamoException as exc:  # a graph break, a backend
+            # failure: the recipe asked for what this trainer or torch cannot do
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
             raise RecipeError(
                 f'speed.compile = "step": the {type(self.trainer).__name__} step cannot be '
-                f"compiled as one graph ({str(exc).splitlines()[0]}); use "
+                f"compiled as one graph ({type(exc).__name__}: {first}); use "
                 'speed.compile = "networks"') from exc
         # CUDA graphs reuse their output memory on the next replay; the loop keeps the terms.
         return {k: v.clone() for k, v in terms.items()} if graphs else terms

@@ -20,6 +20,7 @@ value, not a new graph. The trainer's code stays one code path: the calls of
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +67,7 @@ class TrainingStep:
             terms = self._step(batch)
             if self.compile_mode is not None:  # the first step made the lazy state
                 _unfreeze(self.trainer)
-                # A plain function of the step object, not the bound method: dynamo then
-                # guards on the object like any input, and a compiled bound method of
-                # another class (an EMA's update, say) cannot pick up this one's graph.
-                self._compiled = torch.compile(_run_step, fullgraph=True,
+                self._compiled = torch.compile(_own_run_step(), fullgraph=True,
                                                mode=self.compile_mode, backend=self.backend)
             return terms
         self._prepare()
@@ -135,6 +133,19 @@ class TrainingStep:
 def _run_step(step: TrainingStep, batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """What the compiled graph holds: ``step``'s trainer step and EMA update."""
     return step._step(batch)
+
+
+def _own_run_step() -> Callable[[TrainingStep, dict[str, Tensor]], dict[str, Tensor]]:
+    """:func:`_run_step` with a code object of its own.
+
+    Dynamo keeps its compiled graphs on the code object. Shared by two whole-step compiles in
+    one process (two benchmark runs, a test after another), the second would find the
+    first's graphs and guards; and once the first's objects are freed, a new object at the
+    same address can pass an identity guard and run a graph made for another trainer. A code
+    object per compile gives each its own cache.
+    """
+    code = _run_step.__code__.replace()  # an equal but distinct code object
+    return types.FunctionType(code, _run_step.__globals__, _run_step.__name__)
 
 
 def _unfreeze(trainer: Trainer) -> None:

@@ -9,10 +9,12 @@ changes; the inductor test compiles one trainer fully and counts what a step dis
 
 Tolerances. Losses agree within 1e-4 relative over the steps (a missed or doubled update moves
 them by 1e-2 and more). Weights are compared through what they compute, each network's output
-on a fixed batch, within 1e-3 (outputs are in [-1, 1]): conv biases in front of an instance
-norm get a gradient that is zero up to rounding, which Adam normalises into full steps of
-either sign, so those parameters differ by up to 2 x lr per step (measured: 6e-4 after 5
-steps), and that rounding noise reaches the outputs at about 1e-4.
+on a fixed batch: the two runs' outputs must be closer than a tenth of how far the five steps
+moved them. Not closer: Adam divides each gradient by its running magnitude, so a parameter
+whose gradient is rounding noise (a conv bias in front of an instance norm, whose true
+gradient is zero) takes full steps of either sign; such parameters differ by up to 2 x lr
+per step (measured: 6e-4 after 5 steps), and in CycleGAN the outputs then differ by up to
+1e-3 (seen in one full-suite run) while the losses agree within 1e-4.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ def train(trainer: str, backend=None, ema: float | None = None
     return torch.stack(rows), training.trainer.modules()
 
 
+def initial(trainer: str) -> dict[str, torch.Tensor]:
+    """The networks' outputs before any step (the same seed builds the same weights)."""
+    torch.manual_seed(0)
+    training = build_training(recipe_from_dict(tiny_recipe(trainer), registry=REGISTRY),
+                              REGISTRY, device=torch.device("cpu"), data=False)
+    return outputs(training.trainer.modules())
+
+
 def outputs(networks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     """Each network's output on one fixed batch, in evaluation mode (copies: no state moves)."""
     probe = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7)) * 2 - 1
@@ -116,9 +126,11 @@ def test_step_compiles_to_one_graph_and_matches_eager(trainer: str) -> None:
     assert not torch._dynamo.utils.counters["graph_break"]
     assert torch.allclose(compiled_losses, eager_losses, rtol=1e-4, atol=1e-5), (
         (compiled_losses - eager_losses).abs().max())
-    want, got = outputs(eager_networks), outputs(compiled_networks)
+    want, got, start = outputs(eager_networks), outputs(compiled_networks), initial(trainer)
     for name in want:
-        assert torch.allclose(got[name], want[name], rtol=0, atol=1e-3), name
+        moved = (want[name] - start[name]).abs().max()
+        apart = (got[name] - want[name]).abs().max()
+        assert apart <= 0.1 * moved, f"{name}: {apart:.2e} apart, training moved {moved:.2e}"
 
 
 def test_the_generator_average_is_updated_inside_the_compiled_step() -> None:

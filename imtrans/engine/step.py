@@ -59,7 +59,6 @@ class TrainingStep:
         self.device = device or torch.device("cpu")
         self.backend = backend
         self._compiled: Callable[[TrainingStep, dict[str, Tensor]], dict[str, Tensor]] | None = None
-        self._rates: dict[int, float] = {}  # id(rate tensor) -> the rate it holds
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Train on ``batch``; return the trainer's detached loss terms (on the device)."""
@@ -115,8 +114,8 @@ class TrainingStep:
                 _make_capturable(optimizer, self.device)
             view = CompiledView([GroupView(
                 list(group["params"]), [], torch.tensor(float(group["lr"]), device=self.device),
-                {k: v for k, v in group.items() if k not in ("params", "lr")})
-                for group in optimizer.param_groups])
+                {k: v for k, v in group.items() if k not in ("params", "lr")},
+                float(group["lr"])) for group in optimizer.param_groups])
             optimizer.__dict__[VIEW] = view
         for group, seen in zip(optimizer.param_groups, view.groups, strict=True):
             state = [optimizer.state[param] for param in seen.params]
@@ -125,9 +124,9 @@ class TrainingStep:
                     for a, b in zip(new.values(), old.values(), strict=False)):
                 seen.state = [dict(entry) for entry in state]
             rate = float(group["lr"])
-            if rate != self._rates.get(id(seen.lr)):
+            if rate != seen.rate:
                 seen.lr.fill_(rate)  # the schedule moved: a new value, the same graph
-                self._rates[id(seen.lr)] = rate
+                seen.rate = rate
 
 
 def _run_step(step: TrainingStep, batch: dict[str, Tensor]) -> dict[str, Tensor]:

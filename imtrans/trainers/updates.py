@@ -41,12 +41,14 @@ class GroupView:
         state: Per parameter, Adam's state tensors by name (``exp_avg``, ``step``...).
         lr: The rate, as a tensor the engine refills when the schedule changes it.
         settings: The group's other Adam settings (constants of the graph).
+        rate: The rate ``lr`` holds, read on the host without a device sync.
     """
 
     params: list[Tensor]
     state: list[dict[str, Tensor]]
     lr: Tensor
     settings: dict[str, Any]
+    rate: float
 
 
 @dataclass

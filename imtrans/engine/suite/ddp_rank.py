@@ -76,10 +76,16 @@ def main(argv: list[str]) -> int:
     try:
         result = _measure(json.loads(argv[0]))
     except Exception as exc:  # one line for the suite to report, whatever failed
-        print(MARK + json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        _report({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    print(MARK + json.dumps(result), flush=True)
+    _report(result)
     return 0
+
+
+def _report(record: dict[str, Any]) -> None:
+    """The rank's one result line on stdout: the protocol the parent reads (not logging)."""
+    sys.stdout.write(MARK + json.dumps(record) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import platform
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imtrans.atomic import atomic_write
 from imtrans.errors import RecipeError
+from imtrans.git_head import head_commit
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
 
@@ -179,19 +179,8 @@ def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "plugins": {p.name: {"distribution": p.distribution, "version": p.version}
                     for p in loaded.plugins},
-        "git_commit": _git_commit(),
+        # Read from .git as files: running git would run what the checkout configures.
+        "git_commit": head_commit(),
     }
     atomic_write(run.environment, json.dumps(environment, indent=2) + "\n")
     return environment
-
-
-def _git_commit() -> str | None:
-    """The commit of the current directory's git checkout, with ``+dirty`` if modified."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}+dirty" if dirty else commit

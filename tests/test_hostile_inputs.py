@@ -1,0 +1,152 @@
+"""What imtrans reads and runs: nothing from the working directory's git configuration runs,
+no file named by a user blocks or is read without bound, and no download runs without end.
+
+Every hostile thing (a checkout whose ``.git/config`` runs a program, FIFOs, devices, link
+loops, huge "recipes", servers that stream forever, trickle or lie about their length) is made
+here in ``tmp_path`` or on 127.0.0.1. Commands that could hang run under a hard timeout, so a
+regression fails instead of blocking the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imtrans.git_head import head_commit
+
+ROOT = Path(__file__).resolve().parents[1]
+HARD_TIMEOUT = 120  # seconds; every command here ends in a few when it works
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only (FIFOs)")
+
+
+def imtrans(*args: str, cwd: Path, timeout: float = HARD_TIMEOUT,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m imtrans ARGS`` in ``cwd`` under a hard timeout (a hang fails)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "imtrans", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error:`` line of a failed command (no traceback)."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+# --- git: a program configured by the working directory never runs ------------------------
+
+GIT = shutil.which("git")
+
+
+def hostile_checkout(folder: Path) -> tuple[Path, str]:
+    """A git checkout whose config runs a program that creates ``MARKER`` (through
+    ``core.fsmonitor``, ``core.pager``, ``diff.external`` and a clean filter); return the
+    marker's path and the checkout's commit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / "MARKER"
+    script = folder / "hook.sh"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\ncat\n")
+    script.chmod(0o755)
+    git = [str(GIT), "-C", str(folder), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "."], check=True)
+    (folder / "tracked.txt").write_text("one\n")
+    (folder / ".gitattributes").write_text("*.txt filter=evil\n")
+    subprocess.run([*git, "add", "tracked.txt", ".gitattributes"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    for key in ("core.fsmonitor", "core.pager", "diff.external", "filter.evil.clean",
+                "core.sshCommand"):
+        subprocess.run([*git, "config", key, str(script)], check=True)
+    (folder / "tracked.txt").write_text("two\n")  # modified: git status would run the filter
+    return marker, commit
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git to make the checkout")
+def test_git_itself_runs_the_checkouts_program(tmp_path: Path) -> None:
+    """The hazard is real: plain git in such a checkout runs the configured program (so the
+    tests below, which find no marker, would see one if imtrans ran git)."""
+    marker, _ = hostile_checkout(tmp_path / "repo")
+    subprocess.run([str(GIT), "status", "--porcelain", "--untracked-files=no"],
+                   cwd=tmp_path / "repo", capture_output=True, timeout=30)
+    assert marker.exists()
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git to make the checkout")
+def test_a_run_and_an_import_record_the_commit_without_running_git(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    marker, commit = hostile_checkout(repo)
+    proc = imtrans("run", str(ROOT / "recipes" / "pix2pix_edges2shoes.toml"),
+                   "--set", "generator.name=unet", "--set", "generator.num_downs=5",
+                   "--set", "generator.ngf=4", "--set", "discriminator.ndf=4",
+                   "--set", "data.load_size=36", "--set", "data.crop_size=32",
+                   "--set", "data.num_workers=0", "--set", "data.batch_size=1",
+                   "--set", "run.device='cpu'", "--set", "train.max_steps=1",
+                   "--set", f"run.output_dir='{tmp_path / 'runs'}'", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    run_dirs = list((tmp_path / "runs").iterdir())
+    environment = json.loads((run_dirs[0] / "environment.json").read_text())
+    assert environment["git_commit"] == commit
+    assert not marker.exists()
+
+    import torch
+
+    from imtrans.nn import generators
+    official = tmp_path / "official"
+    official.mkdir()
+    torch.save(generators.resnet_6blocks(ngf=4).state_dict(), official / "latest_net_G.pth")
+    proc = imtrans("import", str(official / "latest_net_G.pth"), str(tmp_path / "imported"),
+                   cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    environment = json.loads((tmp_path / "imported" / "environment.json").read_text())
+    assert environment["git_commit"] == commit
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git to make the checkouts")
+def test_the_commit_is_read_from_refs_packed_refs_worktrees_and_sub_folders(
+        tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    marker, commit = hostile_checkout(repo)
+    (repo / "deep" / "er").mkdir(parents=True)
+    assert head_commit(repo) == commit and head_commit(repo / "deep" / "er") == commit
+    git = [str(GIT), "-C", str(repo)]
+    subprocess.run([*git, "pack-refs", "--all"], check=True, capture_output=True)
+    for loose in (repo / ".git" / "refs" / "heads").rglob("*"):
+        if loose.is_file():
+            pytest.fail(f"pack-refs left {loose}")
+    assert head_commit(repo) == commit  # from packed-refs
+    # A linked worktree: .git is a file "gitdir: ...", HEAD lives in the worktree's folder.
+    subprocess.run([*git, "-c", "core.fsmonitor=false", "worktree", "add", "-q", "--detach",
+                    str(tmp_path / "wt")], check=True, capture_output=True)
+    assert (tmp_path / "wt" / ".git").is_file()
+    assert head_commit(tmp_path / "wt") == commit
+    # A detached HEAD, an unborn branch and no checkout at all.
+    (repo / ".git" / "HEAD").write_text(commit + "\n")
+    assert head_commit(repo) == commit
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/never\n")
+    assert head_commit(repo) is None
+    # HEAD replaced by a FIFO: read as "unknown", never opened for a blocking read.
+    (repo / ".git" / "HEAD").unlink()
+    os.mkfifo(repo / ".git" / "HEAD")
+    assert head_commit(repo) is None
+    # A ref name that climbs out of .git is not followed.
+    (repo / ".git" / "HEAD").unlink()
+    (repo / ".git" / "HEAD").write_text("ref: refs/../../../outside\n")
+    (tmp_path / "outside").write_text(commit + "\n")
+    assert head_commit(repo) is None
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert head_commit(outside) in (None, head_commit(tmp_path))
+    assert not marker.exists()

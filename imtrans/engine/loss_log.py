@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from imtrans.atomic import atomic_write
+from imtrans.metrics_file import read_metrics_lines, warn_damaged
 
 __all__ = ["LossMeter", "MetricsLog"]
 
@@ -54,30 +55,26 @@ class MetricsLog:
             file.write(json.dumps(record) + "\n")
 
     def records(self) -> list[dict[str, Any]]:
-        """Every complete record, in order (a torn last line is left out)."""
-        if not self.path.exists():
-            return []
-        parsed = (_record(line) for line in self.path.read_text(encoding="utf-8").splitlines())
-        return [record for record in parsed if record is not None]
+        """Every usable record, in order; a torn last line is left out, and damaged lines
+        are skipped with one :class:`~imtrans.metrics_file.DamagedMetricsWarning`."""
+        lines = list(read_metrics_lines(self.path))
+        warn_damaged(self.path, lines, "they are not used")
+        return [line.record for line in lines if line.record is not None]
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (written after the checkpoint a resume starts from), and
         any line a killed process left half-written. The file is replaced in one rename, so
-        a second kill now cannot lose the records kept."""
-        if not self.path.exists():
+        a second kill now cannot lose the records kept.
+
+        A damaged line inside the file (not JSON, not UTF-8, not an object, a step that is not
+        a whole number) cannot be placed before or after ``step``: it is kept byte for byte,
+        skipped, and named in one warning, so the run still resumes and nothing is lost.
+        """
+        lines = list(read_metrics_lines(self.path))
+        if not lines and not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            record = _record(line)
-            if record is not None and int(record.get("step", 0)) <= step:
-                kept.append(line)  # as written, not re-encoded
-        atomic_write(self.path, "".join(line + "\n" for line in kept))
-
-
-def _record(line: str) -> dict[str, Any] | None:
-    """A metrics line's record; None for a torn line (a process killed while writing)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
+        warn_damaged(self.path, lines, "they are kept as they are and not used")
+        kept = [line.raw for line in lines
+                if (line.record is not None and line.record["step"] <= step)
+                or (line.record is None and line.complete)]
+        atomic_write(self.path, b"".join(raw + b"\n" for raw in kept))  # as written

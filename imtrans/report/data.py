@@ -18,6 +18,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from imtrans.metrics_file import parse_record, read_metrics_lines, warn_damaged
 from imtrans.rundir import RunDir
 
 __all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
@@ -134,11 +135,9 @@ def downsample(series: Series, max_points: int = 1000) -> tuple[Series, Series, 
 
 
 def _read_metrics(path: Path, data: RunData) -> None:
-    text = _read_text(path)
-    if not text:
+    records = _metrics_records(path)
+    if not records:
         return
-    records = [r for r in _parse_lines(text) if isinstance(r, dict)
-               and isinstance(r.get("step"), int)]
     # A resumed run truncates the log at its checkpoint, so steps normally ascend; sorting
     # (stable, linear when already sorted) keeps a hand-merged log drawable all the same.
     records.sort(key=itemgetter("step"))
@@ -169,23 +168,27 @@ def _keys(tables: Iterable[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def _parse_lines(text: str) -> list[Any]:
-    """The JSON value of each line, skipping blank and malformed (half-written) lines."""
-    lines = [line for line in text.split("\n") if line.strip()]
-    try:  # one parse of the whole log is faster than one per line
-        records = json.loads("[" + ",".join(lines[:-1]) + "]")
-    except ValueError:
-        records = [_loads(line) for line in lines[:-1]]
-    if lines:
-        records.append(_loads(lines[-1]))  # the line training may be writing right now
-    return records
-
-
-def _loads(line: str) -> Any:
+def _metrics_records(path: Path) -> list[dict[str, Any]]:
+    """The usable records of ``metrics.jsonl``; damaged lines are skipped with one warning
+    (:mod:`imtrans.metrics_file`), and the line training may be writing is left out."""
     try:
-        return json.loads(line)
-    except ValueError:
-        return None
+        data = path.read_bytes()
+    except OSError:
+        return []
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    try:  # one parse of the whole log is much faster than one per line
+        records = json.loads(b"[" + b",".join(lines[:-1]) + b"]")
+    except (ValueError, RecursionError):  # ValueError: UnicodeDecodeError too
+        records = None
+    last, _ = parse_record(lines[-1]) if lines else (None, None)
+    torn = not data.endswith(b"\n")  # a last line without its newline may be half-written
+    if (isinstance(records, list) and len(records) == len(lines) - 1
+            and all(isinstance(r, dict) and type(r.get("step")) is int and r["step"] >= 0
+                    for r in records) and (last is not None or torn or not lines)):
+        return records + ([last] if last is not None else [])
+    parsed = list(read_metrics_lines(path))  # a damaged line: find it, and say which
+    warn_damaged(path, parsed, "the report leaves them out")
+    return [line.record for line in parsed if line.record is not None]
 
 
 def _drawable(steps: list[float], values: list[Any]) -> Series:

@@ -1,0 +1,115 @@
+"""Training runs and evaluation under broken state: one clear line or a warning, never a
+traceback, and nothing already written lost.
+
+Each case damages a tiny pix2pix run (32 px, a 5-level U-Net) or its data the way a careless or
+hostile user did, then runs the command line in this process (``CliRunner``) or, where a signal
+or a second process is needed, as a subprocess.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from imtrans.cli.app import cli
+from imtrans.metrics_file import DamagedMetricsWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = str(ROOT / "recipes" / "pix2pix_edges2shoes.toml")
+
+
+def tiny_sets(output: Path, steps: int, **more: object) -> list[str]:
+    """``--set`` options of a tiny pix2pix run writing under ``output``."""
+    settings: dict[str, object] = {
+        "data.load_size": 36, "data.crop_size": 32, "generator.ngf": 4,
+        "discriminator.ndf": 4, "generator.name": "unet", "generator.num_downs": 5,
+        "data.num_workers": 0, "run.device": "cpu", "train.log_every": 1,
+        "train.sample_every": 2, "train.max_steps": steps, "run.output_dir": str(output),
+    }
+    settings |= {k.replace("__", "."): v for k, v in more.items()}
+    sets = []
+    for key, value in settings.items():
+        text = f"{value!r}" if isinstance(value, str) else str(value)
+        sets += ["--set", f"{key}={text}"]
+    return sets
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step run (one record per step), copied by each test that damages it."""
+    output = tmp_path_factory.mktemp("base") / "runs"
+    result = invoke("run", RECIPE, *tiny_sets(output, 3))
+    assert result.exit_code == 0, result.output
+    return output / "pix2pix_edges2shoes"
+
+
+def copy_run(base: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "runs" / base.name
+    shutil.copytree(base, target)
+    return target
+
+
+# --- a damaged metrics.jsonl ---------------------------------------------------------------
+
+DAMAGED_LINES = {
+    "garbage": (b"}}garbage{{", "not JSON"),
+    "not-utf8": (b'{"step": 2, "note": "\xff\xfe"}', "bytes that are not UTF-8"),
+    "not-an-object": (b"[1, 2]", "a JSON list, not an object"),
+    "string-step": (b'{"step": "two", "losses": {"D": 1.0}}', 'its step "two" is not'),
+    "null-step": (b'{"step": null}', "its step null is not"),
+    "float-step": (b'{"step": 1e999}', "its step Infinity is not"),
+    "huge-int": (b'{"step": ' + b"9" * 5000 + b"}", "not JSON"),
+    "deep": (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_LINES))
+def test_a_damaged_metrics_line_is_skipped_with_a_warning_and_the_run_resumes(
+        base_run: Path, tmp_path: Path, damage: str) -> None:
+    run_dir = copy_run(base_run, tmp_path)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_bytes().split(b"\n")
+    bad, reason = DAMAGED_LINES[damage]
+    lines.insert(1, bad)  # line 2, between the records of steps 1 and 2
+    metrics.write_bytes(b"\n".join(lines))
+
+    with pytest.warns(DamagedMetricsWarning) as caught:
+        result = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", 4), "--resume",
+                        str(run_dir))
+    assert result.exit_code == 0, result.output
+    assert "finished at step 4" in result.output
+    messages = [str(w.message) for w in caught]
+    assert all(f"{metrics}: 1 damaged line skipped (line 2: " in m for m in messages), messages
+    assert any(reason in m for m in messages), messages
+
+    # The damaged line is kept byte for byte; the records are those of steps 1 to 4.
+    after = metrics.read_bytes().split(b"\n")
+    assert after[1] == bad and after[-1] == b""
+    import json
+    steps = [json.loads(line)["step"] for i, line in enumerate(after[:-1]) if i != 1]
+    assert steps == [1, 2, 3, 4]
+
+    with pytest.warns(DamagedMetricsWarning, match="line 2: .*the report leaves them out"):
+        report = invoke("report", str(run_dir))
+    assert report.exit_code == 0, report.output
+    assert (run_dir / "report.html").is_file()
+
+
+def test_a_torn_last_metrics_line_is_dropped_without_a_warning(
+        base_run: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    from imtrans.engine.loss_log import MetricsLog
+
+    run_dir = copy_run(base_run, tmp_path)
+    metrics = run_dir / "metrics.jsonl"
+    whole = metrics.read_bytes()
+    metrics.write_bytes(whole + b'{"step": 4, "los')  # a process killed mid-write
+    MetricsLog(metrics).truncate_after(3)
+    assert metrics.read_bytes() == whole
+    assert not [w for w in recwarn if w.category is DamagedMetricsWarning]

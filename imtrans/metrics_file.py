@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imtrans.jsonfile import JsonTooDeepError, loads_bounded
 from imtrans.printable import printable_path
 
 __all__ = [
@@ -54,8 +55,8 @@ def parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     except UnicodeDecodeError as exc:
         return None, f"bytes that are not UTF-8 at column {exc.start + 1}"
     try:
-        value = json.loads(text)
-    except RecursionError:  # json recurses once per level: "[[[[..." 100000 deep
+        value = loads_bounded(text)
+    except JsonTooDeepError:  # "[[[[..." 100000 deep: a RecursionError inside json
         return None, "JSON nested too deeply"
     except ValueError as exc:  # JSONDecodeError, and int() past the digit limit
         return None, f"not JSON ({str(exc).split(':')[0]})"

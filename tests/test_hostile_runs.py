@@ -113,3 +113,55 @@ def test_a_torn_last_metrics_line_is_dropped_without_a_warning(
     MetricsLog(metrics).truncate_after(3)
     assert metrics.read_bytes() == whole
     assert not [w for w in recwarn if w.category is DamagedMetricsWarning]
+
+
+# --- a deeply nested checkpoint manifest ------------------------------------------------------
+
+
+def _checkpoint_with_manifest(path: Path, manifest: str) -> Path:
+    """A valid safetensors file (one small tensor) whose imtrans manifest is ``manifest``."""
+    import json
+    import struct
+
+    header = {"__metadata__": {"imtrans.format": "1", "imtrans.manifest": manifest},
+              "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+    return path
+
+
+@pytest.mark.parametrize("depth", [101, 5000, 100000])
+def test_a_deeply_nested_manifest_is_one_checkpoint_error(tmp_path: Path, depth: int) -> None:
+    from imtrans.checkpoint.files import load_checkpoint
+    from imtrans.errors import CheckpointError
+
+    nested = '{"step": 1, "x": ' + "[" * depth + "]" * depth + "}"
+    path = _checkpoint_with_manifest(tmp_path / "step_00000001.safetensors", nested)
+    with pytest.raises(CheckpointError, match="has a manifest that is JSON nested more than "
+                       "100 levels deep") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    # and through the command line, as one line
+    result = CliRunner().invoke(cli, ["export", str(path), "--format", "torchscript",
+                                      "-o", str(tmp_path / "g.pt")])
+    from conftest import cli_error
+    assert "has a manifest that is JSON nested more than 100 levels deep" in cli_error(result)
+
+
+def test_a_manifest_nested_100_levels_still_loads(tmp_path: Path) -> None:
+    from imtrans.checkpoint.files import load_checkpoint
+
+    nested = '{"step": 1, "x": ' + "[" * 99 + "]" * 99 + "}"
+    path = _checkpoint_with_manifest(tmp_path / "step_00000001.safetensors", nested)
+    assert load_checkpoint(path).manifest["step"] == 1
+
+
+@pytest.mark.parametrize("name", ["checkpoints/best.json", "eval/latest.json"])
+def test_deeply_nested_run_json_files_do_not_break_the_report(
+        base_run: Path, tmp_path: Path, name: str) -> None:
+    run_dir = copy_run(base_run, tmp_path)
+    target = run_dir / name
+    target.parent.mkdir(exist_ok=True)
+    target.write_text("[" * 100000 + "]" * 100000)
+    result = invoke("report", str(run_dir))
+    assert result.exit_code == 0, result.output

@@ -34,6 +34,7 @@ from torch import Tensor
 from imtrans.atomic import atomic_path
 from imtrans.checkpoint.foreign import foreign_file_message
 from imtrans.errors import CheckpointError
+from imtrans.jsonfile import JsonTooDeepError, loads_bounded
 
 __all__ = [
     "FORMAT_VERSION",
@@ -406,7 +407,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoin
             f"{FORMAT_VERSION!r}"
         )
     try:
-        manifest = json.loads(metadata[MANIFEST_KEY])
+        manifest = loads_bounded(metadata[MANIFEST_KEY])
+    except JsonTooDeepError as exc:  # a RecursionError deep inside json, or later code
+        raise CheckpointError(f"{path} has a manifest that is {exc}") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} has a manifest that is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict):

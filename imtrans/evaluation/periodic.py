@@ -26,6 +26,7 @@ from imtrans.errors import EvaluationError
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
 from imtrans.evaluation.evaluate import METRICS, Evaluator
 from imtrans.inference.translator import translator_for
+from imtrans.jsonfile import loads_bounded
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 from imtrans.rundir import RunDir
@@ -188,7 +189,7 @@ def isolated_rng(device: torch.device) -> Iterator[None]:
 def read_best(run: RunDir) -> dict[str, Any] | None:
     """The best-checkpoint record of ``run``, if it has one."""
     try:
-        record = json.loads(run.best_record.read_text(encoding="utf-8"))
+        record = loads_bounded(run.best_record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "value" in record else None

@@ -26,6 +26,7 @@ from typing import Any
 from imtrans.atomic import atomic_write
 from imtrans.evaluation.caveats import standing_warnings
 from imtrans.evaluation.evaluate import EvalResult
+from imtrans.jsonfile import loads_bounded
 
 __all__ = ["SavedResult", "compatible", "merge_results", "protocol_key", "save_result",
            "write_result"]
@@ -111,7 +112,7 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, A
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = loads_bounded(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # unreadable: never merged into, never overwritten
     return value if isinstance(value, dict) else None

@@ -18,6 +18,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from imtrans.jsonfile import loads_bounded
 from imtrans.metrics_file import parse_record, read_metrics_lines, warn_damaged
 from imtrans.rundir import RunDir
 
@@ -264,7 +265,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = loads_bounded(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

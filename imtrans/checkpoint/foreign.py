@@ -14,12 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
-__all__ = ["foreign_file_message", "is_torch_pickle", "suggested_run_name"]
+__all__ = ["foreign_file_message", "is_torch_pickle", "official_folder_message",
+           "suggested_run_name"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
+#: The files of an official checkpoint folder (as :mod:`imtrans.zoo.importer` reads them).
+_OFFICIAL_FILE = re.compile(r"(latest|\d+)_net_(G_A|G_B|D_A|D_B|G|D)\.pth")
+_OPTION_FILES = ("train_opt.txt", "test_opt.txt")
+#: Entries of a folder looked at for official files: a folder of images is not read whole.
+_MAX_LISTED = 10_000
 # torch.save's legacy format and plain pickles start with the PROTO opcode, protocol 2 to 5.
 _PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
 
@@ -73,6 +80,30 @@ def suggested_run_name(path: Path) -> str:
     """
     folder = path.parent.name
     return folder.removesuffix("_pretrained") if folder and folder != "." else path.stem
+
+
+def official_folder_message(path: Path) -> str | None:
+    """One line saying how to import the official pix2pix / CycleGAN checkpoint folder
+    ``path`` (``<epoch>_net_<X>.pth`` files and/or ``train_opt.txt``), or None when it is not
+    one. Only names are listed: nothing is opened.
+
+    Example:
+        >>> official_folder_message(Path("checkpoints/horse2zebra_pretrained"))  # doctest: +SKIP
+        'checkpoints/horse2zebra_pretrained is an official pix2pix/CycleGAN checkpoint ...'
+    """
+    path = Path(path)
+    try:
+        names = [entry.name for _, entry in zip(range(_MAX_LISTED), path.iterdir(), strict=False)]
+    except OSError:
+        return None
+    found = sorted(name for name in names if _OFFICIAL_FILE.fullmatch(name)
+                   or name in _OPTION_FILES)
+    if not found:
+        return None
+    target = f"runs/{path.name.removesuffix('_pretrained') or 'imported'}"
+    return (f"{path} is an official pix2pix/CycleGAN checkpoint folder ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}), not an imtrans run: convert it once with "
+            f"`imtrans import {path} {target}` and use {target} instead")
 
 
 def foreign_file_message(path: Path) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imtrans.checkpoint.files import latest_checkpoint
+from imtrans.checkpoint.foreign import official_folder_message
 from imtrans.errors import CheckpointError
 from imtrans.rundir import RunDir, latest_run_dir
 
@@ -33,6 +34,9 @@ def find_checkpoint(path: Path | str) -> Path:
     found = _checkpoint_at(Path(path))
     if found is not None:
         return found
+    official = official_folder_message(Path(path)) if Path(path).is_dir() else None
+    if official is not None:
+        raise CheckpointError(f"no checkpoint at {path}: {official}")
     raise CheckpointError(f"no checkpoint at {path} (expected a .safetensors file or a run "
                           "directory holding checkpoints/step_*.safetensors)")
 
@@ -56,6 +60,9 @@ def find_resume_point(resume: str, recipe: Recipe) -> Path:
     found = _checkpoint_at(target)
     if found is not None:
         return found
+    official = official_folder_message(target) if target.is_dir() else None
+    if official is not None:
+        raise CheckpointError(f"no checkpoint found at {target}: {official}")
     raise CheckpointError(f"no checkpoint found at {target} (looked for "
                           f"{target}/checkpoints/step_*.safetensors)")
 

@@ -40,20 +40,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from imtrans.assembly import build_networks, build_trainer
 from imtrans.checkpoint import training as training_checkpoint
 from imtrans.checkpoint.files import list_checkpoints
 from imtrans.checkpoint.foreign import suggested_run_name
 from imtrans.engine.build import build_training
-from imtrans.engine.device import seed_everything
+from imtrans.engine.device import device_memory, seed_everything
 from imtrans.errors import CheckpointError, RecipeError
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
 from imtrans.rundir import RunDir, write_run_record
 from imtrans.zoo.infer import discriminator_options, generator_options
 from imtrans.zoo.options import official_trainer, read_train_opt, recipe_from_options
-from imtrans.zoo.state_dicts import fit_state_dict, read_official_state_dict
+from imtrans.zoo.state_dicts import FittedState, fit_state_dict, read_official_state_dict
 
 __all__ = ["Imported", "find_official_files", "import_official"]
 
@@ -225,26 +226,18 @@ def import_official(source: Path | str, run_dir: Path | str, *,
     recipe = _recipe(given, trainer_name, run_dir.name or suggested_run_name(source), registry)
     _refuse_existing(run_dir)
 
+    # Nothing the files or options claim is allocated before it is known to be sane: the
+    # networks are laid out on the meta device, the files' shapes checked against them, and
+    # their size against the memory; only then are they built for real.
+    fitted = _fit_on_meta(recipe, registry, trainer_name, states)
     seed_everything(recipe.run.seed)  # the networks the import lacks start as a run would
     training = build_training(recipe, registry, device=torch.device("cpu"), data=False,
                               speed=False)
-    zero_biases: dict[str, int] = {}
-    dropped = 0
-    for role, (path, state) in states.items():
-        if role not in training.networks:
-            raise CheckpointError(f"{path.name} is for {role}, which {trainer_name} has not")
-        section = "generator" if role.startswith("gen") else "discriminator"
-        norm = str(getattr(recipe, section).kwargs.get("norm", ""))
-        try:
-            fitted = fit_state_dict(state, training.networks[role], role=role, norm=norm)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{path} does not fit the {section} of the options "
-                                  f"({getattr(recipe, section).name}, "
-                                  f"{_describe_table(getattr(recipe, section).kwargs)}): {exc}"
-                                  ) from None
-        training.networks[role].load_state_dict(fitted.tensors, strict=True)
-        zero_biases[role] = fitted.zero_biases
-        dropped += fitted.dropped_statistics
+    for role, fit in fitted.items():
+        training.networks[role].load_state_dict(fit.tensors, strict=True)
+    zero_biases = {role: fit.zero_biases for role, fit in fitted.items()}
+    dropped = sum(fit.dropped_statistics for fit in fitted.values())
+    filled = sum(fit.filled_batch_counts for fit in fitted.values())
     fresh = sorted(set(training.networks) - set(states))
     record = {
         "from": "official pytorch-CycleGAN-and-pix2pix checkpoint",
@@ -256,6 +249,7 @@ def import_official(source: Path | str, run_dir: Path | str, *,
         "fresh_networks": fresh,
         "zero_biases": {role: n for role, n in zero_biases.items() if n},
         "dropped_instance_norm_statistics": dropped,
+        "filled_batch_norm_counts": filled,
         "optimizer_state": "fresh",
         "resume_is": "fine-tuning: optimisers, schedule and step start anew",
     } | dict(provenance or {})
@@ -267,6 +261,56 @@ def import_official(source: Path | str, run_dir: Path | str, *,
     return Imported(run_dir=run_dir, checkpoint=checkpoint, trainer=trainer_name,
                     roles={role: path for role, (path, _) in states.items()}, fresh=fresh,
                     zero_biases=zero_biases, recipe=recipe, options_file=options_file)
+
+
+def _fit_on_meta(recipe: Recipe, registry: Components, trainer_name: str,
+                 states: Mapping[str, tuple[Path, dict[str, Tensor]]]) -> dict[str, FittedState]:
+    """Fit each file's state dict to its network laid out on the meta device, then check
+    that every network the import builds fits in memory; nothing is allocated.
+
+    Raises:
+        CheckpointError: a file is for a role the trainer has not, its keys or shapes differ
+            from the network the options mean, or the networks cannot fit in memory.
+    """
+    try:
+        networks = build_networks(recipe, registry, build_trainer(recipe, registry), "meta")
+    except RecipeError as exc:
+        raise CheckpointError(f"the official options do not make a valid recipe: {exc}") from None
+    fitted = {}
+    for role, (path, state) in states.items():
+        if role not in networks:
+            raise CheckpointError(f"{path.name} is for {role}, which {trainer_name} has not")
+        section = "generator" if role.startswith("gen") else "discriminator"
+        table = getattr(recipe, section)
+        try:
+            fitted[role] = fit_state_dict(state, networks[role], role=role,
+                                          norm=str(table.kwargs.get("norm", "")))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path} does not fit the {section} of the options "
+                                  f"({table.name}, {_describe_table(table.kwargs)}): {exc}"
+                                  ) from None
+    _check_memory(networks, states)
+    return fitted
+
+
+def _check_memory(networks: Mapping[str, nn.Module],
+                  states: Mapping[str, tuple[Path, dict[str, Tensor]]]) -> None:
+    """Refuse networks whose weights, with the files' tensors already read, cannot fit in the
+    RAM (a lower bound of what the import takes: nothing that fits is refused)."""
+    total = device_memory(torch.device("cpu"))
+    counts = {role: sum(p.numel() for p in net.parameters()) for role, net in networks.items()}
+    weights = sum(t.numel() * t.element_size() for net in networks.values()
+                  for t in net.state_dict().values())
+    read = sum(t.numel() * t.element_size() for _, state in states.values()
+               for t in state.values())
+    if total is None or weights + read <= total:
+        return
+    each = ", ".join(f"{role} {count:,}" for role, count in counts.items())
+    raise CheckpointError(
+        f"the networks cannot fit in the memory of the CPU ({total / 2**30:,.1f} GiB): "
+        f"{sum(counts.values()):,} parameters ({each}) need at least "
+        f"{(weights + read) / 2**30:,.1f} GiB; lower --ngf / --ndf (ngf, ndf in "
+        "train_opt.txt)")
 
 
 def _describe_table(kwargs: Mapping[str, Any]) -> str:

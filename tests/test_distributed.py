@@ -138,15 +138,20 @@ def test_two_ranks_hold_the_same_weights_as_one_process_with_the_global_batch(
     # 2 x lr per step. Measured over 3 steps: weights within 1.2e-8 (99th percentile), the
     # largest bias difference 1.07e-3 against the bound 2 x 2e-4 x 3 = 1.2e-3. A weight whose
     # gradient happens to be near zero is noise too: with the Pillow-resized inputs one
-    # weight of 113,968 differed by 2.3e-6 (the 99.9th percentile: 2.2e-8).
+    # weight of 113,968 differed by 2.3e-6 (the 99.9th percentile: 2.2e-8). How many weights
+    # are such noise depends on the CPU's kernels: on an Intel Xeon with AMX the 99.9th
+    # percentile was 2.8e-5. So the bulk is bounded by what a fault would do, not by one
+    # machine's rounding. Training on other items (one process at batch 1 against batch 2)
+    # moved the median weight by 2.2e-4 and 95% of them by more than lr / 10; rounding leaves
+    # the median far below that and only a small fraction of the weights near it.
     steps, lr = 3, 2e-4
     for key in single:
         worst = (distributed[key] - single[key]).abs().max().item()
         assert worst <= 2 * lr * steps, (key, worst)
     weights = torch.cat([(distributed[k] - single[k]).abs().flatten() for k in single
                          if not k.endswith(".bias")])
-    assert weights.quantile(0.999).item() < 1e-7
-    assert (weights > 1e-6).float().mean().item() < 1e-4  # a handful, not a pattern
+    assert weights.median().item() < lr / 1000
+    assert (weights > lr / 10).float().mean().item() < 0.01  # a few, not a pattern
 
 
 def test_nproc_shortcut_trains_and_resumes_pix2pix_with_batch_norm(tmp_path: Path) -> None:

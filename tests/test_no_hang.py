@@ -77,12 +77,15 @@ def run_watched(args: list[str], timeout: float, **kwargs: object
                 ) -> tuple[subprocess.CompletedProcess[str], list[int]]:
     """Run ``imtrans ARGS`` to its end within ``timeout`` seconds (killing its process group
     otherwise); return it and the imtrans processes it had started (loading processes, ranks:
-    forks of it), seen while it ran. Other helpers it runs (``git``, ``ldconfig``) are left
-    out."""
+    forks of it), seen while it ran. Other programs it runs (``ldconfig``...) are left out:
+    between its fork and its exec such a child still shows imtrans's command line, for a few
+    milliseconds or, on a loaded machine, long enough to be seen once. So a process counts
+    when it was seen with imtrans's command line at two polls at least (50 ms apart); a
+    loading process lives for the whole command."""
     proc = subprocess.Popen([sys.executable, "-m", "imtrans", *args], env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kwargs)  # type: ignore[call-overload]
-    seen: set[int] = set()
+    polls: dict[int, int] = {}
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None:
@@ -90,14 +93,17 @@ def run_watched(args: list[str], timeout: float, **kwargs: object
                 os.killpg(proc.pid, signal.SIGKILL)
                 out, err = proc.communicate()
                 pytest.fail(f"imtrans {' '.join(args[:2])} still ran after {timeout} s "
-                            f"(loading processes seen: {sorted(seen)}):\n{err[-3000:]}")
-            seen.update(p for p in descendants(proc.pid) if "imtrans" in command_line(p))
+                            f"(loading processes seen: {sorted(polls)}):\n{err[-3000:]}")
+            for pid in descendants(proc.pid):
+                if "imtrans" in command_line(pid):
+                    polls[pid] = polls.get(pid, 0) + 1
             time.sleep(0.05)
         out, err = proc.communicate()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), sorted(seen)
+    seen = sorted(pid for pid, count in polls.items() if count >= 2)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
 
 
 def test_a_strict_error_in_a_loading_process_exits_at_once(tmp_path: Path) -> None:

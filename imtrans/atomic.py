@@ -36,9 +36,15 @@ __all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "fsync_directory", "rem
 TEMP_PREFIX = ".tmp-"
 
 
+#: Bytes of the final name a temporary name keeps: with the prefix, process id and random
+#: part it stays within the 255 bytes file systems allow, however long the final name is.
+_NAME_KEPT = 200
+
+
 def temporary_name(path: Path) -> Path:
     """A fresh temporary name beside ``path``, unique to this process and call."""
-    return path.with_name(f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    kept = os.fsdecode(os.fsencode(path.name)[:_NAME_KEPT])
+    return path.with_name(f"{TEMP_PREFIX}{kept}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 @contextlib.contextmanager
@@ -69,7 +75,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         OSError: as :func:`atomic_path`; ``path`` is then unchanged.
     """
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    with atomic_path(path) as temporary, temporary.open("wb") as file:
+    # "x": a new file only, so a link planted at the temporary name is never written through.
+    with atomic_path(path) as temporary, temporary.open("xb") as file:
         file.write(payload)
 
 

@@ -94,12 +94,15 @@ def _names(label: str, names: tuple[str, ...]) -> Text:
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--no-resize", is_flag=True,
               help="Fail when a B image's size differs from its A image instead of resizing B.")
-def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing files in OUT_DIR that an earlier combine did not write.")
+def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool, overwrite: bool) -> None:
     """Write A|B side-by-side images (pix2pix layout) into OUT_DIR.
 
     Images pair by relative path without extension (A_DIR/train/1.jpg with B_DIR/train/1.png);
     train/ val/ test/ sub-folders of A_DIR are mirrored into OUT_DIR. OUT_DIR may not be or lie
-    inside A_DIR or B_DIR, and no output may replace an A or B file (refused before writing).
+    inside A_DIR or B_DIR, and no output may replace an A or B file (refused before writing),
+    nor a file an earlier combine into OUT_DIR did not write (unless --overwrite).
     """
     from imtrans.data.combine import combine_aligned
 
@@ -108,7 +111,7 @@ def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool) -> None:
                   console=console, transient=True) as progress:
         task = progress.add_task("combine", total=None)
         result = combine_aligned(
-            Path(a_dir), Path(b_dir), Path(out_dir), resize_b=not no_resize,
+            Path(a_dir), Path(b_dir), Path(out_dir), resize_b=not no_resize, overwrite=overwrite,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     splits = ", ".join(f"{split} {count}" for split, count in result.per_split.items() if split)
     console.print(Text(f"wrote {result.written} pairs to {result.out}"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI sta
     from torch import Tensor
 
     from imtrans.evaluation import SavedResult
+    from imtrans.output_guard import OutputRecord
     from imtrans.recipe import Recipe
 
 __all__ = ["evaluate"]
@@ -55,12 +56,15 @@ _MARK = " (!)"
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seeds dropout.")
 @click.option("--save-images", default=None, type=click.Path(file_okay=False),
-              help="Also write the translated test images (PNG) here.")
+              help="Also write the translated test images (PNG) here, as DIRECTION/NNNNN.png.")
+@click.option("--overwrite", is_flag=True,
+              help="Let --save-images replace existing files that an earlier eval did not "
+                   "write (never a run directory's files).")
 def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, direction: str,
              metrics: str | None, max_images: int | None, inception: str | None,
              trust_inception: bool, download_inception: bool, device: str | None, mode: str,
              weights: str | None, seed: int,
-             save_images: str | None) -> None:
+             save_images: str | None, overwrite: bool) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
     SSIM against the ground truth for paired data. Results go to <run>/eval/*.json: into the
@@ -94,6 +98,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     out_dir = run.evaluations if run is not None else path.parent
     if save_images:
         _refuse_save_into_data(Path(save_images), data_root, first.recipe)
+        record = _guard_saved_images(Path(save_images), directions, overwrite)
     rows = []
     for name in directions:
         translator = first if name == "AtoB" else load_translator(
@@ -112,7 +117,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
         generated = evaluator.translate(translator, seed)
         if save_images:
-            _save_images(generated, Path(save_images) / name)
+            _save_images(generated, Path(save_images) / name, record)
         scores = evaluator.score(generated)
         result = evaluator.result(translator, scores, len(generated), mode=mode, seed=seed)
         saved = save_result(result, out_dir, path.stem)
@@ -152,15 +157,36 @@ def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) 
                                  "the saved images would be taken for test images")
 
 
-def _save_images(images: Tensor, folder: Path) -> None:
+def _guard_saved_images(folder: Path, directions: list[str], overwrite: bool) -> OutputRecord:
+    """Refuse, before any image is translated, a --save-images folder whose images would
+    replace files an earlier eval did not write, or a run directory's files."""
+    import re
+
+    from imtrans.output_guard import guard_outputs
+
+    outputs = []
+    for name in directions:
+        outputs.append(folder / name / _saved_name(0))  # where the first image goes, at least
+        if (folder / name).is_dir():
+            outputs += [path for path in (folder / name).iterdir()
+                        if re.fullmatch(r"\d{5,}\.png", path.name)]
+    return guard_outputs(outputs, folder, "eval", overwrite=overwrite)
+
+
+def _saved_name(index: int) -> str:
+    return f"{index:05d}.png"
+
+
+def _save_images(images: Tensor, folder: Path, record: OutputRecord) -> None:
     from imtrans.atomic import atomic_path
     from imtrans.inference.translator import tensor_to_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
-        target = folder / f"{index:05d}.png"
+        target = folder / _saved_name(index)
         with atomic_path(target) as partial:  # a failed write leaves no half image
             tensor_to_image(image.float() / 127.5 - 1).save(partial, format="PNG")
+        record.add(target, "eval")
 
 
 def _print_table(rows: list[tuple[str, SavedResult]]) -> None:

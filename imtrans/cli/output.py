@@ -71,5 +71,8 @@ def error_text(exc: ImtransError | OSError) -> str:
 
 def print_error(text: str) -> None:
     """Print ``error: TEXT`` as one line on stderr (the prefix in bold red on terminals)."""
-    message = Text("error: ", style="bold red") + Text(text)
+    from imtrans.printable import printable_path
+
+    # A file name that is not UTF-8 would make the error itself fail to print.
+    message = Text("error: ", style="bold red") + Text(printable_path(text))
     Console(stderr=True, soft_wrap=True).print(message, highlight=False)

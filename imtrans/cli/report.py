@@ -29,7 +29,10 @@ DEFAULT_COMPARISON = Path("compare.html")
               help="Where the comparison page of several runs goes (default: compare.html in "
                    "the current folder; never inside a RUN_DIR). Not for one run, whose "
                    "report is always RUN_DIR/report.html.")
-def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Let the comparison page replace an existing file that an earlier report "
+                   "did not write (never a run directory's files).")
+def report(run_dirs: tuple[Path, ...], output: Path | None, overwrite: bool) -> None:
     """Write RUN_DIR/report.html (curves, samples, checkpoints, recipe) and print its path.
 
     Training refreshes the report by itself; this rebuilds it, for example after copying a
@@ -38,8 +41,11 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     With several run directories, write one page overlaying their curves instead (one colour
     per run, a legend of run names linking to each run's report, the recipe keys that differ)
     to --output, compare.html by default, and print its path. Each run's own report.html is
-    left as it is; an --output inside one of the run directories is refused.
+    left as it is; an --output inside one of the run directories or on any run directory's
+    file is refused, and so is an existing file an earlier report did not write (unless
+    --overwrite).
     """
+    from imtrans.output_guard import guard_outputs
     from imtrans.paths import refuse_overwrite
     from imtrans.report import write_comparison, write_report
 
@@ -57,7 +63,9 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
         refuse_overwrite([], [target], trees=run_dirs,
                          tree_reason="a run directory being compared, whose files the page "
                                      "must not replace")
+        record = guard_outputs([target], target.parent, "report", overwrite=overwrite)
         written = write_comparison(run_dirs, target)
+        record.add(written, "report")
     stdout_console().print(Text(str(written)), highlight=False)
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from imtrans.atomic import atomic_path
 from imtrans.data.images import find_images, load_image
 from imtrans.errors import DataError
+from imtrans.output_guard import guard_outputs
 from imtrans.paths import refuse_overwrite
 
 __all__ = ["DEFAULT_SPLITS", "CombineResult", "combine_aligned"]
@@ -98,12 +99,14 @@ def combine_aligned(
     resize_b: bool = True,
     jpeg_quality: int = 95,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> CombineResult:
     """Write A|B side-by-side images for every name found in both ``folder_a`` and ``folder_b``.
 
     Each output keeps A's relative path and extension (JPEG is re-encoded at
-    ``jpeg_quality``; PNG is lossless). Existing files of the same name in ``out`` are
-    replaced. Grayscale pairs stay grayscale; anything else is written as RGB.
+    ``jpeg_quality``; PNG is lossless). An existing file of the same name in ``out`` is
+    replaced only if an earlier combine wrote it, or with ``overwrite`` (see
+    :mod:`imtrans.output_guard`). Grayscale pairs stay grayscale; anything else is RGB.
 
     Args:
         folder_a: The A images (left halves), optionally in ``train/ val/ test/``.
@@ -114,6 +117,7 @@ def combine_aligned(
         resize_b: Resize a B image to its A image's size when they differ (else raise).
         jpeg_quality: JPEG quality for ``.jpg`` outputs.
         progress: Called with ``(pairs done, pairs in all)`` after each pair.
+        overwrite: Replace existing files in ``out`` that an earlier combine did not write.
 
     Returns:
         How many pairs were written, per split, which names had no partner, how many resized.
@@ -160,6 +164,8 @@ def combine_aligned(
     # OUT may still hold A or B (B = OUT/train, say): no output may replace an input.
     refuse_overwrite(read, [target for *_, target in jobs],
                      sources=[path_a for _, path_a, _, _ in jobs])
+    record = guard_outputs([target for *_, target in jobs], out, "data combine",
+                           overwrite=overwrite)
     per_split: dict[str, int] = {}
     resized = 0
     for done, (split, path_a, path_b, target) in enumerate(jobs, start=1):
@@ -171,6 +177,7 @@ def combine_aligned(
         with atomic_path(target) as partial:
             pair.save(partial, format=Image.registered_extensions().get(target.suffix.lower()),
                       **options)
+        record.add(target, "data combine")
         per_split[split] = per_split.get(split, 0) + 1
         if progress is not None:
             progress(done, len(jobs))

@@ -39,7 +39,7 @@ from imtrans.errors import DataError
 from imtrans.report.assets import SCRIPT
 
 __all__ = ["ASSETS", "ROWS_PER_PAGE", "THUMBNAIL_SIDE", "PageHeader", "PageRow",
-           "check_page_folder", "page_name", "results_page", "write_pages"]
+           "check_page_folder", "page_files", "page_name", "results_page", "write_pages"]
 
 #: Rows on one page; more go to ``index_2.html``, ``index_3.html``...
 ROWS_PER_PAGE = 200
@@ -159,16 +159,35 @@ def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequ
         relative = target.relative_to(folder)
         shown, full = target, None
         if target.suffix.lower() not in _BROWSER_SUFFIXES:
-            preview = _copy(target, folder / ASSETS / "outputs" / f"{relative.as_posix()}.png",
-                            3, "PNG")
+            preview = _copy(target, _preview_path(folder, relative), 3, "PNG")
             if preview is not None:
                 shown, full = preview, target
-        copy = _copy(source, folder / ASSETS / "inputs" / f"{relative.as_posix()}.jpg",
-                     channels, "JPEG")
+        copy = _copy(source, _input_copy_path(folder, relative), channels, "JPEG")
         # The input's own name (the output's may differ by --format), in its sub-folder.
         caption = relative.with_name(source.name).as_posix()
         rows.append(PageRow(copy, shown, caption, full))
     return write_pages(folder, rows, header)
+
+
+def page_files(folder: Path, pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """Every file :func:`results_page` may write for ``pairs``: the pages, the inputs' copies
+    and the previews (so that they can be checked before any work)."""
+    count = max(1, math.ceil(len(pairs) / ROWS_PER_PAGE))
+    files = [folder / page_name(number) for number in range(1, count + 1)]
+    for _, target in pairs:
+        relative = target.relative_to(folder)
+        files.append(_input_copy_path(folder, relative))
+        if target.suffix.lower() not in _BROWSER_SUFFIXES:
+            files.append(_preview_path(folder, relative))
+    return files
+
+
+def _input_copy_path(folder: Path, relative: Path) -> Path:
+    return folder / ASSETS / "inputs" / f"{relative.as_posix()}.jpg"
+
+
+def _preview_path(folder: Path, relative: Path) -> Path:
+    return folder / ASSETS / "outputs" / f"{relative.as_posix()}.png"
 
 
 def _copy(source: Path, target: Path, channels: int, file_format: str) -> Path | None:

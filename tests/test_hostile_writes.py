@@ -1,0 +1,225 @@
+"""Writes that could lose data: outputs over files a command did not write, outputs onto a run
+directory's files, writes through links inside a run directory, runs written into the data.
+
+Each case makes the hostile files itself, runs the command line, and checks the one error line
+and that every file that was there keeps its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import cli_error
+from PIL import Image
+
+from imtrans.checkpoint.lookup import find_checkpoint
+from imtrans.cli import cli
+from imtrans.output_guard import RECORD_NAME
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(cli, [a if isinstance(a, bytes) else str(a) for a in args])
+
+
+def snapshot(*roots: Path) -> dict[Path, bytes]:
+    """Every file under ``roots`` (or the file itself) with its bytes; links are not followed
+    into, but a link's target is read."""
+    files: dict[Path, bytes] = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        files |= {path: path.read_bytes() for path in paths}
+    return files
+
+
+def photos(folder: Path, *names: str, size: int = 32) -> Path:
+    """A folder of small images named ``names`` (``sub/c.png`` makes a sub-folder)."""
+    for number, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (size, size), (40 * number, 90, 200)).save(path)
+    return folder
+
+
+@pytest.fixture
+def checkpoint(pix2pix_run: Path) -> Path:
+    return find_checkpoint(pix2pix_run)
+
+
+@pytest.fixture
+def other_run(pix2pix_run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run: the run whose files other commands must not touch."""
+    run = tmp_path / "runs" / "other"
+    shutil.copytree(pix2pix_run, run, ignore=shutil.ignore_patterns("eval", "export"))
+    (run / ".imtrans.lock").write_text("")
+    return run
+
+
+# --- 1. an existing output the command did not write --------------------------------------------
+
+
+def test_translate_never_replaces_a_file_it_did_not_write(checkpoint: Path,
+                                                          tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", "a.jpg", "b.jpg")
+    original = photos(folder / "2019", "a.jpg") / "a.jpg"  # not listed by photos/*.jpg
+    before = snapshot(folder)
+    # Refused before the checkpoint is read: a file that is no checkpoint gives the same line.
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    for model in (checkpoint, garbage):
+        error = cli_error(invoke("translate", model, f"{folder}/*.jpg", folder / "2019",
+                                 "--workers", 0))
+        assert error == (f"error: output {original} exists and imtrans translate did not "
+                         "write it: refusing to replace it; --overwrite lets it replace it, "
+                         "or choose another output")
+    assert snapshot(folder) == before and not (folder / "2019" / "b.jpg").exists()
+
+
+def test_translate_again_into_the_same_place_needs_no_flag(checkpoint: Path,
+                                                           tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", "a.png", "sub/b.png")
+    out = tmp_path / "out"
+    for _ in range(2):
+        result = invoke("translate", checkpoint, folder, out, "--workers", 0, "--html")
+        assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "a.png", "sub/b.png"]
+    # A file the user replaced since is no longer the command's own output.
+    user = photos(tmp_path / "user", "a.png", size=40) / "a.png"
+    shutil.copyfile(user, out / "a.png")
+    assert f"output {out / 'a.png'} exists and imtrans translate did not write it" in cli_error(
+        invoke("translate", checkpoint, folder, out, "--workers", 0))
+    assert (out / "a.png").read_bytes() == user.read_bytes()
+    # So is a page of the user's where --html writes one.
+    (out / "index.html").unlink()
+    (out / "index.html").write_text("my page")
+    result = invoke("translate", checkpoint, folder, out, "--workers", 0, "--html",
+                    "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / "index.html").read_text() != "my page"
+    with Image.open(out / "a.png") as image:
+        assert image.size == (32, 32)  # replaced, as --overwrite asked
+    # And then it is the command's own output again.
+    assert invoke("translate", checkpoint, folder, out, "--workers", 0).exit_code == 0
+
+
+def test_translate_one_file_output_is_guarded_too(checkpoint: Path, tmp_path: Path) -> None:
+    image = photos(tmp_path / "photos", "a.png") / "a.png"
+    target = photos(tmp_path / "out", "mine.png") / "mine.png"
+    before = snapshot(target)
+    assert "--overwrite lets it replace it" in cli_error(
+        invoke("translate", checkpoint, image, target, "--workers", 0))
+    assert snapshot(target) == before
+    assert invoke("translate", checkpoint, image, target, "--workers", 0,
+                  "--overwrite").exit_code == 0
+    assert invoke("translate", checkpoint, image, target, "--workers", 0).exit_code == 0
+
+
+def test_a_record_that_is_a_link_is_never_written_through(checkpoint: Path,
+                                                          tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    (out / RECORD_NAME).symlink_to(notes)
+    error = cli_error(invoke("translate", checkpoint, folder, out, "--workers", 0))
+    assert f"{out / RECORD_NAME} exists and is not a record imtrans wrote" in error
+    assert invoke("translate", checkpoint, folder, out, "--workers", 0,
+                  "--overwrite").exit_code == 0
+    assert notes.read_text() == "my notes\n"  # the link was replaced, not written through
+    assert not (out / RECORD_NAME).is_symlink()
+    lines = (out / RECORD_NAME).read_text().splitlines()
+    assert json.loads(lines[0]) == {"imtrans_outputs": 1}
+    assert json.loads(lines[1])["path"] == "a.png"
+
+
+def test_every_writing_command_refuses_a_file_it_did_not_write(
+        pix2pix_run: Path, checkpoint: Path, other_run: Path, tmp_path: Path) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    mine = {name: user / name for name in ("g.pt", "compare.html", "AtoB/00000.png",
+                                           "combined/1.png")}
+    for path in mine.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"the user's own file")
+    a, b = photos(tmp_path / "A", "1.png"), photos(tmp_path / "B", "1.png")
+    commands = [
+        ("export", ["export", checkpoint, "--format", "torchscript", "-o", mine["g.pt"]]),
+        ("report", ["report", pix2pix_run, other_run, "-o", mine["compare.html"]]),
+        ("eval", ["eval", pix2pix_run, "--device", "cpu", "--metrics", "psnr",
+                  "--max-images", 2, "--save-images", user]),
+        ("data combine", ["data", "combine", a, b, user / "combined"]),
+    ]
+    existing = [mine["g.pt"], mine["compare.html"], mine["AtoB/00000.png"],
+                mine["combined/1.png"]]
+    for (command, args), path in zip(commands, existing, strict=True):
+        error = cli_error(invoke(*args))
+        assert error == (f"error: output {path} exists and imtrans {command} did not write "
+                         "it: refusing to replace it; --overwrite lets it replace it, or "
+                         "choose another output")
+        assert path.read_bytes() == b"the user's own file"
+        # --overwrite replaces it; then the command may replace its own output, unasked.
+        for extra in (["--overwrite"], []):
+            result = invoke(*args, *extra)
+            assert result.exit_code == 0, result.output
+        assert path.read_bytes() != b"the user's own file"
+
+
+def test_no_output_lands_on_a_run_directorys_file(pix2pix_run: Path, checkpoint: Path,
+                                                  other_run: Path, tmp_path: Path) -> None:
+    before = snapshot(other_run)
+    step = find_checkpoint(other_run)
+    shutil.copytree(pix2pix_run, tmp_path / "b")  # a second run to compare
+    (tmp_path / "link").symlink_to(other_run / "checkpoints", target_is_directory=True)
+    (tmp_path / "runs-link").symlink_to(other_run.parent, target_is_directory=True)
+    targets = [step, other_run / "recipe.toml", other_run / "metrics.jsonl",
+               other_run / ".imtrans.lock", other_run / "environment.json",
+               other_run / "train.log", other_run / "report.html",
+               other_run / "checkpoints" / "step_99999999.safetensors",
+               tmp_path / "link" / step.name, tmp_path / "runs-link" / "other" / "recipe.toml"]
+    for target in targets:
+        entry = Path(os.path.relpath(os.path.realpath(target), other_run)).parts[0]
+        # The run is named as the output's path reaches it, else by its real path.
+        shown = tmp_path / "runs-link" / "other" if "runs-link" in target.parts else other_run
+        expected = (f"error: output {target} would replace {entry} of the run directory "
+                    f"{shown}; a run's files are never written by another command, "
+                    "--overwrite or not: choose an output outside the run directory")
+        for extra in ([], ["--overwrite"]):
+            assert cli_error(invoke("export", checkpoint, "--format", "torchscript", "-o",
+                                    target, *extra)) == expected
+            if target.suffix != ".html":
+                continue
+            assert cli_error(invoke("report", pix2pix_run, tmp_path / "b", "-o", target,
+                                    *extra)) == expected
+    folder = photos(tmp_path / "photos", "step_00000002.png")
+    for out in (other_run / "samples", other_run / "checkpoints", tmp_path / "link"):
+        for extra in ([], ["--overwrite"]):
+            assert "of the run directory" in cli_error(
+                invoke("translate", checkpoint, folder, out, "--workers", 0, *extra))
+            assert "of the run directory" in cli_error(
+                invoke("eval", pix2pix_run, "--device", "cpu", "--metrics", "psnr",
+                       "--max-images", 2, "--save-images", out, *extra))
+    a, b = photos(tmp_path / "A", "1.png"), photos(tmp_path / "B", "1.png")
+    assert "of the run directory" in cli_error(
+        invoke("data", "combine", a, b, other_run / "samples", "--overwrite"))
+    assert snapshot(other_run) == before
+
+
+def test_a_hard_link_to_a_checkpoint_keeps_the_checkpoint(checkpoint: Path, other_run: Path,
+                                                          tmp_path: Path) -> None:
+    step = find_checkpoint(other_run)
+    before = step.read_bytes()
+    hard = tmp_path / "hard.pt"
+    os.link(step, hard)
+    assert "--overwrite lets it replace it" in cli_error(
+        invoke("export", checkpoint, "--format", "torchscript", "-o", hard))
+    assert hard.read_bytes() == before
+    # Replaced by name (written beside it and renamed): the run's checkpoint keeps its bytes.
+    result = invoke("export", checkpoint, "--format", "torchscript", "-o", hard, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert step.read_bytes() == before and hard.read_bytes() != before

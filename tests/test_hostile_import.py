@@ -224,3 +224,44 @@ def test_an_ordinary_empty_folder_keeps_the_plain_message(tmp_path: Path) -> Non
         from imtrans.checkpoint.lookup import find_checkpoint
         find_checkpoint(tmp_path)
     assert "imtrans import" not in str(caught.value)
+
+
+def test_an_archive_that_would_inflate_past_the_memory_is_refused_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.save never compresses, but torch.load inflates a deflated member whole: a small
+    # file can stand for gigabytes. The declared sizes are checked before torch.load runs.
+    import zipfile
+
+    from imtrans.zoo import pth_checks
+
+    plain = tmp_path / "plain.pth"
+    torch.save({"model.1.weight": torch.zeros(1_000_000)}, plain)
+    path = tmp_path / "latest_net_G.pth"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as packed:
+        for name in source.namelist():
+            packed.writestr(name, source.read(name), compress_type=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 50_000
+    monkeypatch.setattr(pth_checks, "device_memory", lambda device: 2_000_000)
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load ran")
+    monkeypatch.setattr(torch, "load", never)
+    line = _import_cli(str(path), str(tmp_path / "run"))
+    assert "unpacks to 4,000,000 bytes of tensors" in line, line
+    assert "more than the memory of the CPU (1.9 MiB)" in line
+    # A plain file larger than the memory is refused by its size the same way.
+    line = _import_cli(str(plain), str(tmp_path / "run"))
+    assert f"unpacks to {plain.stat().st_size:,} bytes" not in line
+    assert "4,000,000 bytes of tensors" in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_options_file_is_a_regular_file_of_a_few_kilobytes(tmp_path: Path) -> None:
+    folder = tmp_path / "official"
+    folder.mkdir()
+    torch.save(generators.resnet_6blocks(ngf=4).state_dict(), folder / "latest_net_G.pth")
+    (folder / "train_opt.txt").write_text("model: test\n" + "x: y\n" * 400_000)
+    line = _import_cli(str(folder), str(tmp_path / "run"))
+    assert "train_opt.txt is 1.9 MiB; a file of official options is at most 1.0 MiB" in line
+    assert "refused before reading it" in line, line
+    assert not (tmp_path / "run").exists()

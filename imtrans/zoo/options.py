@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.errors import CheckpointError
+from imtrans.regular_files import read_regular_file
 
 __all__ = ["IMPORTED_OPTIONS", "official_trainer", "read_train_opt", "recipe_from_options"]
 
@@ -32,6 +33,9 @@ _NORMS = ("batch", "instance", "none", "syncbatch")
 _GAN_MODES = {"vanilla": "gan", "lsgan": "lsgan", "wgangp": "wgangp"}
 _POLICIES = ("linear", "step", "cosine", "plateau")
 _PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+#: The largest options file read: the official train_opt.txt is about 3 KB.
+_MAX_OPTIONS_BYTES = 1 << 20
 
 #: Every option this module reads, for the command line's help and the docs.
 IMPORTED_OPTIONS = (
@@ -47,16 +51,16 @@ def read_train_opt(path: Path) -> dict[str, str]:
     """The options of an official ``train_opt.txt`` (or ``test_opt.txt``) as strings.
 
     Raises:
-        CheckpointError: the file cannot be read, or holds no ``name: value`` line.
+        CheckpointError: the file is not a regular file of at most 1 MiB, cannot be read, or
+            holds no ``name: value`` line.
 
     Example:
         >>> read_train_opt(Path("checkpoints/horse2zebra/train_opt.txt"))["netG"]  # doctest: +SKIP
         'resnet_9blocks'
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    text = read_regular_file(path, what="file of official options",
+                             max_bytes=_MAX_OPTIONS_BYTES,
+                             error=CheckpointError).decode("utf-8", errors="replace")
     options: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("---") or ":" not in line:

@@ -10,12 +10,13 @@ to load with ``weights_only=False``):
 - a pickle ``weights_only`` refuses is read opcode by opcode (:mod:`pickletools`, which builds
   nothing) for the globals it names: a whole pickled model (``torch.save(model)``) is named by
   its class, with how to save its weights instead; anything else by the calls it asks for;
+- a file whose tensors cannot fit in memory (a deflated zip member inflates whole) is refused
+  before ``torch.load`` reads it;
 - a tensor whose storage cannot hold its shape (a stride-0 view that ``torch.save`` stores as
   its small storage and a huge shape) is refused by key: it is not weights, and using it would
   make the import build a network as large as the shape claims.
 
 Example:
-    >>> import torch
     >>> check_real_storage(Path("g.pth"), "w", torch.zeros(1).expand(1000, 3))
     Traceback (most recent call last):
     imtrans.errors.CheckpointError: g.pth: w is not real weights: ...
@@ -30,11 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import torch
 from torch import Tensor
 
+from imtrans.engine.device import device_memory
 from imtrans.errors import CheckpointError
 
-__all__ = ["check_real_storage", "refused_pickle_message", "unreadable_file_message"]
+__all__ = ["check_load_size", "check_real_storage", "refused_pickle_message",
+           "unreadable_file_message"]
 
 _LFS_START = b"version https://git-lfs.github.com/spec/"
 #: A Git LFS pointer is a few lines of text; anything longer is not one.
@@ -66,6 +70,39 @@ def unreadable_file_message(path: Path) -> str | None:
                 "the repository was cloned without Git LFS; run `git lfs install` and `git lfs "
                 "pull` in that repository, or download the real file")
     return None
+
+
+def check_load_size(path: Path) -> None:
+    """Refuse a file whose tensors cannot fit in the RAM, before ``torch.load`` reads it.
+
+    ``torch.load`` holds every tensor of the file at once, and inflates a compressed zip
+    member whole (``torch.save`` never compresses, but a file of a few kilobytes can declare
+    gigabytes that way). The sizes a zip's directory declares for its tensor records, else
+    the file's own size, are compared with the memory: a lower bound of what the load takes.
+
+    Raises:
+        CheckpointError: the tensors take more than the machine's memory.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                needed = sum(info.file_size for info in archive.infolist()
+                             if "/data/" in info.filename or info.filename.startswith("data/"))
+            what = f"unpacks to {needed:,} bytes of tensors"
+        else:
+            needed = path.stat().st_size
+            what = f"is {needed:,} bytes"
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load reports it
+    total = device_memory(torch.device("cpu"))
+    if total is not None and needed > total:
+        raise CheckpointError(f"{path} {what}, more than the memory of the CPU "
+                              f"({_size(total)}): it cannot be loaded here (refused before "
+                              "reading it)")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB" if count >= 2**30 else f"{count / 2**20:,.1f} MiB"
 
 
 def refused_pickle_message(path: Path, error: BaseException) -> str:

@@ -35,7 +35,9 @@ from torch import Tensor, nn
 
 from imtrans.checkpoint.tensors import check_module_shapes
 from imtrans.errors import CheckpointError
+from imtrans.regular_files import check_regular_file
 from imtrans.zoo.pth_checks import (
+    check_load_size,
     check_real_storage,
     refused_pickle_message,
     unreadable_file_message,
@@ -61,9 +63,11 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
         torch.Size([64, 3, 7, 7])
     """
     path = Path(path)
+    check_regular_file(path, what="official checkpoint", error=CheckpointError)
     unreadable = unreadable_file_message(path)  # empty, or a Git LFS pointer
     if unreadable is not None:
         raise CheckpointError(unreadable)
+    check_load_size(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

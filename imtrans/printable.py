@@ -20,5 +20,12 @@ def printable_path(path: os.PathLike[str] | str | bytes) -> str:
     'caf\\\\xe9.png'
     >>> printable_path("café.png")
     'café.png'
+    >>> printable_path("lone \\ud800")
+    'lone \\\\ud800'
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = os.fsdecode(path)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to (text, not a name)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")

@@ -165,3 +165,72 @@ def test_deeply_nested_run_json_files_do_not_break_the_report(
     target.write_text("[" * 100000 + "]" * 100000)
     result = invoke("report", str(run_dir))
     assert result.exit_code == 0, result.output
+
+
+# --- file names that are not UTF-8 -------------------------------------------------------------
+
+
+def _folder_with_a_bad_name(tmp_path: Path) -> tuple[Path, bytes]:
+    """An aligned training folder: the bundled pairs plus an unreadable file whose name holds
+    the byte 0xff (not UTF-8), made through a bytes path."""
+    import os
+
+    root = tmp_path / "data"
+    shutil.copytree(ROOT / "imtrans" / "samples" / "edges2shoes" / "train", root / "train")
+    bad = os.path.join(os.fsencode(root / "train"), b"bad\xffname.png")
+    with open(bad, "wb") as file:
+        file.write(b"text, not an image")
+    return root, bad
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_named_printably(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root, bad = _folder_with_a_bad_name(tmp_path)
+    # A strict UTF-8 stderr, as under PYTHONIOENCODING=utf-8: a surrogate would not print.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    env |= {"PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "imtrans", "run", RECIPE,
+         *tiny_sets(tmp_path / "runs", 3, data__root=str(root))],
+        capture_output=True, env=env, timeout=300)
+    stderr = done.stderr.decode("utf-8")  # strict: everything printed is UTF-8
+    assert done.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    printable = f"{root}/train/bad\\xffname.png"
+    lines = stderr.strip().splitlines()
+    assert lines[-2] == ("warning: skipped 1 unusable image files, each replaced by the next "
+                         "usable one (set data.strict = true to stop instead): " + printable)
+    assert lines[-1].startswith("finished at step 3: ")
+    train_log = (tmp_path / "runs" / "pix2pix_edges2shoes" / "train.log").read_text("utf-8")
+    assert printable in train_log
+    assert os.path.exists(bad)  # the file is left as it was
+
+
+def test_a_strict_run_names_a_file_that_is_not_utf8_in_one_line(tmp_path: Path) -> None:
+    from conftest import cli_error
+
+    root, _ = _folder_with_a_bad_name(tmp_path)
+    result = CliRunner().invoke(cli, ["run", RECIPE, *tiny_sets(
+        tmp_path / "runs", 3, data__root=str(root), data__strict=True)])
+    assert "bad\\xffname.png" in cli_error(result)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_recipe_value_that_is_not_utf8_is_one_line(tmp_path: Path, command: str) -> None:
+    import os
+
+    from conftest import cli_error
+
+    root, _ = _folder_with_a_bad_name(tmp_path)
+    odd = tmp_path / os.fsdecode(b"d\xffta")
+    root.rename(odd)  # the data folder's own name is not UTF-8
+    # Unquoted, as a shell passes it (a quoted TOML string would escape the byte as text).
+    result = CliRunner().invoke(cli, [command, RECIPE, *tiny_sets(tmp_path / "runs", 3),
+                                      "--set", f"data.root={odd}"])
+    assert cli_error(result).endswith(
+        f'data.root = "{tmp_path}/d\\xffta": not UTF-8 text (a recipe holds UTF-8 only); '
+        "rename the file or folder, or give a link to it with a UTF-8 name")
+    assert not (tmp_path / "runs").exists()

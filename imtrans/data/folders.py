@@ -33,6 +33,7 @@ from imtrans.data.transforms import (
     build_transform,
 )
 from imtrans.errors import DataError, InvalidArgumentError
+from imtrans.printable import printable_path
 
 __all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
 
@@ -88,13 +89,17 @@ class _Files:
             except DataError as exc:
                 # Decoding errors name the file already; transform errors do not know it.
                 reason = str(exc) if str(path) in str(exc) else f"cannot use image {path}: {exc}"
+                # A name that is not UTF-8 must not make the warning itself fail to print.
+                reason = printable_path(reason)
                 if self.strict:
                     raise DataError(reason) from exc
                 self.bad.add(position)
                 last = f" (the last: {reason})"
-                warnings.warn(f"skipping {path}: {reason}", SkippedImageWarning, stacklevel=2)
+                warnings.warn(f"skipping {printable_path(path)}: {reason}", SkippedImageWarning,
+                              stacklevel=2)
         # The warnings may have gone to a worker's stderr: the error says why, by one example.
-        raise DataError(f"none of the {count} image files under {self.folder} could be used{last}")
+        raise DataError(f"none of the {count} image files under {printable_path(self.folder)} "
+                        f"could be used{last}")
 
 
 class _FolderDataset(Dataset[dict[str, Tensor | str]]):

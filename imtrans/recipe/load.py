@@ -28,6 +28,7 @@ import pydantic
 
 from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.plugins import Components, components
+from imtrans.printable import printable_path
 from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
 from imtrans.registry import accepted_arguments, check_arguments
 from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
@@ -132,6 +133,20 @@ def _refuse_nonfinite(raw: Mapping[str, Any]) -> None:
             stack += [(f"{where}[{i}]", depth + 1, v) for i, v in enumerate(value)]
         elif isinstance(value, float) and not math.isfinite(value):
             raise RecipeError(f"{where} = {value!r}: not a finite number")
+        elif isinstance(value, str) and not _is_utf8(where + value):
+            # A name with bytes that are not UTF-8 (from --set or the shell): the run's
+            # recipe.toml could not hold it, and no later resume could name it again.
+            raise RecipeError(f"{printable_path(where)} = \"{printable_path(value)}\": not "
+                              "UTF-8 text (a recipe holds UTF-8 only); rename the file or "
+                              "folder, or give a link to it with a UTF-8 name")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_data_bounds(recipe: Recipe) -> None:

@@ -265,3 +265,95 @@ def test_an_options_file_is_a_regular_file_of_a_few_kilobytes(tmp_path: Path) ->
     assert "train_opt.txt is 1.9 MiB; a file of official options is at most 1.0 MiB" in line
     assert "refused before reading it" in line, line
     assert not (tmp_path / "run").exists()
+
+
+def test_models_download_of_a_pytorch_0_4_0_pix2pix_file(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The official pix2pix downloads are such files: the download imports them as the import
+    # does (a local server stands for the official one).
+    import io
+
+    from http_server import serve
+
+    from imtrans.zoo import catalog
+    from tests.test_models_catalogue import _tiny
+
+    gen = seeded(generators.unet_256(ngf=4), 6)
+    state = {key: value for key, value in gen.state_dict().items()
+             if not key.endswith("num_batches_tracked")}
+    buffer = io.BytesIO()
+    torch.save(state, buffer, _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(catalog, "MODELS", (_tiny("edges2shoes"),))
+    with serve() as server:
+        server.files["/edges2shoes.pth"] = buffer.getvalue()
+        result = CliRunner().invoke(cli, ["models", "download", "edges2shoes", "--dir",
+                                          str(tmp_path / "runs"), "--base-url", server.root,
+                                          "--timeout", "10"])
+    assert result.exit_code == 0, result.output
+    [checkpoint] = (tmp_path / "runs" / "edges2shoes" / "checkpoints").iterdir()
+    stored = _stored(checkpoint, "gen")
+    assert all(torch.equal(stored[key], value) for key, value in state.items())
+
+
+# --- unpaired BtoA sampling as the official code samples -------------------------------------
+
+def _unpaired(root: Path, count_a: int, count_b: int) -> Path:
+    from PIL import Image
+
+    for folder, count in (("trainA", count_a), ("trainB", count_b)):
+        (root / folder).mkdir(parents=True)
+        for index in range(count):
+            Image.new("RGB", (8, 8), (index * 20, 0, 0)).save(root / folder / f"{index}.png")
+    return root
+
+
+def test_btoa_official_order_takes_train_a_in_order_and_draws_train_b(tmp_path: Path) -> None:
+    from imtrans.data.folders import UnalignedDataset
+
+    root = _unpaired(tmp_path / "data", 3, 5)
+    options = {"root": root, "direction": "BtoA", "preprocess": "none", "flip": False}
+    default = UnalignedDataset(**options)
+    official = UnalignedDataset(**options, official_order=True)
+    assert len(default) == len(official) == 5
+    # The default, as before: the input (trainB) in order, the target (trainA) drawn, one
+    # draw per item from the generator given.
+    generator, again = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for index in range(5):
+        assert default.item_positions(index, generator) == [
+            index % 5, int(torch.randint(3, (), generator=again))]
+    # Official: the target (trainA) in order, the input (trainB) drawn, the same draws.
+    generator, again = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for index in range(5):
+        assert official.item_positions(index, generator) == [
+            int(torch.randint(5, (), generator=again)), index % 3]
+    torch.manual_seed(0)
+    items = [official[index] for index in range(5)]
+    assert [Path(str(item["B_path"])).relative_to(root).as_posix() for item in items] == [
+        "trainA/0.png", "trainA/1.png", "trainA/2.png", "trainA/0.png", "trainA/1.png"]
+    assert {Path(str(item["A_path"])).parent.name for item in items} == {"trainB"}
+    torch.manual_seed(0)
+    items = [default[index] for index in range(5)]
+    assert [Path(str(item["A_path"])).name for item in items] == [f"{i}.png" for i in range(5)]
+    assert {Path(str(item["B_path"])).parent.name for item in items} == {"trainA"}
+    # AtoB is the official order already: the switch changes nothing.
+    forward = {**options, "direction": "AtoB"}
+    generator, again = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    plain, switched = UnalignedDataset(**forward), UnalignedDataset(**forward,
+                                                                   official_order=True)
+    assert [plain.item_positions(i, generator) for i in range(5)] == [
+        switched.item_positions(i, again) for i in range(5)]
+
+
+def test_official_order_is_a_data_key_that_a_resume_keeps() -> None:
+    from imtrans.checkpoint.training import task_changes
+    from imtrans.recipe import load_recipe
+
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
+    loaded = load_recipe(recipe, ["data.official_order=true", "run.device=cpu"])
+    assert loaded.data.kwargs["official_order"] is True
+    plain = load_recipe(recipe, ["run.device=cpu"])
+    assert plain.data.kwargs["official_order"] is False  # the default: runs as before
+    assert task_changes(loaded.resolved(), plain) == {"data.official_order": [True, False]}
+    older = {key: value for key, value in plain.resolved()["data"].items()
+             if key != "official_order"}  # a checkpoint from before the key
+    assert task_changes({"data": older}, plain) == {}

@@ -156,7 +156,7 @@ def prune(directory: Path, train: TrainTable) -> None:
 TASK_TABLES = ("trainer", "losses", "optim", "schedule")
 TASK_DATA_KEYS = ("name", "root", "split", "direction", "batch_size", "in_channels",
                   "out_channels", "preprocess", "load_size", "crop_size", "flip",
-                  "resize_filter", "max_items")
+                  "resize_filter", "max_items", "official_order")
 
 
 def task_changes(saved: dict[str, Any], recipe: Recipe) -> dict[str, list[Any]]:

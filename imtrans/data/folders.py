@@ -252,13 +252,19 @@ class UnalignedDataset(_FolderDataset):
 
     The length is the larger folder's. Item ``i`` takes ``A[i % len(A)]`` and ``B[i % len(B)]``
     when ``serial``, otherwise a B drawn uniformly from torch's global generator (so
-    ``torch.manual_seed`` reproduces it). A and B get independent random transforms.
+    ``torch.manual_seed`` reproduces it). A and B get independent random transforms. Here A
+    is the input domain: with ``BtoA``, the images of ``<split>B/`` are taken in order and
+    those of ``<split>A/`` drawn, unless ``official_order``.
 
     Args:
         root: The dataset folder, holding ``<split>A/`` and ``<split>B/``.
         split: The prefix of the two folders (``train``, ``test``).
         direction: ``BtoA`` reads A from ``<split>B/`` and B from ``<split>A/``.
         serial: Pair ``A[i]`` with ``B[i % len(B)]`` instead of a random B.
+        official_order: With ``BtoA``, take the images of ``<split>A/`` (the target domain)
+            in order and draw those of ``<split>B/`` (the input), as the official
+            ``unaligned_dataset`` does; no effect with ``AtoB``. The same number of draws
+            from the same generator: only which folder they index changes.
         in_channels, out_channels, preprocess, load_size, crop_size, flip, max_items, strict:
             As for :class:`AlignedDataset`; the flip is drawn separately for A and B, and
             ``max_items`` limits each folder.
@@ -293,12 +299,16 @@ class UnalignedDataset(_FolderDataset):
         strict: bool = False,
         serial: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
+        official_order: bool = False,
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.serial = serial
+        # Which of the two folders (input 0, target 1) is drawn at random; the other is
+        # taken in order. The official code draws from <split>B/ whatever the direction.
+        self._drawn = 0 if official_order and direction == "BtoA" else 1
         self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=False,
                                          resize_filter=resize_filter)
         root = Path(root)
@@ -316,17 +326,22 @@ class UnalignedDataset(_FolderDataset):
     def _image_b(self, path: Path) -> Tensor:
         return self.transform(read_image(path, self.out_channels))[0]
 
-    def _position_b(self, index: int, generator: torch.Generator | None) -> int:
-        count = len(self._files[1])
-        return index % count if self.serial else int(torch.randint(count, (),
-                                                                   generator=generator))
+    def _position(self, table: int, index: int, generator: torch.Generator | None) -> int:
+        """Item ``index``'s file position in the input's (0) or the target's (1) folder: one
+        folder is taken in order, the other drawn."""
+        count = len(self._files[table])
+        if self.serial or table != self._drawn:
+            return index % count
+        return int(torch.randint(count, (), generator=generator))
 
     def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         index = self._index(index)
         files_a, files_b = self._files
-        a, path_a = files_a.load(index % len(files_a), self._image_a)
+        # The input is read (and its random transform drawn) before the target's position,
+        # as it always was: the random streams, and so the runs, stay as they were.
         # torch's global generator: seeded by torch.manual_seed, and per DataLoader worker.
-        b, path_b = files_b.load(self._position_b(index, None), self._image_b)
+        a, path_a = files_a.load(self._position(0, index, None), self._image_a)
+        b, path_b = files_b.load(self._position(1, index, None), self._image_b)
         return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
 
     def cache_tables(self) -> list[dict[str, int]]:
@@ -339,7 +354,7 @@ class UnalignedDataset(_FolderDataset):
 
     def item_positions(self, index: int, generator: torch.Generator | None = None) -> list[int]:
         index = self._index(index)
-        return [index % len(self._files[0]), self._position_b(index, generator)]
+        return [self._position(0, index, generator), self._position(1, index, generator)]
 
 
 class SingleDataset(_FolderDataset):

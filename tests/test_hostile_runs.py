@@ -234,3 +234,76 @@ def test_a_recipe_value_that_is_not_utf8_is_one_line(tmp_path: Path, command: st
         f'data.root = "{tmp_path}/d\\xffta": not UTF-8 text (a recipe holds UTF-8 only); '
         "rename the file or folder, or give a link to it with a UTF-8 name")
     assert not (tmp_path / "runs").exists()
+
+
+# --- 1,400 nested folders ----------------------------------------------------------------------
+
+
+def _nest(folder: Path, levels: int, name: str = "a") -> Path:
+    """``levels`` folders nested in ``folder`` (made through relative paths, so no path the
+    system sees is longer than it allows); return the deepest."""
+    import os
+
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        for _ in range(levels):
+            os.mkdir(name)
+            os.chdir(name)
+        deepest = Path(os.getcwd())
+        Path("deep.png").write_bytes(b"never listed")
+    finally:
+        os.chdir(here)
+    return deepest
+
+
+@pytest.mark.parametrize("name", ["a", "a" * 200])  # the long name passes PATH_MAX
+def test_1400_nested_folders_are_searched_64_levels_deep_with_one_warning(
+        tmp_path: Path, name: str) -> None:
+    from imtrans.data.images import MAX_FOLDER_DEPTH, SkippedFolderWarning, find_images
+
+    assert MAX_FOLDER_DEPTH == 64
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "top.png").write_bytes(b"x")
+    _nest(folder, 1400, name)
+    # An image at the deepest level searched is found; one below it is not.
+    level64 = folder.joinpath(*[name] * 64)
+    level65 = level64 / name
+    if len(str(level65)) < 4000:
+        (level64 / "at64.png").write_bytes(b"x")
+        (level65 / "at65.png").write_bytes(b"x")
+    with pytest.warns(SkippedFolderWarning) as caught:
+        found = find_images(folder)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(f"image folder {folder}: not searched: ")
+    if len(str(level65)) < 4000:
+        assert found == [level64 / "at64.png", folder / "top.png"]
+        assert "1 folder(s) nested more than 64 levels deep" in message
+    else:  # 200-byte names: the path passes the system's limit before level 64
+        assert found == [folder / "top.png"]
+        assert "folder(s) that cannot be listed" in message
+
+
+def test_training_from_a_folder_with_1400_nested_folders_completes(tmp_path: Path) -> None:
+    from imtrans.data.images import SkippedFolderWarning
+
+    root, _ = _folder_with_a_bad_name(tmp_path)
+    _nest(root / "train", 1400)
+    with pytest.warns(SkippedFolderWarning, match="nested more than 64 levels deep"):
+        result = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", 2, data__root=str(root)))
+    assert result.exit_code == 0, result.output
+    assert "finished at step 2" in result.output
+
+
+def test_translate_of_a_glob_over_1400_nested_folders_is_one_line(
+        base_run: Path, tmp_path: Path) -> None:
+    from conftest import cli_error
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _nest(folder, 1400)
+    result = CliRunner().invoke(cli, ["translate", str(base_run), f"{folder}/**/*.png",
+                                      str(tmp_path / "out")])
+    assert "its ** reaches folders nested too deeply to search" in cli_error(result)

@@ -32,8 +32,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imtrans.errors import DataError, InvalidArgumentError
+from imtrans.printable import printable_path
 
-__all__ = ["IMAGE_EXTENSIONS", "find_images", "image_to_array", "load_image", "read_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "MAX_FOLDER_DEPTH", "SkippedFolderWarning", "find_images", "image_to_array",
+    "load_image", "read_image",
+]
 
 #: File name suffixes treated as images (compared in lower case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -53,6 +57,14 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: How many levels of folders below a data folder are searched for images.
+MAX_FOLDER_DEPTH = 64
+
+
+class SkippedFolderWarning(UserWarning):
+    """Folders under a data folder were not searched (nested too deep, or unreadable)."""
+
+
 def _accepted() -> str:
     return ", ".join(sorted(IMAGE_EXTENSIONS))
 
@@ -62,7 +74,11 @@ def find_images(folder: Path | str) -> list[Path]:
 
     Symbolic links to directories are not followed (so a link loop cannot hang the scan);
     links to files are listed. Hidden files and directories (names starting with ``.``, such
-    as ``.ipynb_checkpoints`` or macOS ``._`` resource files) are ignored.
+    as ``.ipynb_checkpoints`` or macOS ``._`` resource files) are ignored. The scan is a loop,
+    not recursion, and stops :data:`MAX_FOLDER_DEPTH` levels below ``folder``: deeper folders
+    (1400 nested ``a/a/a/...`` once overflowed Python's recursion) and folders that cannot be
+    listed (no permission, a path longer than the system allows) are left out, with one
+    :class:`SkippedFolderWarning` naming the first.
 
     Args:
         folder: The directory to scan.
@@ -83,19 +99,57 @@ def find_images(folder: Path | str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"image folder {folder} is not a directory")
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        # Pruning in place is how os.walk is told not to descend.
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(
-            Path(dirpath, name)
-            for name in filenames
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
-        )
+    too_deep: list[str] = []
+    unreadable: list[str] = []
+    pending: list[tuple[str, int]] = [(str(folder), 0)]
+    while pending:
+        directory, depth = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if _is_folder_link(entry):
+                        continue  # not followed: a link loop would never end
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth + 1 > MAX_FOLDER_DEPTH:
+                            too_deep.append(entry.path)
+                        else:
+                            pending.append((entry.path, depth + 1))
+                    elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                        found.append(Path(entry.path))
+        except OSError as exc:
+            if depth == 0:
+                raise DataError(f"cannot list image folder {folder}: "
+                                f"{exc.strerror or exc}") from None
+            unreadable.append(f"{directory} ({exc.strerror or exc})")
+    _warn_left_out(folder, too_deep, unreadable)
     if not found:
         raise DataError(
             f"image folder {folder} holds no images; accepted extensions: {_accepted()}"
         )
     return sorted(found)
+
+
+def _is_folder_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:  # a link loop or a dangling link: listed, then skipped as unreadable
+        return False
+
+
+def _warn_left_out(folder: Path, too_deep: list[str], unreadable: list[str]) -> None:
+    """One warning for the folders :func:`find_images` did not search."""
+    parts = []
+    if too_deep:
+        parts.append(f"{len(too_deep)} folder(s) nested more than {MAX_FOLDER_DEPTH} levels "
+                     f"deep (the first: {printable_path(min(too_deep))[:300]})")
+    if unreadable:
+        parts.append(f"{len(unreadable)} folder(s) that cannot be listed (the first: "
+                     f"{printable_path(min(unreadable))[:300]})")
+    if parts:
+        warnings.warn(f"image folder {printable_path(folder)}: not searched: "
+                      + "; ".join(parts), SkippedFolderWarning, stacklevel=3)
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

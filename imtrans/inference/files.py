@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from imtrans.atomic import atomic_path
-from imtrans.data.images import IMAGE_EXTENSIONS, find_images, read_image
+from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images, read_image
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
 from imtrans.inference.translator import Translator, tensor_to_image
@@ -77,8 +77,13 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
     elif _GLOB_CHARACTERS & set(source_text):
         # Not only regular files: a FIFO or device named like an image is skipped and counted
         # when it is read (never opened), as a folder's listing does.
-        inputs = sorted(Path(p) for p in glob.glob(source_text, recursive=True)
-                        if not Path(p).is_dir() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        try:
+            inputs = sorted(Path(p) for p in glob.glob(source_text, recursive=True)
+                            if not Path(p).is_dir() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        except RecursionError:  # glob recurses once per folder level under a "**"
+            raise DataError(f"input {source_text}: its ** reaches folders nested too deeply "
+                            "to search; give the folder instead (folders are searched "
+                            f"{MAX_FOLDER_DEPTH} levels deep)") from None
         base = _glob_base(source_text)
         if "**" in source_text:
             trees = [base]

@@ -76,10 +76,15 @@ def lock_run_dir(run_dir: Path) -> RunLock:
 
     Raises:
         RunDirBusyError: a live process holds it; the message names that process.
+        LinkedRunFileError: the lock file is a symbolic or hard link, or not a regular file
+            (nothing is written to it).
     """
+    from imtrans.run_files import open_run_file
+
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    handle = path.open("a+", encoding="utf-8")
+    # Not through a link: the file is truncated and written once held (see imtrans.run_files).
+    handle = os.fdopen(open_run_file(path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -108,9 +109,16 @@ class RunDir:
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path) -> RunDir | None:
-        """The run a checkpoint file belongs to (``<run>/checkpoints/<file>``), if any."""
-        folder = checkpoint.resolve().parent
-        return cls(folder.parent) if folder.name == "checkpoints" else None
+        """The run a checkpoint file belongs to (``<run>/checkpoints/<file>``), if any.
+
+        The path as given comes first: were ``checkpoints/`` a link to another folder, the
+        resolved path would make that folder's parent the run (and a resume would write
+        there). A link to a checkpoint file is followed to its run.
+        """
+        for path in (Path(os.path.abspath(checkpoint)), checkpoint.resolve()):
+            if path.parent.name == "checkpoints":
+                return cls(path.parent.parent)
+        return None
 
 
 def check_run_name(name: str) -> str:

@@ -223,3 +223,92 @@ def test_a_hard_link_to_a_checkpoint_keeps_the_checkpoint(checkpoint: Path, othe
     result = invoke("export", checkpoint, "--format", "torchscript", "-o", hard, "--overwrite")
     assert result.exit_code == 0, result.output
     assert step.read_bytes() == before and hard.read_bytes() != before
+
+
+# --- 3. links inside a run directory -------------------------------------------------------------
+
+CYCLEGAN = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
+
+
+def train(output_dir: Path, *args: object, steps: int = 2) -> Result:
+    from conftest import TINY_RUN
+
+    overrides = [*(f"{key}={value}" for key, value in TINY_RUN.items()),
+                 f"run.output_dir={output_dir}", "run.name=r", f"train.max_steps={steps}",
+                 "train.checkpoint_every=1", "train.keep_last=10"]
+    return invoke("run", CYCLEGAN, *[a for o in overrides for a in ("--set", o)], *args)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output_dir = tmp_path_factory.mktemp("linked") / "runs"
+    result = train(output_dir)
+    assert result.exit_code == 0, result.output
+    return output_dir / "r"
+
+
+def test_a_run_never_writes_through_a_link_in_its_directory(finished_run: Path,
+                                                            tmp_path: Path) -> None:
+    users = tmp_path / "user"
+    users.mkdir()
+    cases = {".imtrans.lock": "a symbolic link", "metrics.jsonl": "a symbolic link",
+             "train.log": "a symbolic link", "samples": "a symbolic link",
+             "checkpoints": "a symbolic link", "hard:metrics.jsonl": "a hard link",
+             "hard:.imtrans.lock": "a hard link", "hard:train.log": "a hard link"}
+    for case, what in cases.items():
+        name = case.removeprefix("hard:")
+        runs = tmp_path / case.replace(":", "_") / "runs"
+        shutil.copytree(finished_run, runs / "r")
+        run = runs / "r"
+        target = users / f"{case.replace(':', '_')}"
+        if (run / name).is_dir():
+            shutil.move(run / name, target)
+        else:
+            target.write_bytes(b"the user's own file\n")
+            (run / name).unlink(missing_ok=True)
+        if case.startswith("hard:"):
+            os.link(target, run / name)
+        else:
+            (run / name).symlink_to(target, target_is_directory=target.is_dir())
+        before = snapshot(users)
+        error = cli_error(train(runs, "--resume", run, steps=3))
+        start = f"error: {run / name} is {what}"
+        assert error.startswith(start), error
+        assert error.endswith(": imtrans never writes a run directory's files through a "
+                              "link; remove it (the run then writes a new one) or train into "
+                              "another directory")
+        assert snapshot(users) == before  # nothing truncated, appended or replaced there
+        assert not list(users.rglob(".tmp-*"))
+
+
+# --- 4. a run directory inside the data ---------------------------------------------------------
+
+
+def test_a_run_inside_a_data_split_is_refused_by_validate_and_run(tmp_path: Path) -> None:
+    from imtrans.samples import sample_root
+
+    data = tmp_path / "data"
+    sample = sample_root("monet2photo")
+    assert sample is not None
+    shutil.copytree(sample, data)
+    (tmp_path / "elsewhere").symlink_to(data / "trainB", target_is_directory=True)
+    before = snapshot(data)
+    tiny = ["data.num_workers=0", "run.device=cpu", "train.max_steps=1", "generator.ngf=4",
+            "discriminator.ndf=4", "data.load_size=36", "data.crop_size=32",
+            f"data.root={data}"]
+    for output_dir, folder in ((data / "trainA", data / "trainA"),
+                               (data / "testB" / "deep" / "runs", data / "testB"),
+                               (tmp_path / "elsewhere" / "runs", data / "trainB")):
+        for command in ("validate", "run"):
+            args = [a for o in [*tiny, f"run.output_dir={output_dir}"] for a in ("--set", o)]
+            error = cli_error(invoke(command, CYCLEGAN, *args))
+            assert error == (f"error: {CYCLEGAN}: run.output_dir = '{output_dir}': the run "
+                             f"directory would lie inside the data folder {folder}, which the "
+                             "dataset reads: its sample grids would be read back as images of "
+                             "the data; choose a run.output_dir outside the dataset")
+    assert snapshot(data) == before
+    assert not list(data.rglob("cyclegan*"))
+    # Beside the splits is not inside one: it trains.
+    args = [a for o in [*tiny, f"run.output_dir={data / 'runs'}"] for a in ("--set", o)]
+    result = invoke("run", CYCLEGAN, *args)
+    assert result.exit_code == 0, result.output

@@ -31,6 +31,7 @@ from imtrans.evaluation.periodic import PeriodicEvaluation
 from imtrans.plugins import Components, components
 from imtrans.printable import printable_path
 from imtrans.recipe.schema import Recipe
+from imtrans.run_files import check_run_dir
 from imtrans.run_lock import RunLock, lock_run_dir
 from imtrans.rundir import RunDir, create_run_dir, write_run_record
 
@@ -241,6 +242,7 @@ def _open_run_dir(training: Training, registry: Components, ddp: distributed.Dis
         for lock in locks:  # a branch leaves the run it came from free
             lock.release()
         locks.append(lock_run_dir(run.root))  # before anything there is written or cleaned
+    check_run_dir(run.root)  # no link inside it would take a write elsewhere
     return run, _write_run_start(training, registry, run, state)
 
 

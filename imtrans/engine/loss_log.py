@@ -15,6 +15,7 @@ from torch import Tensor
 
 from imtrans.atomic import atomic_write
 from imtrans.metrics_file import read_metrics_lines, warn_damaged
+from imtrans.run_files import append_text
 
 __all__ = ["LossMeter", "MetricsLog"]
 
@@ -51,7 +52,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` as one line and flush it to the file."""
-        with self.path.open("a", encoding="utf-8") as file:
+        with append_text(self.path) as file:  # never through a link (imtrans.run_files)
             file.write(json.dumps(record) + "\n")
 
     def records(self) -> list[dict[str, Any]]:

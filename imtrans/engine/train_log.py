@@ -13,6 +13,7 @@ from typing import Any
 
 from imtrans.engine.observer import TrainingObserver
 from imtrans.printable import printable_path
+from imtrans.run_files import LinkedRunFileError, append_text
 
 __all__ = ["LoggedObserver", "TrainLog"]
 
@@ -30,9 +31,9 @@ class TrainLog:
             return
         stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
         try:
-            with self.path.open("a", encoding="utf-8") as file:
+            with append_text(self.path) as file:  # never through a link (imtrans.run_files)
                 file.write(f"{stamp}  {printable_path(line)}\n")  # file names not UTF-8
-        except OSError:
+        except (OSError, LinkedRunFileError):  # a link: refused when the run started
             self.failed = True  # a full disk: the checkpoint's own error says it better
 
 

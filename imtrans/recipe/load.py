@@ -29,6 +29,7 @@ import pydantic
 from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.plugins import Components, components
 from imtrans.printable import printable_path
+from imtrans.recipe.output_place import check_output_outside_data
 from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
 from imtrans.registry import accepted_arguments, check_arguments
 from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
@@ -96,6 +97,9 @@ def recipe_from_dict(raw: Mapping[str, Any], *, registry: Components | None = No
         raise RecipeError("a value is nested too deeply") from None
     recipe = check_components(recipe, registry)
     _check_data_bounds(recipe)
+    # The run's files must not become data: refused here, so validate and run agree.
+    dataset = registry.registry("datasets").get(recipe.data.name).builder
+    check_output_outside_data(recipe, dataset)
     _check_same_channels(recipe, trainer_cls)
     return recipe
 

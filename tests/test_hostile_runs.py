@@ -307,3 +307,41 @@ def test_translate_of_a_glob_over_1400_nested_folders_is_one_line(
     result = CliRunner().invoke(cli, ["translate", str(base_run), f"{folder}/**/*.png",
                                       str(tmp_path / "out")])
     assert "its ** reaches folders nested too deeply to search" in cli_error(result)
+
+
+# --- SIGHUP stops like SIGTERM -------------------------------------------------------------------
+
+
+def test_sighup_to_the_process_group_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    """A closed terminal sends SIGHUP to every process of its group: the training process
+    stops after the step under way with a checkpoint; its loading process ignores it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from imtrans.checkpoint.files import load_checkpoint
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    env |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imtrans", "run", RECIPE,
+         *tiny_sets(tmp_path / "runs", 100000, data__num_workers=1)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    metrics = tmp_path / "runs" / "pix2pix_edges2shoes" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "SIGHUP: stopping after this step, with a checkpoint of it" in stderr
+    assert f"Resume with: imtrans run {RECIPE} --resume" in stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr
+    saved = sorted((metrics.parent / "checkpoints").glob("step_*.safetensors"))
+    assert saved, stderr
+    checkpoint = load_checkpoint(saved[-1])
+    assert checkpoint.manifest["step"] >= 2

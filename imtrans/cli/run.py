@@ -81,6 +81,8 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     import signal
     import subprocess
 
+    from imtrans.stop_signals import STOP_SIGNALS
+
     if "RANK" in os.environ:
         raise ImtransError("--nproc inside torchrun: use one or the other")
     _check_nproc(nproc, device)
@@ -97,12 +99,14 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
         signalled.append(signum)
         process.send_signal(signum)
 
-    # Ctrl-C reaches every process of the terminal's group already; SIGTERM is passed on to
-    # torchrun, which passes it on to the ranks: they agree on a step, rank 0 saves, all stop.
-    # torchrun itself then exits with 1 (and its own traceback): after a signal, report 130.
+    # Ctrl-C reaches every process of the terminal's group already; SIGTERM and SIGHUP are
+    # passed on to torchrun, which passes them on to the ranks: they agree on a step, rank 0
+    # saves, all stop. torchrun itself then exits with 1 (and its own traceback): after a
+    # signal, report 130.
     previous = {signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame:
-                                             signalled.append(signum)),
-                signal.SIGTERM: signal.signal(signal.SIGTERM, forward)}
+                                             signalled.append(signum))}
+    previous |= {stop: signal.signal(stop, forward)
+                 for stop in STOP_SIGNALS if stop != signal.SIGINT}
     try:
         code = process.wait()
     finally:

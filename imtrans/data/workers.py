@@ -13,6 +13,8 @@ import time
 from functools import partial
 from typing import Any
 
+from imtrans.stop_signals import STOP_SIGNALS
+
 __all__ = ["capped_workers", "usable_cores", "worker_init"]
 
 #: prctl(2) option: the signal a process gets when its parent dies (Linux).
@@ -80,7 +82,7 @@ def _end_loading_processes() -> None:
 
 
 def prepare_worker(worker_id: int = 0, *, parent: int) -> None:
-    """Leave Ctrl-C and SIGTERM to the training process, and die with it.
+    """Leave Ctrl-C, SIGTERM and SIGHUP to the training process, and die with it.
 
     A terminal's Ctrl-C and a container's stop reach every process of the group. A loading
     process that died of it would make the DataLoader raise in the training process while it
@@ -96,8 +98,8 @@ def prepare_worker(worker_id: int = 0, *, parent: int) -> None:
         worker_id: The DataLoader's worker number (unused).
         parent: The training process's id.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in STOP_SIGNALS:  # Ctrl-C, SIGTERM, SIGHUP: the training process saves first
+        signal.signal(stop, signal.SIG_IGN)
     # Only a direct child can be tied to the training process (under the forkserver or spawn
     # start methods the parent is a server process).
     if sys.platform.startswith("linux") and os.getppid() == parent:

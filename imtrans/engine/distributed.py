@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from imtrans.errors import ImtransError
+from imtrans.stop_signals import STOP_SIGNALS
 
 __all__ = ["Distributed", "GanDDP", "die_with_parent", "is_main_process", "join", "unwrap"]
 
@@ -169,7 +170,8 @@ class Distributed:
 
     @contextlib.contextmanager
     def interrupts(self, on_request: Callable[[str], None] | None = None) -> Iterator[None]:
-        """Turn SIGTERM and Ctrl-C into a request to stop that :meth:`should_stop` reports.
+        """Turn SIGTERM, SIGHUP and Ctrl-C (:data:`STOP_SIGNALS`) into a request to stop that
+        :meth:`should_stop` reports.
 
         Raising at once would end the step half done (one network updated, not the other),
         and with several processes would leave the other ranks waiting at a gradient
@@ -194,7 +196,7 @@ class Distributed:
                 on_request(f"{name}: stopping after this step, with a checkpoint of it..."
                            + again)
 
-        previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
         try:
             yield
         finally:

@@ -357,3 +357,15 @@ def test_official_order_is_a_data_key_that_a_resume_keeps() -> None:
     older = {key: value for key, value in plain.resolved()["data"].items()
              if key != "official_order"}  # a checkpoint from before the key
     assert task_changes({"data": older}, plain) == {}
+
+
+def test_entries_that_are_not_named_tensors_are_named_shortly(tmp_path: Path) -> None:
+    path = tmp_path / "latest_net_G.pth"
+    torch.save({1: torch.zeros(1)}, path)
+    line = _import_cli(str(path), str(tmp_path / "run"))
+    assert line.endswith("an entry's name is 1 (int), not a string; a state dict maps names "
+                         "to tensors"), line
+    torch.save({"x" * 5000: 3}, path)
+    line = _import_cli(str(path), str(tmp_path / "run"))
+    assert f"entry '{'x' * 76}... holds int, not a tensor" in line, line
+    assert len(line) < 400

@@ -86,9 +86,13 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
                               "dict (a mapping of names to tensors)")
     state = {}
     for key, value in loaded.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
-            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}; a state "
-                                  "dict maps names to tensors")
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: an entry's name is {_shown(key)} "
+                                  f"({type(key).__name__}), not a string; a state dict maps "
+                                  "names to tensors")
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{path}: entry {_shown(key)} holds {type(value).__name__}, "
+                                  "not a tensor; a state dict maps names to tensors")
         check_real_storage(path, key, value)
         state[key] = value
     if all(key.startswith("module.") for key in state):
@@ -96,6 +100,12 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
         # before anything reads the architecture off them.
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
+
+
+def _shown(key: object) -> str:
+    """A key for a message: its repr, cut short (a file can hold a name of any length)."""
+    text = repr(key)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 @dataclass(frozen=True)

@@ -211,12 +211,16 @@ def test_translate_given_an_official_folder_says_how_to_import_it(
     images = tmp_path / "in"
     images.mkdir()
     (images / "a.png").write_bytes(b"")  # translate checks its checkpoint before reading
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
     for command in (["translate", str(folder), str(images), str(tmp_path / "out")],
-                    ["export", str(folder), "--format", "onnx", "-o", str(tmp_path / "g.onnx")]):
+                    ["export", str(folder), "--format", "onnx", "-o", str(tmp_path / "g.onnx")],
+                    ["eval", str(folder), "--data", str(images)],
+                    ["run", recipe, "--resume", str(folder), "--set",
+                     f"run.output_dir={tmp_path / 'runs'}", "--set", "run.device=cpu"]):
         line = cli_error(CliRunner().invoke(cli, command))
         assert "an official pix2pix/CycleGAN checkpoint folder" in line, line
         assert f"imtrans import {folder} runs/horse2zebra" in line, line
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
 def test_an_ordinary_empty_folder_keeps_the_plain_message(tmp_path: Path) -> None:

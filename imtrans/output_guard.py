@@ -39,7 +39,7 @@ from imtrans.paths import real_path
 from imtrans.run_lock import LOCK_NAME
 from imtrans.rundir import RunDir
 
-__all__ = ["RECORD_NAME", "OutputRecord", "guard_outputs", "run_file_of"]
+__all__ = ["RECORD_NAME", "OutputRecord", "guard_outputs", "refuse_run_file", "run_file_of"]
 
 #: The record of what imtrans commands wrote into a folder.
 RECORD_NAME = ".imtrans-outputs.jsonl"
@@ -93,6 +93,18 @@ def run_file_of(path: Path, is_run_dir: _RunDirs | None = None) -> tuple[Path, s
             if relative.parts[0] in _RUN_ENTRIES and is_run_dir(folder):
                 return folder, relative.parts[0]
     return None
+
+
+def refuse_run_file(output: Path, error: type[ImtransError] = DataError,
+                    is_run_dir: _RunDirs | None = None) -> None:
+    """Raise ``error`` when ``output`` is a run directory's file (rule 2 of the module
+    docstring): ``--overwrite`` does not lift it."""
+    owner = run_file_of(output, is_run_dir)
+    if owner is not None:
+        run, entry = owner
+        raise error(f"output {output} would replace {entry} of the run directory {run}; a "
+                    "run's files are never written by another command, --overwrite or not: "
+                    "choose an output outside the run directory")
 
 
 class OutputRecord:
@@ -209,12 +221,7 @@ def guard_outputs(outputs: Iterable[Path], folder: Path, command: str, *,
     record = OutputRecord(folder)
     is_run_dir = _RunDirs()
     for output in [*outputs, record.path]:
-        owner = run_file_of(output, is_run_dir)
-        if owner is not None:
-            run, entry = owner
-            raise error(f"output {output} would replace {entry} of the run directory {run}; "
-                        "a run's files are never written by another command, --overwrite or "
-                        "not: choose an output outside the run directory")
+        refuse_run_file(output, error, is_run_dir)
         if output == record.path:
             continue
         try:

@@ -21,6 +21,8 @@ from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.cli import cli
 from imtrans.output_guard import RECORD_NAME
 
+CYCLEGAN = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
+
 
 def invoke(*args: object) -> Result:
     return CliRunner().invoke(cli, [a if isinstance(a, bytes) else str(a) for a in args])
@@ -207,6 +209,11 @@ def test_no_output_lands_on_a_run_directorys_file(pix2pix_run: Path, checkpoint:
     a, b = photos(tmp_path / "A", "1.png"), photos(tmp_path / "B", "1.png")
     assert "of the run directory" in cli_error(
         invoke("data", "combine", a, b, other_run / "samples", "--overwrite"))
+    # bench appends its line after minutes of work: refused before them.
+    assert cli_error(invoke("bench", CYCLEGAN, "--output", other_run / "metrics.jsonl")) == (
+        f"error: output {other_run / 'metrics.jsonl'} would replace metrics.jsonl of the run "
+        f"directory {other_run}; a run's files are never written by another command, "
+        "--overwrite or not: choose an output outside the run directory")
     assert snapshot(other_run) == before
 
 
@@ -226,9 +233,6 @@ def test_a_hard_link_to_a_checkpoint_keeps_the_checkpoint(checkpoint: Path, othe
 
 
 # --- 3. links inside a run directory -------------------------------------------------------------
-
-CYCLEGAN = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
-
 
 def train(output_dir: Path, *args: object, steps: int = 2) -> Result:
     from conftest import TINY_RUN
@@ -312,3 +316,69 @@ def test_a_run_inside_a_data_split_is_refused_by_validate_and_run(tmp_path: Path
     args = [a for o in [*tiny, f"run.output_dir={data / 'runs'}"] for a in ("--set", o)]
     result = invoke("run", CYCLEGAN, *args)
     assert result.exit_code == 0, result.output
+
+
+# --- 5. translate: long names, nothing written, names that are not UTF-8 -------------------------
+
+
+def test_a_name_too_long_for_its_output_is_skipped_and_counted(checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", "a.png", "b" * 250 + ".png", "c" * 251 + ".jpg")
+    out = tmp_path / "out"
+    # 254 bytes kept as they are: written (its temporary name fits too).
+    result = invoke("translate", checkpoint, folder / ("b" * 250 + ".png"), out,
+                    "--workers", 0)
+    assert result.exit_code == 0, result.output
+    assert (out / ("b" * 250 + ".png")).is_file()
+    # 256 bytes once .jpg becomes .webp: skipped, counted, the others written.
+    result = invoke("translate", checkpoint, folder, tmp_path / "webp", "--workers", 0,
+                    "--format", "webp")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        f"wrote 2 image(s) to {tmp_path / 'webp'}; skipped 1 file(s) (1 output name(s) too "
+        "long for the file system)")
+    assert sorted(p.name for p in (tmp_path / "webp").glob("*.webp")) == [
+        "a.webp", "b" * 250 + ".webp"]
+    assert not list((tmp_path / "webp").glob(".tmp-*"))
+
+
+def test_translate_that_writes_nothing_is_an_error(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes(b"not an image")
+    result = invoke("translate", checkpoint, folder, tmp_path / "out", "--workers", 0)
+    assert cli_error(result) == ("error: nothing was written: all 2 input(s) were skipped "
+                                 "(2 unreadable)")
+    assert result.output.count("warning: skipped") == 2
+
+
+def test_names_that_are_not_utf8_are_translated_and_printed(checkpoint: Path,
+                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    photos(folder, "a.png")
+    name = os.fsdecode(b"caf\xe9.png")
+    shutil.copyfile(folder / "a.png", folder / name)
+    (folder / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")
+    out = tmp_path / os.fsdecode(b"out\xfe")
+    result = invoke("translate", checkpoint, folder, out, "--workers", 0, "--html")
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {folder}/bad\\xff.png: " in result.output
+    assert f"wrote 2 image(s) to {tmp_path}/out\\xfe; skipped 1 file(s) (1 unreadable)" \
+        in result.output
+    assert (out / name).is_file() and (out / "index.html").is_file()
+    assert "caf%E9.png" in (out / "index.html").read_text()
+    # One named on the command line, and an error that names one.
+    result = invoke("translate", checkpoint, folder / name, tmp_path / "one", "--workers", 0)
+    assert result.exit_code == 0, result.output
+    result = invoke("translate", checkpoint, folder / os.fsdecode(b"bad\xff.png"),
+                    tmp_path / "two", "--workers", 0)
+    assert cli_error(result) == ("error: nothing was written: all 1 input(s) were skipped "
+                                 "(1 unreadable)")
+    assert f"warning: skipped {folder}/bad\\xff.png: cannot read image {folder}/bad\\xff.png" \
+        in result.output
+    # An error line that names such a file prints it the same way.
+    (tmp_path / "three").mkdir()
+    photos(tmp_path / "three", name)
+    assert f"output {tmp_path}/three/caf\\xe9.png exists" in cli_error(
+        invoke("translate", checkpoint, folder / name, tmp_path / "three", "--workers", 0))

@@ -74,6 +74,10 @@ def bench(ctx: click.Context, recipe_path: str | None, overrides: tuple[str, ...
 
     With --suite gpu instead of RECIPE: every target setting in every speed mode, one JSON
     line each, then a summary table on stderr."""
+    if output is not None:  # appended to after the work: refused before it
+        from imtrans.output_guard import refuse_run_file
+
+        refuse_run_file(Path(output), InvalidArgumentError)
     if suite is not None or recipe_path is None:
         from imtrans.cli.bench_suite import run_suite_command
 

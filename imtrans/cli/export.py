@@ -39,8 +39,12 @@ _WEIGHTS = {"ema": "EMA weights", "raw": "raw weights"}
                    "crop size, rounded up to the generator's multiple).")
 @click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset version, 18 or newer (default: the exporter's).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing file at the output's name that an earlier export did "
+                   "not write (never a run directory's files).")
 def export(checkpoint: str, format_: str, output: str | None, direction: str, mode: str,
-           weights: str | None, check_size: int | None, opset: int | None) -> None:
+           weights: str | None, check_size: int | None, opset: int | None,
+           overwrite: bool) -> None:
     """Export the generator of CHECKPOINT (a checkpoint file or a run directory, whose newest
     checkpoint is used) for deployment, and check the file against PyTorch: it is loaded back
     and run on two random inputs of different sizes, and kept only if its outputs match."""
@@ -52,7 +56,8 @@ def export(checkpoint: str, format_: str, output: str | None, direction: str, mo
     result = export_generator(checkpoint, target, format_,  # type: ignore[arg-type]
                               direction=direction, mode=mode,  # type: ignore[arg-type]
                               check_size=check_size, opset=opset,
-                              weights=weights)  # type: ignore[arg-type]
+                              weights=weights,  # type: ignore[arg-type]
+                              overwrite=overwrite)
     opset_note = f", opset {result.opset}" if result.opset is not None else ""
     checked = ", ".join("x".join(map(str, shape)) for shape in result.check_shapes)
     lines = [

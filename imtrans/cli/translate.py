@@ -48,19 +48,26 @@ __all__ = ["translate"]
 @click.option("--html", "html", is_flag=True,
               help="Also write OUTPUT/index.html, each input beside its output (OUTPUT must "
                    "be a folder; the inputs are copied small into OUTPUT/index_files).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing files at the outputs' names that an earlier translate "
+                   "into OUTPUT did not write (never a run directory's files).")
 def translate(checkpoint: str, source: str, output: str, direction: str, batch_size: int,
               device: str | None, mode: str, weights: str | None, tile_size: int,
-              tile_overlap: int, suffix: str, workers: int, seed: int, html: bool) -> None:
+              tile_overlap: int, suffix: str, workers: int, seed: int, html: bool,
+              overwrite: bool) -> None:
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
     any size and aspect ratio is accepted; unreadable files are skipped with a warning. An
     OUTPUT that would replace an input, lie inside a searched INPUT folder, or receive two
-    inputs under one name is refused before any work. With --html, OUTPUT/index.html shows
-    each input beside its output."""
+    inputs under one name is refused before any work, and so is an existing file at an
+    output's name that an earlier translate into OUTPUT did not write (unless --overwrite).
+    With --html, OUTPUT/index.html shows each input beside its output."""
     from imtrans.data.workers import capped_workers
     from imtrans.inference import load_translator
     from imtrans.inference.files import output_is_file, plan_outputs, translate_files
+    from imtrans.output_guard import guard_outputs
+    from imtrans.printable import printable_path
 
     if html and output_is_file(output):
         # The page links many files relative to itself: a folder of its own keeps them together.
@@ -73,10 +80,15 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     # Planned (and checked: no output may replace or feed back into an input) before the
     # checkpoint is loaded, so that a refusal costs nothing and writes nothing.
     pairs = plan_outputs(source, output, None if suffix == "keep" else f".{suffix}")
+    outputs = [target for _, target in pairs]
     if html:
-        from imtrans.inference.html_page import check_page_folder
+        from imtrans.inference.html_page import check_page_folder, page_files
 
         check_page_folder(Path(output), pairs)
+        outputs += page_files(Path(output), pairs)
+    # Existing files at the outputs' names must be this command's earlier outputs.
+    record = guard_outputs(outputs, Path(output).parent if output_is_file(output)
+                           else Path(output), "translate", overwrite=overwrite)
     from imtrans.engine.device import parse_device
 
     translator = load_translator(checkpoint, direction=direction,
@@ -85,13 +97,14 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
                                  tile_size=tile_size, tile_overlap=tile_overlap,
                                  weights=weights)  # type: ignore[arg-type]
     console.print(Text(f"translating {len(pairs)} image(s) {direction} with "
-                       f"{translator.checkpoint} (step {translator.step}, "
+                       f"{printable_path(translator.checkpoint or checkpoint)} "
+                       f"(step {translator.step}, "
                        f"{translator.weights} weights) on {translator.device}, {mode} mode"),
                   highlight=False)
 
-    def warn(path: object, reason: str) -> None:
-        console.print(Text(f"warning: skipped {path}: {reason}", style="yellow"),
-                      highlight=False)
+    def warn(path: Path, reason: str) -> None:
+        text = f"warning: skipped {printable_path(path)}: {printable_path(reason)}"
+        console.print(Text(text, style="yellow"), highlight=False)
 
     progress = Progress(TextColumn("translate"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, disable=not console.is_terminal)
@@ -99,18 +112,35 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         task = progress.add_task("translate", total=len(pairs))
         summary = translate_files(
             translator, pairs, batch_size=batch_size, num_workers=workers, seed=seed,
-            on_progress=lambda done: progress.update(task, completed=done), on_skip=warn)
-    message = f"wrote {len(summary.written)} image(s) to {output}"
+            on_progress=lambda done: progress.update(task, completed=done), on_skip=warn,
+            on_write=lambda path: record.add(path, "translate"))
+    why = _why(summary.skipped)
+    if not summary.written:  # not a success: a script must not go on as if it were
+        raise DataError(f"nothing was written: all {len(pairs)} input(s) were skipped ({why})")
+    message = f"wrote {len(summary.written)} image(s) to {printable_path(output)}"
     if summary.skipped:
-        message += f"; skipped {len(summary.skipped)} unreadable file(s)"
+        message += f"; skipped {len(summary.skipped)} file(s) ({why})"
     console.print(Text(message), highlight=False)
     if html:
         from imtrans.inference.html_page import PageHeader, results_page
 
-        skipped = [(str(path), reason) for path, reason in summary.skipped]
-        header = PageHeader(str(translator.checkpoint or checkpoint), translator.step,
-                            direction, mode, skipped)
+        header = PageHeader(printable_path(translator.checkpoint or checkpoint),
+                            translator.step, direction, mode,
+                            [(printable_path(path), reason) for path, reason in summary.skipped])
         pages = results_page(Path(output), pairs, summary.written, header,
                              translator.in_channels)
+        for path in page_files(Path(output), pairs):
+            if path.is_file() and not path.is_symlink():
+                record.add(path, "translate")
         more = f" (and {len(pages) - 1} more page(s))" if len(pages) > 1 else ""
         console.print(Text(f"wrote {pages[0]}{more}"), highlight=False)
+
+
+def _why(skipped: list[tuple[Path, str]]) -> str:
+    """Why files were skipped, counted: ``2 unreadable, 1 output name too long``."""
+    from imtrans.inference.files import NAME_TOO_LONG
+
+    long_names = sum(reason == NAME_TOO_LONG for _, reason in skipped)
+    parts = [f"{len(skipped) - long_names} unreadable"] if len(skipped) > long_names else []
+    return ", ".join(parts + ([f"{long_names} output name(s) too long for the file system"]
+                              if long_names else []))

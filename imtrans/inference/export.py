@@ -42,6 +42,7 @@ from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Mode, Translator, Weights, load_translator
+from imtrans.output_guard import OutputRecord, guard_outputs
 from imtrans.paths import refuse_overwrite
 from imtrans.rundir import RunDir
 
@@ -156,7 +157,7 @@ def deployment_generator(translator: Translator) -> nn.Module:
 def export_generator(checkpoint: Path | str, output: Path | str, format: ExportFormat, *,
                      direction: str = "AtoB", mode: Mode = "paper",
                      check_size: int | None = None, opset: int | None = None,
-                     weights: Weights | None = None) -> ExportResult:
+                     weights: Weights | None = None, overwrite: bool = False) -> ExportResult:
     """Export the generator of a checkpoint to ``output`` and check it against PyTorch.
 
     Args:
@@ -175,6 +176,9 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
             18 or newer).
         weights: ``ema`` or ``raw``; default: the moving average of the weights when the
             checkpoint holds one (``train.ema``), else the trained weights.
+
+        overwrite: Replace an existing ``output`` that an earlier export did not write
+            (see :mod:`imtrans.output_guard`; a run directory's files never).
 
     Returns:
         What was written, the input contract, and the measured difference from PyTorch.
@@ -195,7 +199,7 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     runtime = _require_onnx() if format == "onnx" else None
     file = find_checkpoint(checkpoint)
     output = Path(output)
-    _refuse_output(file, output)
+    record = _refuse_output(file, output, overwrite)
     # Exported on the CPU: the files do not depend on where they were made, and CPU kernels
     # make the check repeatable.
     translator = load_translator(file, direction=direction, device="cpu", mode=mode,
@@ -226,6 +230,7 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
                 f"the exported {format} model differs from PyTorch by {diff:.3g} (max abs "
                 f"difference on inputs {_shapes(inputs)}), above the tolerance {tolerance:g}; "
                 f"nothing was written to {output}")
+    record.add(output, "export")
     return ExportResult(
         path=output, format=format, direction=direction, mode=mode,
         in_channels=translator.in_channels, out_channels=translator.out_channels,
@@ -235,9 +240,11 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
         opset=opset_used, weights=translator.weights)
 
 
-def _refuse_output(checkpoint: Path, output: Path) -> None:
-    """Refuse, before any work, an output that is a folder, the checkpoint itself, or a file of
-    its run's checkpoints folder (where it would replace one, or be taken for one)."""
+def _refuse_output(checkpoint: Path, output: Path, overwrite: bool) -> OutputRecord:
+    """Refuse, before any work, an output that is a folder, the checkpoint itself, a file of
+    its run's checkpoints folder (where it would replace one, or be taken for one), any run
+    directory's file, or an existing file an earlier export did not write (unless
+    ``overwrite``). Returns the record of the output's folder."""
     if output.is_dir():
         raise InvalidArgumentError(f"output {output} is a directory; give a file name")
     run = RunDir.of_checkpoint(checkpoint)
@@ -245,6 +252,8 @@ def _refuse_output(checkpoint: Path, output: Path) -> None:
     refuse_overwrite([checkpoint], [output], trees=trees, error=InvalidArgumentError,
                      tree_reason="the run's checkpoints folder, where an export would replace "
                                  "a checkpoint or be taken for one")
+    return guard_outputs([output], output.parent, "export", overwrite=overwrite,
+                         error=InvalidArgumentError)
 
 
 def _require_onnx() -> ModuleType:

@@ -13,6 +13,7 @@ translate the outputs again), and two inputs that would be written to one file (
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import os
@@ -31,10 +32,15 @@ from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
 from imtrans.inference.translator import Translator, tensor_to_image
 from imtrans.paths import refuse_overwrite
+from imtrans.printable import printable_path
 
-__all__ = ["TranslationSummary", "output_is_file", "plan_outputs", "translate_files"]
+__all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "plan_outputs",
+           "translate_files"]
 
 _GLOB_CHARACTERS = set("*?[")
+
+#: Why an input is skipped whose output name the file system refuses as too long.
+NAME_TOO_LONG = "its output name is too long for the file system"
 
 
 @dataclass
@@ -184,7 +190,8 @@ def _batches(items: Iterator[tuple[int, Tensor | str]], batch_size: int,
 def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
                     batch_size: int = 8, num_workers: int = 2, seed: int = 0,
                     on_progress: Callable[[int], None] | None = None,
-                    on_skip: Callable[[Path, str], None] | None = None) -> TranslationSummary:
+                    on_skip: Callable[[Path, str], None] | None = None,
+                    on_write: Callable[[Path], None] | None = None) -> TranslationSummary:
     """Translate every ``(input, output)`` pair; write each output as soon as it is ready.
 
     Args:
@@ -195,9 +202,11 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
         seed: Seeds dropout in ``paper`` mode, so a run can be repeated exactly.
         on_progress: Called with the number of inputs handled so far (written or skipped).
         on_skip: Called with a path and the reason it was skipped.
+        on_write: Called with each output just written.
 
     Returns:
-        The files written and those skipped (unreadable inputs), with why.
+        The files written and those skipped (unreadable inputs, and outputs whose name is
+        too long for the file system), with why.
 
     Raises:
         DataError: an output cannot be written (a read-only folder, a full disk); the outputs
@@ -229,14 +238,24 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             try:
                 _save(tensor_to_image(image), target)
             except (OSError, ValueError) as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+                    # This name only (a long input name, a longer extension): others fit.
+                    skip(index, NAME_TOO_LONG)
+                    continue
                 # Not a skip: a write that fails once (full disk, read-only folder) fails for
                 # every output, and the user must not read "skipped unreadable" as success.
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                raise DataError(f"cannot write {target}: {reason} ({len(summary.written)} "
-                                f"of {len(pairs)} image(s) written before it)") from exc
+                raise _write_error(exc, target, len(summary.written), len(pairs)) from exc
             summary.written.append(target)
+            if on_write:
+                on_write(target)
             advance(1)
     return summary
+
+
+def _write_error(exc: OSError | ValueError, target: Path, written: int, total: int) -> DataError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return DataError(f"cannot write {printable_path(target)}: {reason} ({written} of {total} "
+                     "image(s) written before it)")
 
 
 def _save(image: Image.Image, target: Path) -> None:

@@ -36,6 +36,7 @@ from PIL import Image
 from imtrans.atomic import atomic_path, atomic_write
 from imtrans.data.images import image_to_array, load_image
 from imtrans.errors import DataError
+from imtrans.printable import printable_path
 from imtrans.report.assets import SCRIPT
 
 __all__ = ["ASSETS", "ROWS_PER_PAGE", "THUMBNAIL_SIDE", "PageHeader", "PageRow",
@@ -164,7 +165,8 @@ def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequ
                 shown, full = preview, target
         copy = _copy(source, _input_copy_path(folder, relative), channels, "JPEG")
         # The input's own name (the output's may differ by --format), in its sub-folder.
-        caption = relative.with_name(source.name).as_posix()
+        # Shown as text, so a name that is not UTF-8 is written with \xNN escapes.
+        caption = printable_path(relative.with_name(source.name).as_posix())
         rows.append(PageRow(copy, shown, caption, full))
     return write_pages(folder, rows, header)
 
@@ -213,7 +215,7 @@ def _link(folder: Path, path: Path) -> str:
         relative = Path(os.path.relpath(path, folder)).as_posix()
     except ValueError:  # another drive on Windows: no relative path exists
         return escape(path.resolve().as_uri())
-    return escape(quote(relative, safe="/"))
+    return escape(quote(os.fsencode(relative), safe="/"))  # the name's own bytes
 
 
 def _image(folder: Path, path: Path | None, label: str, link: Path | None = None) -> str:
@@ -256,7 +258,8 @@ def _render(folder: Path, rows: Sequence[PageRow], header: PageHeader, number: i
              else '<p class="empty">no image was translated</p>')
     skipped = ""
     if header.skipped and number == 1:
-        items = "".join(f"<li><code>{escape(path)}</code>: {escape(reason)}</li>\n"
+        items = "".join(f"<li><code>{escape(path)}</code>: "
+                        f"{escape(printable_path(reason))}</li>\n"
                         for path, reason in header.skipped)
         skipped = (f'<section id="skipped"><h2>Skipped ({len(header.skipped)})</h2>\n'
                    f"<ul>\n{items}</ul></section>")

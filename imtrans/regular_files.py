@@ -30,7 +30,8 @@ from typing import BinaryIO
 
 from imtrans.errors import DataError, ImtransError
 
-__all__ = ["check_regular_file", "describe_kind", "open_regular_file", "read_regular_file"]
+__all__ = ["check_regular_file", "describe_kind", "open_regular_file", "read_regular_file",
+           "why_unreachable"]
 
 #: What a file whose ``st_mode`` is not a regular file is, in words.
 _KINDS = ((stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
@@ -57,23 +58,31 @@ def _size_text(count: int) -> str:
     return f"{count:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
 
 
-def _unreadable(what: str, path: Path, exc: OSError, missing: str | None,
-                error: type[ImtransError]) -> ImtransError:
-    """Why ``os.stat``/``os.open`` failed on ``path``, as an error of class ``error``."""
+def why_unreachable(path: Path | str, exc: OSError) -> str:
+    """Why ``os.stat``/``os.open`` of ``path`` failed with ``exc``, as the end of a sentence
+    about it: ``"does not exist"``, ``"is a symbolic link loop ..."``, ``"is a symbolic link
+    to X, which does not exist"``..."""
     if exc.errno == errno.ENOENT:
         try:
             if os.path.islink(path):
-                return error(f"{what} {path} is a symbolic link to {os.readlink(path)}, "
-                             "which does not exist")
+                return f"is a symbolic link to {os.readlink(path)}, which does not exist"
         except OSError:
             pass
-        return error(missing or f"{what} {path} does not exist")
+        return "does not exist"
     reasons = {errno.ELOOP: "is a symbolic link loop (or a chain of more than 40 links)",
                errno.EACCES: "is not readable: permission denied",
                errno.ENOTDIR: "does not exist: a part of its path is a file, not a folder",
                errno.ENAMETOOLONG: "has a name too long for the file system",
                errno.ENXIO: "is a device or socket that cannot be opened"}
-    reason = reasons.get(exc.errno or 0, f"cannot be read: {exc.strerror or exc}")
+    return reasons.get(exc.errno or 0, f"cannot be read: {exc.strerror or exc}")
+
+
+def _unreadable(what: str, path: Path, exc: OSError, missing: str | None,
+                error: type[ImtransError]) -> ImtransError:
+    """Why ``os.stat``/``os.open`` failed on ``path``, as an error of class ``error``."""
+    reason = why_unreachable(path, exc)
+    if reason == "does not exist" and missing:
+        return error(missing)
     return error(f"{what} {path} {reason}")
 
 

@@ -280,3 +280,188 @@ def test_models_download_is_bounded_from_the_command_line(hostile_server: str,
     line = one_error(imtrans(*base, "--base-url", f"{hostile_server}/trickle", "--deadline", "2",
                              cwd=tmp_path, timeout=60))
     assert "passed its deadline" in line and time.monotonic() - started < 60
+
+
+# --- files named by a user: regular files of sane size only, and said what they are -------
+
+def hostile_files(folder: Path) -> dict[str, Path]:
+    """A FIFO, a character device, a symbolic link loop, a link to nothing and a folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "pipe")
+    (folder / "loop_a").symlink_to(folder / "loop_b")
+    (folder / "loop_b").symlink_to(folder / "loop_a")
+    (folder / "dangling").symlink_to(folder / "nothing")
+    (folder / "a_folder").mkdir()
+    return {"fifo": folder / "pipe", "device": Path("/dev/zero"), "loop": folder / "loop_a",
+            "dangling": folder / "dangling", "folder": folder / "a_folder"}
+
+
+#: How each kind is named in a message.
+SAID = {"fifo": "is a FIFO (named pipe), not a regular file",
+        "device": "is a character device, not a regular file",
+        "loop": "is a symbolic link loop",
+        "dangling": "is a symbolic link to ",
+        "folder": "is a folder, not a file"}
+
+_CLI_CASES = '''
+import json, sys
+from click.testing import CliRunner
+from imtrans.cli import cli
+results = []
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(cli, args)
+    results.append([result.exit_code, result.output])
+print(json.dumps(results))
+'''
+
+
+def run_cli_cases(cases: list[list[str]], cwd: Path) -> list[tuple[int, str]]:
+    """Run each argument list through the CLI in one fresh process under a hard timeout: a
+    command that blocks fails the test (TimeoutExpired) instead of hanging the suite."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _CLI_CASES, json.dumps(cases)], cwd=cwd,
+                          env=environment, capture_output=True, text=True,
+                          timeout=HARD_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return [(code, output) for code, output in json.loads(proc.stdout.splitlines()[-1])]
+
+
+def single_error(code: int, output: str) -> str:
+    assert code == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def test_recipes_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) -> None:
+    files = hostile_files(tmp_path / "h")
+    kinds = [kind for kind in files if kind != "folder"]  # click refuses a folder itself
+    cases = [[command, str(files[kind]), *extra]
+             for kind in kinds
+             for command, extra in (("validate", []),
+                                    ("run", ["--set", f"run.output_dir='{tmp_path / 'runs'}'"]))]
+    results = run_cli_cases(cases, tmp_path)
+    for (command, path, *_), (code, output), kind in zip(
+            cases, results, [k for k in kinds for _ in range(2)], strict=True):
+        line = single_error(code, output)
+        assert line.startswith(f"error: recipe {path} {SAID[kind]}"), (command, line)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_huge_recipe_is_refused_by_its_size_before_it_is_read(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.toml"
+    with huge.open("w") as handle:  # valid TOML, 10 MB: it took 110 s and 2 GB to refuse
+        handle.write("[run]\nname = 'x'\n[notes]\n")
+        for index in range(400_000):
+            handle.write(f"k{index} = {index}\n")
+    size = huge.stat().st_size
+    assert size > 4 << 20
+    started = time.monotonic()
+    results = run_cli_cases([["validate", str(huge)], ["run", str(huge)]], tmp_path)
+    for code, output in results:
+        line = single_error(code, output)
+        assert line == (f"error: recipe {huge} is {size / (1 << 20):.1f} MiB; a recipe is at "
+                        "most 1.0 MiB, so this is not one (refused before reading it)")
+    assert time.monotonic() - started < HARD_TIMEOUT
+    # A recipe just under the limit is read (and refused for what it says, not its size).
+    near = tmp_path / "near.toml"
+    near.write_text("# padding\n" * ((1 << 20) // 10 - 10) + "[run]\nname = 'x'\n")
+    line = single_error(*run_cli_cases([["validate", str(near)]], tmp_path)[0])
+    assert "MiB" not in line
+
+
+def test_checkpoints_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
+    files = hostile_files(tmp_path / "h")
+    recipe = str(ROOT / "recipes" / "pix2pix_edges2shoes.toml")
+    image = tmp_path / "in.png"
+    from PIL import Image
+    Image.new("RGB", (32, 32)).save(image)
+    for kind in ("fifo", "device"):
+        checkpoint = str(files[kind])
+        cases = [["translate", checkpoint, str(image), str(tmp_path / "out")],
+                 ["eval", checkpoint],
+                 ["export", checkpoint, "--format", "torchscript", "-o", str(tmp_path / "x.pt")],
+                 ["run", recipe, "--resume", checkpoint, "--set",
+                  f"run.output_dir='{tmp_path / 'runs'}'"],
+                 ["import", checkpoint, str(tmp_path / "imported")]]
+        for args, (code, output) in zip(cases, run_cli_cases(cases, tmp_path), strict=True):
+            line = single_error(code, output)
+            what = "official checkpoint" if args[0] == "import" else "checkpoint"
+            assert line == f"error: {what} {checkpoint} {SAID[kind]}", (args, line)
+    # Names that do not resolve are said to be what they are, by the argument's check.
+    kinds = [kind for kind in ("loop", "dangling") for _ in range(3)]
+    cases = [args for kind in ("loop", "dangling")
+             for args in (["eval", str(files[kind])], ["import", str(files[kind]), "x"],
+                          ["translate", str(files[kind]), str(image), "out"])]
+    for kind, (code, output) in zip(kinds, run_cli_cases(cases, tmp_path), strict=True):
+        assert code == 2 and f"'{files[kind]}' {SAID[kind]}" in output, output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "imported").exists()
+
+
+def test_an_input_image_named_alone_says_what_it_is(tmp_path: Path) -> None:
+    files = hostile_files(tmp_path / "h")
+    for kind in ("fifo", "loop", "dangling"):
+        code, output = run_cli_cases([["translate", str(files["fifo"]), str(files[kind]),
+                                       str(tmp_path / "out")]], tmp_path)[0]
+        line = single_error(code, output)
+        assert line == (f"error: input {files[kind]} {SAID[kind]}" + (
+            f"{files[kind].parent / 'nothing'}, which does not exist" if kind == "dangling" else
+            " (or a chain of more than 40 links)" if kind == "loop" else "")
+            + "; give an image file, a folder or a glob pattern"), line
+
+
+_INCEPTION_CASES = '''
+import json, os, sys
+from imtrans.errors import EvaluationError
+from imtrans.evaluation.inception import find_inception, read_inception
+out = []
+for path in json.loads(sys.argv[1]):
+    for call in (lambda: find_inception(path), lambda: read_inception(path, trust=True),
+                 lambda: read_inception(path)):
+        try:
+            call()
+            out.append("no error")
+        except EvaluationError as exc:
+            out.append(str(exc))
+os.environ["IMTRANS_INCEPTION"] = json.loads(sys.argv[1])[0]
+try:
+    find_inception()
+except EvaluationError as exc:
+    out.append(str(exc))
+print(json.dumps(out))
+'''
+
+
+def test_inception_weights_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
+    """By ``--inception``'s path (find_inception), ``IMTRANS_INCEPTION``, and the read itself,
+    trusted or not: a FIFO or ``/dev/zero`` would block or never end."""
+    files = hostile_files(tmp_path / "h")
+    paths = [str(files["fifo"]), str(files["device"]), str(files["loop"])]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _INCEPTION_CASES, json.dumps(paths)],
+                          env=environment, capture_output=True, text=True,
+                          timeout=HARD_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    messages = json.loads(proc.stdout.splitlines()[-1])
+    expected = [f"Inception weights file {path} {SAID[kind]}"
+                for path, kind in zip(paths, ("fifo", "device", "loop"), strict=True)
+                for _ in range(3)] + [f"Inception weights file {paths[0]} {SAID['fifo']}"]
+    for got, want in zip(messages, expected, strict=True):
+        assert got.startswith(want), (got, want)
+
+
+def test_a_report_skips_run_files_that_are_not_regular_files(tmp_path: Path) -> None:
+    """A FIFO or device in place of a run's metrics, environment, best record or sample is
+    left out of the report, which is written; nothing blocks."""
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "recipe.toml").write_text("[run]\nname = 'run'\n")
+    for name in ("metrics.jsonl", "environment.json", "best.json", "samples/step_00000001.png",
+                 "samples/step_00000001.json"):
+        os.mkfifo(run / name)
+    code, output = run_cli_cases([["report", str(run)]], tmp_path)[0]
+    assert code == 0, output
+    assert (run / "report.html").is_file()

@@ -35,6 +35,7 @@ from imtrans.atomic import atomic_path
 from imtrans.checkpoint.foreign import foreign_file_message
 from imtrans.errors import CheckpointError
 from imtrans.jsonfile import JsonTooDeepError, loads_bounded
+from imtrans.regular_files import open_regular_file
 
 __all__ = [
     "FORMAT_VERSION",
@@ -315,11 +316,10 @@ def save_checkpoint(path: Path, tensors: Mapping[str, Tensor], manifest: Mapping
 def _check_header(path: Path) -> None:
     """Refuse files whose declared header cannot fit before safetensors allocates for it."""
     try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
+        # Only a regular file: a FIFO would block here and a device act on its opening.
+        with open_regular_file(path, what="checkpoint", error=CheckpointError) as handle:
+            size = os.fstat(handle.fileno()).st_size
             prefix = handle.read(8)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {path} does not exist") from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {_describe(exc)}") from exc
     if len(prefix) < 8:

@@ -11,12 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imtrans.checkpoint.files import latest_checkpoint
 from imtrans.checkpoint.foreign import official_folder_message
 from imtrans.errors import CheckpointError
+from imtrans.regular_files import check_regular_file
 from imtrans.rundir import RunDir, latest_run_dir
 
 if TYPE_CHECKING:
@@ -72,6 +74,9 @@ def _checkpoint_at(path: Path) -> Path | None:
     the checkpoint folder ``path``; None when there is none."""
     if path.is_file():
         return path
+    if os.path.lexists(path) and not path.is_dir():
+        # A FIFO, a device, a link loop or a link to nothing: say which, not "no checkpoint".
+        check_regular_file(path, what="checkpoint", error=CheckpointError)
     for folder in (RunDir(path).checkpoints, path):
         found = latest_checkpoint(folder) if folder.is_dir() else None
         if found is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from imtrans.cli.existing_path import ExistingPath
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError
 
@@ -29,7 +30,7 @@ class _Notices(TrainingObserver):
 
 @click.command("bench")
 @click.argument("recipe_path", metavar="[RECIPE]", required=False,
-                type=click.Path(exists=True, dir_okay=False))
+                type=ExistingPath(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a recipe value (repeatable), e.g. --set speed.precision=bf16.")
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(min=1),

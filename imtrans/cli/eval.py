@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from imtrans.cli.existing_path import ExistingPath
 from imtrans.cli.output import add_row, make_table, stderr_console, stdout_console
 
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
@@ -29,7 +30,7 @@ _MARK = " (!)"
 
 
 @click.command("eval")
-@click.argument("checkpoint", required=False, type=click.Path(exists=True))
+@click.argument("checkpoint", required=False, type=ExistingPath())
 @click.option("--split", default=None, help="Test split to read (default: test, else val).")
 @click.option("--data", "data_root", default=None, type=click.Path(file_okay=False),
               help="Dataset folder to evaluate on instead of the recipe's data.root.")
@@ -115,6 +116,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
                            f"{evaluator.test_set.split} images with the "
                            f"{translator.weights} weights, comparing with "
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
+        _warn_skipped(console, name, evaluator.test_set.skipped)
         generated = evaluator.translate(translator, seed)
         if save_images:
             _save_images(generated, Path(save_images) / name, record)
@@ -140,6 +142,20 @@ def _download_inception(console: Console) -> Path:
         task = progress.add_task("inception", total=None)
         return download_inception(
             progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+
+def _warn_skipped(console: Console, name: str, skipped: tuple[Path, ...]) -> None:
+    """Say which test files could not be used: they are left out of the scores, not
+    replaced (the result's protocol counts them under ``images.skipped``)."""
+    if not skipped:
+        return
+    from imtrans.printable import printable_path
+
+    shown = ", ".join(printable_path(path) for path in skipped[:3])
+    more = ", ..." if len(skipped) > 3 else ""
+    console.print(Text("warning: ", style="bold yellow") + Text(
+        f"{name}: skipped {len(skipped)} unusable test image file(s), left out of the scores "
+        f"(none stands in for another): {shown}{more}"), highlight=False)
 
 
 def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) -> None:

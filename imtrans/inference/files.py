@@ -33,6 +33,7 @@ from imtrans.errors import DataError
 from imtrans.inference.translator import Translator, tensor_to_image
 from imtrans.paths import refuse_overwrite
 from imtrans.printable import printable_path
+from imtrans.regular_files import check_regular_file
 
 __all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "plan_outputs",
            "translate_files"]
@@ -93,9 +94,12 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
         base = _glob_base(source_text)
         if "**" in source_text:
             trees = [base]
-    elif os.path.exists(source_text):  # a FIFO, socket or device: never opened
-        raise DataError(f"input {source_text} is not a regular file (a FIFO, socket or "
-                        "device?); give an image file, a folder or a glob pattern")
+    elif os.path.lexists(source_text):  # a FIFO, a device, a link loop: never opened
+        try:
+            check_regular_file(source_text, what="input", error=DataError)
+        except DataError as exc:
+            raise DataError(f"{exc}; give an image file, a folder or a glob pattern") from None
+        raise DataError(f"input {source_text} is not readable")  # unreachable: is_file above
     else:
         raise DataError(f"input {source_text} does not exist")
     if not inputs:

@@ -32,10 +32,14 @@ from imtrans.printable import printable_path
 from imtrans.recipe.output_place import check_output_outside_data
 from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
 from imtrans.registry import accepted_arguments, check_arguments
+from imtrans.regular_files import read_regular_file
 from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
 
 __all__ = ["apply_override", "check_components", "load_recipe", "parse_override",
            "recipe_from_dict"]
+
+#: The largest recipe file read: a real recipe is a few KB (the bundled ones are under 1 KB).
+MAX_RECIPE_BYTES = 1 << 20
 
 
 def load_recipe(
@@ -53,19 +57,23 @@ def load_recipe(
         registry: The components to check names against (default: the loaded plugins).
 
     Raises:
-        RecipeError: with the TOML path and value of the first problem found; also when the
+        RecipeError: with the TOML path and value of the first problem found; when the file
+            is not a regular file (a FIFO, a device, a folder) or is larger than
+            :data:`MAX_RECIPE_BYTES` (refused before it is read); also when the
             recipe cannot run here (see :func:`imtrans.feasibility.check_feasible`).
     """
     from imtrans.feasibility import check_feasible  # builds networks: imports the engine
 
     path = Path(path)
     registry = registry or components()
+    # A regular file of at most MAX_RECIPE_BYTES, checked before a byte is read: a FIFO
+    # would block, /dev/zero never ends, and a 10 MB file took minutes and GBs to parse.
+    data = read_regular_file(path, what="recipe", max_bytes=MAX_RECIPE_BYTES, error=RecipeError,
+                             missing=f"recipe not found: {path}")
     try:
         # utf-8-sig: an editor's byte-order mark at the start is not part of the TOML.
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise RecipeError(f"recipe not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = tomllib.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None

@@ -18,13 +18,17 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from imtrans.errors import ImtransError
 from imtrans.jsonfile import loads_bounded
 from imtrans.metrics_file import parse_record, read_metrics_lines, warn_damaged
+from imtrans.regular_files import open_regular_file, read_regular_file
 from imtrans.rundir import RunDir
 
 __all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
 
 _SAMPLE_FILE = re.compile(r"step_(\d+)\.png")
+#: The largest recipe, environment or result file shown: each is a few KB when training wrote it.
+_MAX_TEXT_BYTES = 16 << 20
 # The checkpoint names of imtrans.checkpoint.files (checkpoint_name, parse_checkpoint_name):
 # ``step_<8+ digits>.safetensors`` mid-epoch, ``step_<8+ digits>_epoch_<4+ digits>.safetensors``
 # as an epoch ends. Not imported from there: that module imports torch, three seconds that
@@ -172,9 +176,10 @@ def _keys(tables: Iterable[dict[str, Any]]) -> list[str]:
 def _metrics_records(path: Path) -> list[dict[str, Any]]:
     """The usable records of ``metrics.jsonl``; damaged lines are skipped with one warning
     (:mod:`imtrans.metrics_file`), and the line training may be writing is left out."""
-    try:
-        data = path.read_bytes()
-    except OSError:
+    try:  # a FIFO in its place would block the report: only a regular file is read
+        with open_regular_file(path, what="metrics file") as handle:
+            data = handle.read()
+    except (OSError, ImtransError):
         return []
     lines = [line for line in data.split(b"\n") if line.strip()]
     try:  # one parse of the whole log is much faster than one per line
@@ -244,9 +249,9 @@ def _read_checkpoints(folder: Path) -> list[Checkpoint]:
 def _png_size(path: Path) -> tuple[int, int] | None:
     """Width and height from the PNG header (no image library, no full decode)."""
     try:
-        with path.open("rb") as file:
+        with open_regular_file(path, what="sample") as file:
             head = file.read(24)
-    except OSError:
+    except (OSError, ImtransError):
         return None
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
@@ -254,10 +259,13 @@ def _png_size(path: Path) -> tuple[int, int] | None:
 
 
 def _read_text(path: Path) -> str | None:
+    """The text of a small regular file of the run; None when it is missing, too large or not
+    a regular file (a FIFO would block the report, a device never end)."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        data = read_regular_file(path, what="run file", max_bytes=_MAX_TEXT_BYTES)
+    except ImtransError:
         return None
+    return data.decode("utf-8", errors="replace")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

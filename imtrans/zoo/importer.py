@@ -51,6 +51,7 @@ from imtrans.engine.device import device_memory, seed_everything
 from imtrans.errors import CheckpointError, RecipeError
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
+from imtrans.regular_files import check_regular_file
 from imtrans.rundir import RunDir, write_run_record
 from imtrans.zoo.infer import discriminator_options, generator_options
 from imtrans.zoo.options import official_trainer, read_train_opt, recipe_from_options
@@ -122,7 +123,8 @@ def find_official_files(source: Path, epoch: str = "latest"
             raise CheckpointError(f"{source} has no epoch {epoch!r}; it has "
                                   f"{', '.join(sorted(by_epoch))}")
         files = by_epoch[epoch]
-    else:
+    else:  # a FIFO, a device, a link to nothing: say which
+        check_regular_file(source, what="official checkpoint", error=CheckpointError)
         raise CheckpointError(f"{source} does not exist")
     options = next((folder / name for name in _OPTION_FILES if (folder / name).is_file()), None)
     return files, options

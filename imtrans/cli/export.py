@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 from rich.text import Text
 
+from imtrans.cli.memory_option import max_memory_option
 from imtrans.cli.output import stdout_console
 
 __all__ = ["export"]
@@ -39,12 +40,13 @@ _WEIGHTS = {"ema": "EMA weights", "raw": "raw weights"}
                    "crop size, rounded up to the generator's multiple).")
 @click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset version, 18 or newer (default: the exporter's).")
+@max_memory_option("the check on --check-size inputs")
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing file at the output's name that an earlier export did "
                    "not write (never a run directory's files).")
 def export(checkpoint: str, format_: str, output: str | None, direction: str, mode: str,
            weights: str | None, check_size: int | None, opset: int | None,
-           overwrite: bool) -> None:
+           max_memory: int | None, overwrite: bool) -> None:
     """Export the generator of CHECKPOINT (a checkpoint file or a run directory, whose newest
     checkpoint is used) for deployment, and check the file against PyTorch: it is loaded back
     and run on two random inputs of different sizes, and kept only if its outputs match."""
@@ -57,7 +59,7 @@ def export(checkpoint: str, format_: str, output: str | None, direction: str, mo
                               direction=direction, mode=mode,  # type: ignore[arg-type]
                               check_size=check_size, opset=opset,
                               weights=weights,  # type: ignore[arg-type]
-                              overwrite=overwrite)
+                              max_memory=max_memory, overwrite=overwrite)
     opset_note = f", opset {result.opset}" if result.opset is not None else ""
     checked = ", ".join("x".join(map(str, shape)) for shape in result.check_shapes)
     lines = [

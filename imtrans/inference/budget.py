@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.func import functional_call
 
 from imtrans.engine.device import _cgroup_limit, device_memory
-from imtrans.errors import InvalidArgumentError
+from imtrans.errors import ImtransError, InvalidArgumentError
+from imtrans.inference.tiling import padded_size
+from imtrans.regular_files import open_regular_file
 
-__all__ = ["available_memory", "default_budget", "parse_size", "peak_activation_values",
-           "size_text"]
+__all__ = ["ImageBudget", "available_memory", "default_budget", "image_header", "parse_size",
+           "peak_activation_values", "size_text"]
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
@@ -117,3 +122,88 @@ def _meminfo_available() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def image_header(path: Path | str) -> tuple[int, int, str] | None:
+    """Width, height and Pillow mode of an image file, from its header alone (no pixel is
+    decoded); ``None`` when the file cannot be opened as an image (reading it says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bomb warning: reading the pixels refuses it
+            with open_regular_file(path, what="image") as handle, Image.open(handle) as image:
+                return image.width, image.height, image.mode
+    except (ImtransError, OSError, ValueError, SyntaxError, EOFError, TypeError,
+            Image.DecompressionBombError):
+        return None
+
+
+#: Bytes per pixel of Pillow's decoded image, by mode (Pillow keeps 3- and 4-band images,
+#: and 2-band ones, in 4 bytes a pixel).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+@dataclass(frozen=True)
+class ImageBudget:
+    """What translating an image file costs in memory, checked from its header.
+
+    An estimate of the peak, per pixel: decoding (Pillow's image, its upright copy, the
+    8-bit conversion and the ``uint8`` array), the ``float32`` input tensor and its padded
+    copy, the output and its blending weights (tiles), and the generator's largest layer on
+    one tile (or the whole image when it is not tiled). Images are counted one at a time:
+    an image large enough to be tiled is translated alone, never batched with others.
+
+    Attributes:
+        limit: The budget in bytes.
+        in_channels: Channels the generator takes.
+        out_channels: Channels it returns.
+        multiple: The generator's ``size_multiple``.
+        tile_size: Largest side translated in one piece.
+        activation_bytes: The largest layer's input and output at ``tile_size`` (bytes).
+    """
+
+    limit: int
+    in_channels: int
+    out_channels: int
+    multiple: int
+    tile_size: int
+    activation_bytes: int
+
+    @classmethod
+    def for_generator(cls, generator: nn.Module, in_channels: int, out_channels: int,
+                      multiple: int, tile_size: int, limit: int | None) -> ImageBudget:
+        """The budget of a translator's generator (``limit`` ``None``: the default)."""
+        values = peak_activation_values(generator, in_channels, tile_size, tile_size)
+        return cls(limit=default_budget() if limit is None else limit,
+                   in_channels=in_channels, out_channels=out_channels, multiple=multiple,
+                   tile_size=tile_size, activation_bytes=4 * values)
+
+    def estimate(self, width: int, height: int, mode: str) -> int:
+        """Bytes translating a ``width x height`` image of Pillow ``mode`` takes at least."""
+        pixels = width * height
+        padded = padded_size(width, self.multiple) * padded_size(height, self.multiple)
+        decoded = _MODE_BYTES.get(mode, 4)
+        # Pillow's image and its upright copy; the 8-bit image (high bit depths go through
+        # a 4-byte integer array), the converted image and its uint8 array.
+        decode = pixels * (2 * decoded + (4 if decoded > 1 else 0) + 4 + self.in_channels)
+        # float32: the input and its padded copy, the output and the tiles' blending weights.
+        tensors = 4 * (pixels * self.in_channels + padded * (self.in_channels +
+                                                              self.out_channels + 1))
+        # The generator's layers run on one tile at a time, or on the whole (smaller) image.
+        tile = self.tile_size**2
+        layers = self.activation_bytes * min(padded, tile) // tile
+        return decode + tensors + layers
+
+    def refusal(self, path: Path | str) -> str | None:
+        """Why the image file at ``path`` is refused (without its name), or ``None`` when it
+        fits (or its header cannot be read: decoding it reports that)."""
+        header = image_header(path)
+        if header is None:
+            return None
+        width, height, mode = header
+        needed = self.estimate(width, height, mode)
+        if needed <= self.limit:
+            return None
+        return (f"{width}x{height} pixels ({mode}) would take about "
+                f"{size_text(needed)} to translate, above the memory budget of "
+                f"{size_text(self.limit)}; raise it with --max-memory (e.g. --max-memory "
+                f"{math.ceil(needed / 2**30)}G) or shrink the image")

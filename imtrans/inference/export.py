@@ -26,7 +26,10 @@ Example:
 from __future__ import annotations
 
 import importlib
+import io
 import logging
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ from torch import Tensor, nn
 from imtrans.atomic import atomic_path
 from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
+from imtrans.inference.budget import default_budget, peak_activation_values, size_text
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Mode, Translator, Weights, load_translator
 from imtrans.output_guard import OutputRecord, guard_outputs
@@ -157,7 +161,8 @@ def deployment_generator(translator: Translator) -> nn.Module:
 def export_generator(checkpoint: Path | str, output: Path | str, format: ExportFormat, *,
                      direction: str = "AtoB", mode: Mode = "paper",
                      check_size: int | None = None, opset: int | None = None,
-                     weights: Weights | None = None, overwrite: bool = False) -> ExportResult:
+                     weights: Weights | None = None,
+                     max_memory: int | None = None, overwrite: bool = False) -> ExportResult:
     """Export the generator of a checkpoint to ``output`` and check it against PyTorch.
 
     Args:
@@ -176,7 +181,9 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
             18 or newer).
         weights: ``ema`` or ``raw``; default: the moving average of the weights when the
             checkpoint holds one (``train.ema``), else the trained weights.
-
+        max_memory: Bytes the check may take (default:
+            :func:`~imtrans.inference.budget.default_budget`); a check size whose inputs,
+            outputs and largest layer need more is refused before anything is allocated.
         overwrite: Replace an existing ``output`` that an earlier export did not write
             (see :mod:`imtrans.output_guard`; a run directory's files never).
 
@@ -186,10 +193,12 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     Raises:
         CheckpointError: the checkpoint is missing or unreadable.
         InvalidArgumentError: an unknown format, mode, direction or weights, a bad check
-            size, ``weights="ema"`` for a checkpoint without an average, or an ``output``
-            that is a folder, the checkpoint or in the run's checkpoints folder.
+            size or one beyond ``max_memory``, ``weights="ema"`` for a checkpoint without an
+            average, or an ``output`` that is a folder, a device or another file that is not
+            a regular one, the checkpoint or in the run's checkpoints folder.
         ExportError: the ONNX packages are missing, the exporter failed or could not write
-            ``opset``, or the exported model's output differs from PyTorch's by more than
+            ``opset``, the file cannot be written (a full disk: the old file is kept), or
+            the exported model's output differs from PyTorch's by more than
             :data:`TOLERANCES`.
     """
     if format not in FORMATS:
@@ -208,28 +217,36 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     multiple = translator.size_multiple
     side = padded_size(check_size or int(translator.recipe.data.kwargs.get("crop_size", 256)),
                        multiple)
+    _check_memory(translator, generator, side, check_size,
+                  default_budget() if max_memory is None else max_memory)
     inputs = _check_inputs(translator.in_channels, side, multiple)
     with torch.no_grad():
         expected = [generator(x) for x in inputs]
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked under a temporary name, renamed over ``output`` only if it passes.
-    with atomic_path(output) as temporary:
-        if format == "onnx":
-            assert runtime is not None
-            opset_used: int | None = _write_onnx(generator, temporary, translator, opset)
-            actual = _run_onnx(runtime, temporary, inputs)
-        else:
-            opset_used = None
-            _write_torchscript(generator, temporary, inputs[0])
-            actual = _run_torchscript(temporary, inputs)
-        diff = _max_abs_diff(expected, actual, inputs, format)
-        tolerance = TOLERANCES[format]
-        if not diff <= tolerance:  # also catches NaN
-            raise ExportError(
-                f"the exported {format} model differs from PyTorch by {diff:.3g} (max abs "
-                f"difference on inputs {_shapes(inputs)}), above the tolerance {tolerance:g}; "
-                f"nothing was written to {output}")
+    # Every byte goes through Python's writes (:func:`_write_file`), so a full disk is an
+    # OSError here, never an abort in a library's C++ writer that leaves the temporary.
+    try:
+        with atomic_path(output) as temporary:
+            if format == "onnx":
+                assert runtime is not None
+                opset_used: int | None = _write_onnx(generator, temporary, translator, opset)
+                actual = _run_onnx(runtime, temporary, inputs)
+            else:
+                opset_used = None
+                _write_torchscript(generator, temporary, inputs[0])
+                actual = _run_torchscript(temporary, inputs)
+            diff = _max_abs_diff(expected, actual, inputs, format)
+            tolerance = TOLERANCES[format]
+            if not diff <= tolerance:  # also catches NaN
+                raise ExportError(
+                    f"the exported {format} model differs from PyTorch by {diff:.3g} (max abs "
+                    f"difference on inputs {_shapes(inputs)}), above the tolerance "
+                    f"{tolerance:g}; nothing was written to {output}")
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ExportError(f"cannot write {output}: {reason}") from exc
     record.add(output, "export")
     return ExportResult(
         path=output, format=format, direction=direction, mode=mode,
@@ -247,6 +264,15 @@ def _refuse_output(checkpoint: Path, output: Path, overwrite: bool) -> OutputRec
     ``overwrite``). Returns the record of the output's folder."""
     if output.is_dir():
         raise InvalidArgumentError(f"output {output} is a directory; give a file name")
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        mode = None  # absent (or unreachable: the write will say why)
+    if mode is not None and not stat.S_ISREG(mode):
+        # /dev/full, a FIFO...: an export is written beside its output and renamed over it,
+        # which would put a file in /dev and replace the device.
+        raise InvalidArgumentError(f"output {output} is {_kind(mode)}, not a regular file; "
+                                   "give the name of a file to write")
     run = RunDir.of_checkpoint(checkpoint)
     trees = [run.checkpoints] if run is not None else []
     refuse_overwrite([checkpoint], [output], trees=trees, error=InvalidArgumentError,
@@ -254,6 +280,36 @@ def _refuse_output(checkpoint: Path, output: Path, overwrite: bool) -> OutputRec
                                  "a checkpoint or be taken for one")
     return guard_outputs([output], output.parent, "export", overwrite=overwrite,
                          error=InvalidArgumentError)
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a file")
+
+
+def _check_memory(translator: Translator, generator: nn.Module, side: int,
+                  check_size: int | None, budget: int) -> None:
+    """Refuse a check size whose check cannot fit in ``budget`` bytes, before allocating it.
+
+    The check holds its two inputs (``side x side`` and two of ``side x (side + multiple)``),
+    PyTorch's outputs and the exported model's, and runs the generator on the batch of two:
+    its largest layer's input and output are alive at once (a lower bound of the peak).
+    """
+    multiple = translator.size_multiple
+    pixels = side * side + 2 * side * (side + multiple)
+    values = pixels * (translator.in_channels + 2 * translator.out_channels)
+    values += peak_activation_values(generator, translator.in_channels, side, side + multiple,
+                                     batch=2)
+    needed = 4 * values  # float32
+    if needed <= budget:
+        return
+    given = (f"--check-size {check_size}" if check_size is not None
+             else f"the recipe's crop size ({side})")
+    raise InvalidArgumentError(
+        f"{given}: checking the export on {side}x{side} inputs needs at least "
+        f"{size_text(needed)}, above the memory budget of {size_text(budget)} (--max-memory); "
+        "choose a smaller --check-size or raise --max-memory")
 
 
 def _require_onnx() -> ModuleType:
@@ -303,12 +359,13 @@ def _write_onnx(generator: nn.Module, path: Path, translator: Translator,
             generator, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes=(axes,), opset_version=opset, dynamo=True, verbose=False)
         assert program is not None
-        program.save(path, external_data=False)
+        data = program.model_proto.SerializeToString()
     except Exception as exc:  # the exporter raises many kinds; the user needs one message
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: "
                           f"{_first_line(exc)}") from exc
     finally:
         converter_log.setLevel(level)
+    _write_file(path, data)
     model = onnx.load(str(path), load_external_data=False)
     written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     # The exporter writes its own opset and converts down only where it can (not these
@@ -340,7 +397,18 @@ def _write_torchscript(generator: nn.Module, path: Path, example: Tensor) -> Non
         # generalises. The tracer's own check would only rerun this one input.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         traced = torch.jit.trace(generator, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+        # Into memory, then to the file by Python: torch's C++ file writer aborts the whole
+        # process (std::terminate) when a write fails.
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    _write_file(path, buffer.getvalue())
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``path`` (a fresh temporary name); a failed write is an
+    OSError."""
+    with open(path, "xb") as handle:
+        handle.write(data)
 
 
 def _run_torchscript(path: Path, inputs: list[Tensor]) -> list[Tensor]:

@@ -99,4 +99,4 @@ def translate_tiled(translate: Callable[[Tensor], Tensor], images: Tensor, tile:
             out[..., top:top + th, left:left + tw] += result * weight
             total[..., top:top + th, left:left + tw] += weight
     assert out is not None  # at least one tile
-    return out / total
+    return out.div_(total)  # in place: no second copy of a large output

@@ -70,7 +70,8 @@ def _use_image_statistics(module: nn.Module) -> nn.Module:
 
 def to_uint8(images: Tensor) -> Tensor:
     """Map generator output in [-1, 1] to ``uint8`` 0..255 (rounded, clamped)."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    # In place on clamp's new tensor: one float copy of a large image, not four.
+    return images.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from imtrans.cli.existing_path import ExistingPath
+from imtrans.cli.memory_option import max_memory_option
 from imtrans.cli.output import stderr_console
 from imtrans.errors import DataError
 
@@ -52,10 +53,11 @@ __all__ = ["translate"]
 @click.option("--overwrite", is_flag=True,
               help="Replace existing files at the outputs' names that an earlier translate "
                    "into OUTPUT did not write (never a run directory's files).")
+@max_memory_option("translating one image")
 def translate(checkpoint: str, source: str, output: str, direction: str, batch_size: int,
               device: str | None, mode: str, weights: str | None, tile_size: int,
               tile_overlap: int, suffix: str, workers: int, seed: int, html: bool,
-              overwrite: bool) -> None:
+              overwrite: bool, max_memory: int | None) -> None:
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
@@ -114,7 +116,7 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         summary = translate_files(
             translator, pairs, batch_size=batch_size, num_workers=workers, seed=seed,
             on_progress=lambda done: progress.update(task, completed=done), on_skip=warn,
-            on_write=lambda path: record.add(path, "translate"))
+            on_write=lambda path: record.add(path, "translate"), max_memory=max_memory)
     why = _why(summary.skipped)
     if not summary.written:  # not a success: a script must not go on as if it were
         raise DataError(f"nothing was written: all {len(pairs)} input(s) were skipped ({why})")
@@ -139,9 +141,13 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
 
 def _why(skipped: list[tuple[Path, str]]) -> str:
     """Why files were skipped, counted: ``2 unreadable, 1 output name too long``."""
-    from imtrans.inference.files import NAME_TOO_LONG
+    from imtrans.inference.files import NAME_TOO_LONG, over_budget
 
     long_names = sum(reason == NAME_TOO_LONG for _, reason in skipped)
-    parts = [f"{len(skipped) - long_names} unreadable"] if len(skipped) > long_names else []
+    too_large = sum(over_budget(reason) for _, reason in skipped)
+    unreadable = len(skipped) - long_names - too_large
+    parts = [f"{unreadable} unreadable"] if unreadable else []
+    if too_large:
+        parts.append(f"{too_large} beyond the memory budget")
     return ", ".join(parts + ([f"{long_names} output name(s) too long for the file system"]
                               if long_names else []))

@@ -30,13 +30,15 @@ from imtrans.atomic import atomic_path
 from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images, read_image
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
+from imtrans.inference.budget import ImageBudget
+from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Translator, tensor_to_image
 from imtrans.paths import refuse_overwrite
 from imtrans.printable import printable_path
 from imtrans.regular_files import check_regular_file
 
-__all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "plan_outputs",
-           "translate_files"]
+__all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "over_budget",
+           "plan_outputs", "translate_files"]
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -157,16 +159,34 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path()
 
 
-class _Decoded(Dataset[tuple[int, Tensor | str]]):
-    """Decodes input ``index`` in a worker; a failure is returned as its message, not raised."""
+class _TooLarge(str):
+    """Why an image is refused by the memory budget: a skip among several inputs, the error
+    when it is the only one."""
 
-    def __init__(self, paths: list[Path], channels: int) -> None:
-        self.paths, self.channels = paths, channels
+    __slots__ = ()
+
+
+def over_budget(reason: str) -> bool:
+    """Whether a skip reason of :class:`TranslationSummary` is a refusal by the memory
+    budget (not an unreadable file)."""
+    return isinstance(reason, _TooLarge)
+
+
+class _Decoded(Dataset[tuple[int, Tensor | str]]):
+    """Decodes input ``index`` in a worker; a failure is returned as its message, not raised.
+    An image the memory budget refuses from its header is never decoded."""
+
+    def __init__(self, paths: list[Path], channels: int,
+                 budget: ImageBudget | None = None) -> None:
+        self.paths, self.channels, self.budget = paths, channels, budget
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, Tensor | str]:
+        refusal = self.budget.refusal(self.paths[index]) if self.budget else None
+        if refusal is not None:
+            return index, _TooLarge(refusal)
         try:
             return index, to_tensor(read_image(self.paths[index], self.channels))
         except DataError as exc:
@@ -174,12 +194,18 @@ class _Decoded(Dataset[tuple[int, Tensor | str]]):
 
 
 def _batches(items: Iterator[tuple[int, Tensor | str]], batch_size: int,
-             on_error: Callable[[int, str], None]) -> Iterator[tuple[list[int], Tensor]]:
-    """Group decoded images of equal shape into batches of up to ``batch_size``."""
+             on_error: Callable[[int, str], None],
+             alone: Callable[[Tensor], bool] = lambda image: False,
+             ) -> Iterator[tuple[list[int], Tensor]]:
+    """Group decoded images of equal shape into batches of up to ``batch_size``; an image
+    for which ``alone`` is true is a batch of its own at once."""
     pending: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
     for index, item in items:
         if isinstance(item, str):
             on_error(index, item)
+            continue
+        if alone(item):
+            yield [index], item[None]
             continue
         bucket = pending.setdefault(tuple(item.shape), [])
         bucket.append((index, item))
@@ -195,7 +221,8 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
                     batch_size: int = 8, num_workers: int = 2, seed: int = 0,
                     on_progress: Callable[[int], None] | None = None,
                     on_skip: Callable[[Path, str], None] | None = None,
-                    on_write: Callable[[Path], None] | None = None) -> TranslationSummary:
+                    on_write: Callable[[Path], None] | None = None,
+                    max_memory: int | None = None) -> TranslationSummary:
     """Translate every ``(input, output)`` pair; write each output as soon as it is ready.
 
     Args:
@@ -207,6 +234,11 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
         on_progress: Called with the number of inputs handled so far (written or skipped).
         on_skip: Called with a path and the reason it was skipped.
         on_write: Called with each output just written.
+        max_memory: Bytes translating one image may take (default:
+            :func:`~imtrans.inference.budget.default_budget`). An image whose header declares
+            more pixels than that allows is skipped without being decoded
+            (:class:`~imtrans.inference.budget.ImageBudget`); an image large enough to be
+            tiled is translated alone, never batched.
 
     Returns:
         The files written and those skipped (unreadable inputs, and outputs whose name is
@@ -214,7 +246,8 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
 
     Raises:
         DataError: an output cannot be written (a read-only folder, a full disk); the outputs
-            written before it stay, the one that failed leaves no file.
+            written before it stay, the one that failed leaves no file. Or the only input is
+            beyond the memory budget.
     """
     summary = TranslationSummary()
     done = 0
@@ -226,16 +259,28 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             on_progress(done)
 
     def skip(index: int, reason: str) -> None:
+        if isinstance(reason, _TooLarge) and len(pairs) == 1:
+            raise DataError(f"cannot translate {pairs[index][0]}: {reason}")
         summary.skipped.append((pairs[index][0], reason))
         if on_skip:
             on_skip(pairs[index][0], reason)
         advance(1)
 
     torch.manual_seed(seed)
-    dataset = _Decoded([source for source, _ in pairs], translator.in_channels)
+    budget = ImageBudget.for_generator(translator.generator, translator.in_channels,
+                                       translator.out_channels, translator.size_multiple,
+                                       translator.tile_size, max_memory)
+    dataset = _Decoded([source for source, _ in pairs], translator.in_channels, budget)
+
+    def tiled(image: Tensor) -> bool:  # as Translator.translate_batch decides
+        height, width = image.shape[-2:]
+        multiple = translator.size_multiple
+        return padded_size(height, multiple) * padded_size(width, multiple) > \
+            translator.tile_size**2
+
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
                         pin_memory=translator.device.type == "cuda")
-    for indices, batch in _batches(iter(loader), batch_size, skip):
+    for indices, batch in _batches(iter(loader), batch_size, skip, tiled):
         outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
         for index, image in zip(indices, outputs.cpu(), strict=True):
             target = pairs[index][1]

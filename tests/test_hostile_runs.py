@@ -345,3 +345,73 @@ def test_sighup_to_the_process_group_saves_a_checkpoint_and_exits_130(tmp_path: 
     assert saved, stderr
     checkpoint = load_checkpoint(saved[-1])
     assert checkpoint.manifest["step"] >= 2
+
+
+# --- eval with unusable test files ----------------------------------------------------------------
+
+
+def _test_split(tmp_path: Path, name: str, bad: bool) -> Path:
+    """A paired test split of 4 bundled pairs, plus (``bad``) 2 unusable files sorted first
+    and last: the first and last positions are where a stand-in would be taken."""
+    root = tmp_path / name
+    (root / "test").mkdir(parents=True)
+    for path in sorted((ROOT / "imtrans" / "samples" / "edges2shoes" / "val").iterdir())[:4]:
+        shutil.copy(path, root / "test" / path.name)
+    if bad:
+        (root / "test" / "0_text.jpg").write_text("not an image")
+        (root / "test" / "zz_empty.png").write_bytes(b"")
+    return root
+
+
+def test_eval_scores_only_the_usable_test_files_and_counts_the_others(
+        base_run: Path, tmp_path: Path) -> None:
+    import json
+    import warnings
+
+    from imtrans.data.folders import SkippedImageWarning
+
+    run_dir = copy_run(base_run, tmp_path)
+    clean = _test_split(tmp_path, "clean", bad=False)
+    damaged = _test_split(tmp_path, "damaged", bad=True)
+    results = {}
+    for root in (clean, damaged):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = invoke("eval", str(run_dir), "--data", str(root), "--metrics",
+                            "psnr,ssim")
+        assert result.exit_code == 0, result.output
+        assert len([w for w in caught if w.category is SkippedImageWarning]) == (
+            2 if root is damaged else 0)
+        saved = sorted((run_dir / "eval").glob("*.json"), key=lambda p: p.stat().st_mtime)
+        results[root.name] = (json.loads(saved[-1].read_text()), result.output)
+    record, output = results["damaged"]
+    assert record["protocol"]["images"] == {"generated": 4, "real": 4, "skipped": 2}
+    assert "AtoB: translating 4 test images" in output and "comparing with 4 real ones" in output
+    assert ("warning: AtoB: skipped 2 unusable test image file(s), left out of the scores "
+            f"(none stands in for another): {damaged}/test/0_text.jpg, "
+            f"{damaged}/test/zz_empty.png") in output
+    # The scores are those of the 4 usable pairs alone: no image was counted twice.
+    clean_record, _ = results["clean"]
+    assert clean_record["protocol"]["images"] == {"generated": 4, "real": 4}
+    assert record["metrics"] == clean_record["metrics"]
+
+
+def test_unpaired_test_sets_leave_unusable_files_out(tmp_path: Path) -> None:
+    from imtrans.evaluation.testset import load_test_set
+    from imtrans.plugins import load_components
+    from imtrans.recipe import load_recipe
+
+    root = tmp_path / "unpaired"
+    source = ROOT / "imtrans" / "samples" / "monet2photo"
+    for side in "AB":
+        shutil.copytree(source / f"test{side}" if (source / f"test{side}").is_dir()
+                        else source / f"train{side}", root / f"test{side}")
+    usable_a = len(list((root / "testA").iterdir()))
+    (root / "testA" / "0_bad.jpg").write_text("not an image")
+    registry = load_components(autoload=False)
+    recipe = load_recipe(ROOT / "recipes" / "cyclegan_photo2monet.toml",
+                         ["data.load_size=36", "data.crop_size=32"], registry=registry)
+    with pytest.warns():
+        data = load_test_set(recipe, registry, data_root=root)
+    assert data.skipped == (root / "testA" / "0_bad.jpg",)
+    assert len(data.inputs) == usable_a

@@ -116,6 +116,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
                            f"{evaluator.test_set.split} images with the "
                            f"{translator.weights} weights, comparing with "
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
+        _warn_skipped(console, name, evaluator.test_set.skipped)
         generated = evaluator.translate(translator, seed)
         if save_images:
             _save_images(generated, Path(save_images) / name, record)
@@ -141,6 +142,20 @@ def _download_inception(console: Console) -> Path:
         task = progress.add_task("inception", total=None)
         return download_inception(
             progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+
+def _warn_skipped(console: Console, name: str, skipped: tuple[Path, ...]) -> None:
+    """Say which test files could not be used: they are left out of the scores, not
+    replaced (the result's protocol counts them under ``images.skipped``)."""
+    if not skipped:
+        return
+    from imtrans.printable import printable_path
+
+    shown = ", ".join(printable_path(path) for path in skipped[:3])
+    more = ", ..." if len(skipped) > 3 else ""
+    console.print(Text("warning: ", style="bold yellow") + Text(
+        f"{name}: skipped {len(skipped)} unusable test image file(s), left out of the scores "
+        f"(none stands in for another): {shown}{more}"), highlight=False)
 
 
 def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) -> None:

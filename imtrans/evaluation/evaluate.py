@@ -201,7 +201,9 @@ class Evaluator:
         data = self.data
         described: dict[str, Any] = {
             "data_root": str(data.root), "split": data.split, "paired": data.paired,
-            "images": {"generated": generated, "real": len(data.targets)},
+            # Unusable files are left out, not replaced; their count changes what was scored.
+            "images": {"generated": generated, "real": len(data.targets)}
+                      | ({"skipped": len(data.skipped)} if data.skipped else {}),
             "image_size": data.size,
             "test_preprocessing": f"resize to {data.size}x{data.size}, no crop, no flip",
             "generation": {"mode": mode, "seed": seed}

@@ -7,8 +7,10 @@ unpaired data they are all real images of the target domain.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,6 +21,7 @@ from imtrans.data.resolve import resolve_root
 from imtrans.errors import EvaluationError, RecipeError
 from imtrans.inference.translator import to_uint8
 from imtrans.plugins import Components
+from imtrans.printable import printable_path
 from imtrans.recipe import Recipe
 
 __all__ = ["TestSet", "load_test_set", "pick_split"]
@@ -35,6 +38,8 @@ class TestSet:
         root: The dataset folder read.
         split: The split read.
         size: The square side the images were resized to.
+        skipped: Files among those read that could not be used (unreadable, too small...):
+            left out, never replaced by another image, so no image is scored twice.
     """
 
     inputs: Tensor
@@ -43,6 +48,7 @@ class TestSet:
     root: Path
     split: str
     size: int
+    skipped: tuple[Path, ...] = ()
 
 
 def pick_split(root: Path, split: str | None, paired: bool) -> str:
@@ -56,11 +62,39 @@ def pick_split(root: Path, split: str | None, paired: bool) -> str:
     raise EvaluationError(f"{root} has no test or val split; give one with --split")
 
 
-def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None) -> list[Tensor]:
-    """The first ``limit`` items' images under ``keys``, one ``uint8`` batch per key."""
+def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None
+           ) -> tuple[list[Tensor], list[Path]]:
+    """The first ``limit`` items' images under ``keys``, one ``uint8`` batch per key, and the
+    files among them that could not be used.
+
+    For training, a dataset gives the next usable file in place of one it cannot read; scored,
+    that stand-in would count one image twice. So an item that comes from another file than
+    its own (or, for a dataset that does not say which file each entry is, a file already
+    taken) is left out, and its file is counted as skipped.
+    """
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    items = [dataset[i] for i in range(count)]
-    return [torch.stack([to_uint8(item[key]) for item in items]) for key in keys]
+    entry_path = getattr(dataset, "entry_path", None)
+    path_key = f"{keys[0]}_path"
+    items: list[Mapping[str, Any]] = []
+    skipped: list[Path] = []
+    taken: set[str] = set()
+    for index in range(count):
+        item = dataset[index]
+        came_from = item.get(path_key)
+        own = Path(entry_path(0, index)) if callable(entry_path) else None
+        if own is not None and came_from is not None and Path(came_from) != own:
+            skipped.append(own)  # a stand-in: its own file is unusable
+            continue
+        if came_from is not None and came_from in taken:
+            skipped.append(Path(came_from))
+            continue
+        if came_from is not None:
+            taken.add(came_from)
+        items.append(item)
+    if not items:
+        raise EvaluationError(f"none of the {count} test image files read could be used "
+                              f"(the first: {printable_path(skipped[0])})")
+    return [torch.stack([to_uint8(item[key]) for item in items]) for key in keys], skipped
 
 
 def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "AtoB",
@@ -94,7 +128,7 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
         if paired:
             dataset = create_component(registry, "datasets", recipe.data.name, "data",
                                        kwargs | testing | {"root": str(root), "split": split})
-            inputs, targets = _stack(dataset, ("A", "B"), max_images)
+            (inputs, targets), skipped = _stack(dataset, ("A", "B"), max_images)
             if direction == "BtoA":
                 inputs, targets = targets, inputs
         else:
@@ -110,7 +144,9 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
             sets = [create_component(registry, "datasets", "single", "data",
                                      testing | chosen | {"root": str(f), "in_channels": c})
                     for f, c in zip(folders, channels, strict=True)]
-            inputs, targets = (_stack(s, ("A",), max_images)[0] for s in sets)
+            stacked = [_stack(s, ("A",), max_images) for s in sets]
+            (inputs,), (targets,) = (images for images, _ in stacked)
+            skipped = [path for _, paths in stacked for path in paths]
     except RecipeError as exc:
         raise EvaluationError(f"cannot read the {split} split of {root}: {exc}") from None
-    return TestSet(inputs, targets, paired, root, split, size)
+    return TestSet(inputs, targets, paired, root, split, size, tuple(skipped))

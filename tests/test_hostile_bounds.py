@@ -291,3 +291,17 @@ def test_an_image_to_tile_is_translated_alone_and_within_the_budget(
     assert result.exit_code == 0, result.output
     assert sorted(shapes) == [(1, 3, 130, 200)] * 3 + [(3, 3, 64, 64)]
     assert Image.open(tmp_path / "out" / "big" / "small0.png").size == (200, 130)
+
+
+def test_an_overlap_above_half_the_tile_is_refused(pix2pix_run: Path, tmp_path: Path) -> None:
+    """--tile 64 --overlap 63 moved each tile by one pixel: a 9000 px side made 80 million
+    tiles. At most half the tile, no pixel is translated more than four times."""
+    inputs = tmp_path / "photos"
+    small_images(inputs, 1, (300, 200))
+    error = cli_error(invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 64,
+                             "--overlap", 63, "--workers", 0, "--device", "cpu"))
+    assert error == "error: tile overlap must be in [0, 32] (half the tile of 64), got 63"
+    assert not (tmp_path / "out").exists()
+    result = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 64,
+                    "--overlap", 32, "--workers", 0, "--device", "cpu")
+    assert result.exit_code == 0, result.output

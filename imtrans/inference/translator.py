@@ -94,7 +94,7 @@ class Translator:
         step: The training step of the checkpoint.
         checkpoint: The file it came from (``None`` for a network still training).
         tile_size: Largest side translated in one piece (a multiple of ``size_multiple``).
-        tile_overlap: Pixels that neighbouring tiles share.
+        tile_overlap: Pixels that neighbouring tiles share (at most half a tile).
         epoch: The epochs completed at the checkpoint, when known.
         weights: ``ema`` (the moving average of the weights) or ``raw`` (the trained ones).
     """
@@ -115,8 +115,11 @@ class Translator:
 
     def __post_init__(self) -> None:
         self.tile_size = padded_size(self.tile_size, self.size_multiple)
-        if not 0 <= self.tile_overlap < self.tile_size:
-            raise InvalidArgumentError(f"tile overlap must be in [0, {self.tile_size}), got "
+        # At most half the tile: each pixel is then translated at most 4 times. An overlap of
+        # tile - 1 moves each tile by one pixel (a million tiles for a 1000 px side).
+        if not 0 <= self.tile_overlap <= self.tile_size // 2:
+            raise InvalidArgumentError(f"tile overlap must be in [0, {self.tile_size // 2}] "
+                                       f"(half the tile of {self.tile_size}), got "
                                        f"{self.tile_overlap}")
 
     @overload
@@ -181,7 +184,8 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         mode: ``paper`` or ``eval``; see :data:`Mode`. Instance-norm networks without dropout
             (CycleGAN's) give the same result in both.
         tile_size: Images with more pixels than ``tile_size ** 2`` are translated in tiles.
-        tile_overlap: Overlap of neighbouring tiles, blended linearly.
+        tile_overlap: Overlap of neighbouring tiles, blended linearly; at most half of
+            ``tile_size`` (rounded up to the generator's multiple).
         registry: Components to build the generator with (default: built-ins and plugins).
         weights: ``ema`` or ``raw`` (see :data:`Weights`); default: the moving average when
             the checkpoint holds one, else the trained weights.

@@ -193,13 +193,14 @@ def test_translate_skips_a_fifo_and_counts_it(tmp_path: Path, pix2pix_run: Path)
     done, seen = run_watched(["translate", str(pix2pix_run), str(inputs),
                               str(tmp_path / "out"), "--workers", "2"], timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "wrote 1 image(s)" in done.stderr and "skipped 1 unreadable" in done.stderr
+    assert "wrote 1 image(s)" in done.stderr and "skipped 1 file(s) (1 unreadable)" in done.stderr
     assert "not a regular file" in done.stderr
     assert all_gone(seen, 3.0)
     # A glob and the FIFO named alone: skipped and counted, or refused with one line.
     done, _ = run_watched(["translate", str(pix2pix_run), str(inputs / "*"),
                            str(tmp_path / "out2")], timeout=120)
-    assert done.returncode == 0 and "skipped 1 unreadable" in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 0 and "skipped 1 file(s) (1 unreadable)" in done.stderr, \
+        done.stderr[-3000:]
     done, _ = run_watched(["translate", str(pix2pix_run), str(inputs / "b.jpg"),
                            str(tmp_path / "out3")], timeout=120)
     assert done.returncode == 1 and "not a regular file" in done.stderr, done.stderr[-3000:]

@@ -93,6 +93,16 @@ def test_export_to_a_device_is_refused_before_any_work(pix2pix_run: Path) -> Non
     assert set(os.listdir("/dev")) == before  # no temporary beside the device
 
 
+def test_export_through_a_link_to_a_device_is_refused(pix2pix_run: Path,
+                                                      tmp_path: Path) -> None:
+    link = tmp_path / "g.pt"
+    link.symlink_to("/dev/null")
+    error = cli_error(invoke("export", pix2pix_run, "--format", "torchscript", "-o", link))
+    assert error == (f"error: output {link} is a character device, not a regular file; "
+                     "give the name of a file to write")
+    assert os.readlink(link) == "/dev/null" and temporaries(tmp_path) == []
+
+
 @pytest.mark.parametrize("format_", ["torchscript", "onnx"])
 def test_export_on_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(
         pix2pix_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from imtrans.atomic import atomic_write
 from imtrans.errors import RecipeError
 from imtrans.git_head import head_commit
+from imtrans.printable import printable_path
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay f
 
     from imtrans.plugins import Components
 
-__all__ = ["RunDir", "check_run_name", "create_run_dir", "latest_run_dir", "write_run_record"]
+__all__ = ["RunDir", "check_output_dir", "check_run_name", "create_run_dir", "latest_run_dir",
+           "write_run_record"]
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,39 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse a ``run.output_dir`` that cannot hold run directories: a file (or a link to
+    nothing), a path under a file, or a folder this user cannot write into. A folder that
+    does not exist yet is fine when the folder it would be made in can be written.
+
+    Raises:
+        RecipeError: naming the key, the path and what it is.
+    """
+    output_dir = Path(output_dir)
+    existing = output_dir
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    shown = printable_path(output_dir)
+    if not existing.is_dir():
+        what = ("a file, not a folder" if existing == output_dir else
+                f"inside {printable_path(existing)}, which is a file, not a folder")
+        raise RecipeError(f"run.output_dir = {shown!r} is {what}: runs are written in a "
+                          "folder there; choose another run.output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == output_dir else f" (made in {printable_path(existing)})"
+        raise RecipeError(f"run.output_dir = {shown!r}{where}: this user may not write there; "
+                          "choose another run.output_dir")
+
+
 def create_run_dir(output_dir: Path, name: str) -> Path:
     """Make a new run directory ``output_dir/name``, or ``name-2``, ``name-3``... if taken.
 
     Raises:
-        RecipeError: ``name`` is not one folder name (see :func:`check_run_name`).
+        RecipeError: ``name`` is not one folder name (see :func:`check_run_name`), or
+            ``output_dir`` cannot hold it (see :func:`check_output_dir`).
     """
     check_run_name(name)
+    check_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     candidate, number = output_dir / name, 1
     while True:

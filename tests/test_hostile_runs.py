@@ -415,3 +415,69 @@ def test_unpaired_test_sets_leave_unusable_files_out(tmp_path: Path) -> None:
         data = load_test_set(recipe, registry, data_root=root)
     assert data.skipped == (root / "testA" / "0_bad.jpg",)
     assert len(data.inputs) == usable_a
+
+
+# --- validate refuses what run refuses ----------------------------------------------------------
+
+
+def _refused_recipes(tmp_path: Path) -> dict[str, dict[str, object]]:
+    """Recipes that loaded (validate said valid) but that run refused before training."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    junk = tmp_path / "junk"
+    (junk / "train").mkdir(parents=True)
+    for name in ("a.jpg", "b.png"):
+        (junk / "train" / name).write_text("not an image")
+    no_test = tmp_path / "no_test"
+    shutil.copytree(ROOT / "imtrans" / "samples" / "edges2shoes" / "train", no_test / "train")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("a file")
+    fake = tmp_path / "fake_inception.pt"
+    fake.write_bytes(b"not the standard weights")
+    return {
+        "data folder without its split": {"data.root": str(empty)},
+        "data folder of files that are not images": {"data.root": str(junk)},
+        "output folder is a file": {"run.output_dir": str(a_file)},
+        "output folder under a file": {"run.output_dir": str(a_file / "runs")},
+        "eval without a test split": {"data.root": str(no_test), "eval.every_epochs": 1,
+                                      "eval.metric": "psnr"},
+        "eval with untrusted Inception weights": {
+            "data.root": str(no_test), "eval.every_epochs": 1, "eval.split": "train",
+            "eval.inception": str(fake)},
+        "eval with missing Inception weights": {
+            "data.root": str(no_test), "eval.every_epochs": 1, "eval.split": "train",
+            "eval.inception": str(tmp_path / "missing.pt")},
+        "device cache of images of many sizes": {"data.cache": "device",
+                                                 "data.preprocess": "none"},
+    }
+
+
+REFUSED = ["data folder without its split", "data folder of files that are not images",
+           "output folder is a file", "output folder under a file", "eval without a test split",
+           "eval with untrusted Inception weights", "eval with missing Inception weights",
+           "device cache of images of many sizes"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_validate_refuses_what_run_refuses_with_the_same_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    from conftest import cli_error
+
+    monkeypatch.delenv("IMTRANS_TRUST_INCEPTION", raising=False)
+    settings = _refused_recipes(tmp_path)[case]
+    output = tmp_path / "runs"
+    more = {k.replace(".", "__"): v for k, v in settings.items()}
+    more.setdefault("run__output_dir", str(output))
+    sets = tiny_sets(output, 1, **more)
+    validated = cli_error(CliRunner().invoke(cli, ["validate", RECIPE, *sets]))
+    ran = cli_error(CliRunner().invoke(cli, ["run", RECIPE, *sets]))
+    assert validated == ran
+    assert not output.exists()  # run refused before making a run directory
+
+
+def test_a_recipe_that_validates_runs(tmp_path: Path) -> None:
+    sets = tiny_sets(tmp_path / "runs", 1)
+    validated = invoke("validate", RECIPE, *sets)
+    assert validated.exit_code == 0 and "is valid" in validated.output
+    ran = invoke("run", RECIPE, *sets)
+    assert ran.exit_code == 0 and "finished at step 1" in ran.output

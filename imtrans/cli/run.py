@@ -47,11 +47,14 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.cli.progress import RichProgress
     from imtrans.engine.distributed import is_main_process
     from imtrans.engine.loop import fit
+    from imtrans.preflight import check_runnable
     from imtrans.recipe import load_recipe
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
     checkpoint = find_resume_point(resume, recipe) if resume else None
+    # What validate checks too: data folders, the output folder, [eval] (before any process).
+    check_runnable(recipe, loaded, new_run=checkpoint is None)
     if nproc > 1:
         _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device)
     console = stderr_console()

@@ -23,13 +23,20 @@ __all__ = ["validate"]
 @click.option("--print", "print_resolved", is_flag=True,
               help="Also print the resolved recipe with every default filled in.")
 def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool) -> None:
-    """Check RECIPE and build every component on the meta device (no weights allocated)."""
+    """Check RECIPE and build every component on the meta device (no weights allocated).
+
+    The checks ``imtrans run`` makes before training are made too: the data folders are
+    listed, the output folder checked, and the evaluation's test split and Inception weights
+    found. A recipe that validates runs.
+    """
     from imtrans.assembly import summarize
+    from imtrans.preflight import check_runnable
     from imtrans.recipe import load_recipe
     from imtrans.tomlwriter import dumps
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    check_runnable(recipe, loaded)  # the refusals of `imtrans run` before its first step
     rows = summarize(recipe, loaded)
     table = make_table("role", "component", "parameters", "source", "detail")
     for row in rows:

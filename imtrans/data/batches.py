@@ -34,7 +34,7 @@ from imtrans.errors import RecipeError
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
-__all__ = ["CachedBatches", "StreamedBatches", "TrainingData", "training_data"]
+__all__ = ["CachedBatches", "StreamedBatches", "TrainingData", "check_cache_mode", "training_data"]
 
 #: The share of a GPU's memory ``cache = "auto"`` lets the images take.
 AUTO_CACHE_SHARE = 0.25
@@ -186,10 +186,8 @@ def _use_cache(recipe: Recipe, dataset: TrainingDataset, device: torch.device,
     mode = recipe.data.cache
     if mode == "off":
         return False
-    reason = _why_not_cacheable(dataset)
-    if reason is not None or not is_cacheable(dataset):  # the second test narrows the type
-        if mode == "device":
-            raise RecipeError(f'[data] cache = "device": {reason}; set cache = "off"')
+    check_cache_mode(recipe, dataset)
+    if _why_not_cacheable(dataset) is not None or not is_cacheable(dataset):  # narrows the type
         return False
     size = cache_bytes(dataset, dataset.transform.load_size)
     if mode == "auto":
@@ -206,6 +204,18 @@ def _use_cache(recipe: Recipe, dataset: TrainingDataset, device: torch.device,
                           f"more than the {free / 2**30:.1f} GiB free on {device}; "
                           'set cache = "off" or "auto"')
     return True
+
+
+def check_cache_mode(recipe: Recipe, dataset: TrainingDataset) -> None:
+    """Refuse ``[data] cache = "device"`` for a dataset the device cache cannot hold (checked
+    by ``imtrans validate`` too, through :func:`imtrans.preflight.check_runnable`).
+
+    Raises:
+        RecipeError: naming why, and the way out.
+    """
+    reason = _why_not_cacheable(dataset)
+    if recipe.data.cache == "device" and reason is not None:
+        raise RecipeError(f'[data] cache = "device": {reason}; set cache = "off"')
 
 
 def _why_not_cacheable(dataset: TrainingDataset) -> str | None:

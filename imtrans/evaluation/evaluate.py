@@ -66,6 +66,22 @@ def _rgb(images: Tensor) -> Tensor:
     raise EvaluationError(f"FID/KID need 1, 3 or 4 channel images, got {channels}")
 
 
+def check_metrics(metrics: list[str] | None, paired: bool) -> list[str]:
+    """The metrics to compute: ``metrics``, or by default FID and KID, and PSNR and SSIM on
+    paired data.
+
+    Raises:
+        EvaluationError: an unknown metric, or PSNR or SSIM asked of unpaired data.
+    """
+    wanted = metrics or ["fid", "kid", *(["psnr", "ssim"] if paired else [])]
+    unknown = sorted(set(wanted) - set(METRICS))
+    if unknown:
+        raise EvaluationError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    if not paired and {"psnr", "ssim"} & set(wanted):
+        raise EvaluationError("PSNR and SSIM need paired data (ground truth for each input)")
+    return wanted
+
+
 class Evaluator:
     """Scores generators on one test split of a recipe's data.
 
@@ -97,12 +113,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.data = load_test_set(recipe, registry, direction=direction, split=split,
                                   data_root=data_root, max_images=max_images)
-        wanted = metrics or ["fid", "kid", *(["psnr", "ssim"] if self.data.paired else [])]
-        unknown = sorted(set(wanted) - set(METRICS))
-        if unknown:
-            raise EvaluationError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-        if not self.data.paired and {"psnr", "ssim"} & set(wanted):
-            raise EvaluationError("PSNR and SSIM need paired data (ground truth for each input)")
+        wanted = check_metrics(metrics, self.data.paired)
         self.metrics = wanted
         self.features: InceptionFeatures | None = None
         self.real_features: Tensor | None = None

@@ -24,7 +24,9 @@ import torch
 from imtrans.atomic import atomic_path, atomic_write
 from imtrans.errors import EvaluationError
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
-from imtrans.evaluation.evaluate import METRICS, Evaluator
+from imtrans.evaluation.evaluate import METRICS, Evaluator, check_metrics
+from imtrans.evaluation.inception import find_inception, read_inception
+from imtrans.evaluation.testset import test_split_of
 from imtrans.inference.translator import translator_for
 from imtrans.jsonfile import loads_bounded
 from imtrans.plugins import Components
@@ -33,7 +35,7 @@ from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import GeneratorEMA
 
-__all__ = ["EMA_SCORES", "PeriodicEvaluation", "isolated_rng", "read_best"]
+__all__ = ["EMA_SCORES", "PeriodicEvaluation", "check_evaluation", "isolated_rng", "read_best"]
 
 #: Scores of the generators' moving average are logged as ``ema/<metric>`` (``eval/ema/fid``
 #: for the logger backends), beside the trained weights' ``<metric>``.
@@ -63,9 +65,7 @@ class PeriodicEvaluation:
                 device=device)  # no trust_inception: a recipe is data and grants no trust
         #: What is wrong with the scores of the last :meth:`evaluate` (NaN, FID 0...).
         self.last_warnings: list[str] = []
-        if self.metric not in self.evaluator.metrics:
-            raise EvaluationError(f"[eval] metric {self.metric!r} does not apply to this data "
-                                  f"(it gives {', '.join(self.evaluator.metrics)})")
+        _check_metric(self.metric, self.evaluator.metrics)
 
     @staticmethod
     def enabled(recipe: Recipe) -> bool:
@@ -184,6 +184,33 @@ def isolated_rng(device: torch.device) -> Iterator[None]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+def check_evaluation(recipe: Recipe, registry: Components) -> None:
+    """What building the recipe's :class:`PeriodicEvaluation` refuses, checked without reading
+    a test image: the test split exists, the metrics apply to the data, and the Inception
+    weights are found and pass their checksum (read, never loaded). Nothing when ``[eval]``
+    is off. ``imtrans validate`` and ``imtrans run`` call it through
+    :func:`imtrans.preflight.check_runnable`.
+
+    Raises:
+        EvaluationError: with the same message the evaluation would give.
+    """
+    if not PeriodicEvaluation.enabled(recipe):
+        return
+    table = recipe.eval
+    _, _, paired = test_split_of(recipe, registry, table.split)
+    metrics = check_metrics(["psnr", "ssim"] if table.metric in ("psnr", "ssim") else None,
+                            paired)
+    _check_metric(table.metric, metrics)
+    if {"fid", "kid"} & set(metrics):
+        read_inception(find_inception(table.inception))  # the sha256 gate; nothing runs
+
+
+def _check_metric(metric: str, metrics: list[str]) -> None:
+    if metric not in metrics:
+        raise EvaluationError(f"[eval] metric {metric!r} does not apply to this data "
+                              f"(it gives {', '.join(metrics)})")
 
 
 def read_best(run: RunDir) -> dict[str, Any] | None:

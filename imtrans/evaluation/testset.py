@@ -24,7 +24,7 @@ from imtrans.plugins import Components
 from imtrans.printable import printable_path
 from imtrans.recipe import Recipe
 
-__all__ = ["TestSet", "load_test_set", "pick_split"]
+__all__ = ["TestSet", "load_test_set", "pick_split", "test_split_of"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,22 @@ def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None
     return [torch.stack([to_uint8(item[key]) for item in items]) for key in keys], skipped
 
 
+def test_split_of(recipe: Recipe, registry: Components, split: str | None = None,
+                  data_root: Path | str | None = None) -> tuple[Path, str, bool]:
+    """The dataset folder, split and pairing an evaluation of ``recipe`` reads, found without
+    reading an image (``split`` and ``data_root`` as in :func:`load_test_set`).
+
+    Raises:
+        EvaluationError: the dataset has no root folder, or the folder no such split.
+    """
+    kwargs = recipe.data.kwargs
+    if "root" not in kwargs and data_root is None:
+        raise EvaluationError(f"dataset {recipe.data.name!r} has no root folder to evaluate on")
+    root = resolve_root(data_root or kwargs["root"], recipe.data.catalog).path
+    paired = is_paired(registry.datasets.get(recipe.data.name).builder)
+    return root, pick_split(root, split, paired), paired
+
+
 def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "AtoB",
                   split: str | None = None, data_root: Path | str | None = None,
                   max_images: int | None = None) -> TestSet:
@@ -114,13 +130,8 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
         EvaluationError: no such split, or a dataset evaluation does not know how to read.
     """
     kwargs = dict(recipe.data.kwargs)
-    if "root" not in kwargs and data_root is None:
-        raise EvaluationError(f"dataset {recipe.data.name!r} has no root folder to evaluate on")
-    resolved = resolve_root(data_root or kwargs["root"], recipe.data.catalog)
-    root = resolved.path
+    root, split, paired = test_split_of(recipe, registry, split, data_root)
     size = int(kwargs.get("crop_size", 256))
-    paired = is_paired(registry.datasets.get(recipe.data.name).builder)
-    split = pick_split(root, split, paired)
     a_channels, b_channels = recipe.data.channels()
     testing = {"preprocess": "resize_and_crop", "load_size": size, "crop_size": size,
                "flip": False}

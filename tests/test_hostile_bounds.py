@@ -315,3 +315,34 @@ def test_an_overlap_above_half_the_tile_is_refused(pix2pix_run: Path, tmp_path: 
     result = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 64,
                     "--overlap", 32, "--workers", 0, "--device", "cpu")
     assert result.exit_code == 0, result.output
+
+
+def test_a_batch_holds_only_the_images_that_fit_in_the_budget_together(
+        pix2pix_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tile 4096 --batch-size 8 ran a batch of eight whole images at once, whatever their
+    size: now a batch holds as many as the budget allows (here two)."""
+    from imtrans.inference import load_translator
+    from imtrans.inference.budget import ImageBudget
+    from imtrans.inference.translator import Translator
+
+    translator = load_translator(pix2pix_run, device="cpu", tile_size=4096)
+    budget = ImageBudget.for_generator(translator.generator, 3, 3, translator.size_multiple,
+                                       translator.tile_size, 1)
+    each, whole = budget.translating(256, 192), budget.estimate(256, 192, "RGB")
+    limit = max(whole, 5 * each // 2)
+    assert limit < 3 * each  # two fit together, three do not
+    inputs = tmp_path / "photos"
+    small_images(inputs, 5, (256, 192))
+    shapes: list[tuple[int, ...]] = []
+    original = Translator.translate_batch
+
+    def recorded(self: Translator, images: object) -> object:
+        shapes.append(tuple(images.shape))  # type: ignore[attr-defined]
+        return original(self, images)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Translator, "translate_batch", recorded)
+    result = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 4096,
+                    "--batch-size", 8, "--workers", 0, "--device", "cpu",
+                    "--max-memory", limit)
+    assert result.exit_code == 0, result.output
+    assert shapes == [(2, 3, 192, 256), (2, 3, 192, 256), (1, 3, 192, 256)]

@@ -180,18 +180,29 @@ class ImageBudget:
     def estimate(self, width: int, height: int, mode: str) -> int:
         """Bytes translating a ``width x height`` image of Pillow ``mode`` takes at least."""
         pixels = width * height
-        padded = padded_size(width, self.multiple) * padded_size(height, self.multiple)
         decoded = _MODE_BYTES.get(mode, 4)
+        high_depth = mode.startswith("I") or mode == "F"
         # Pillow's image and its upright copy; the 8-bit image (high bit depths go through
         # a 4-byte integer array), the converted image and its uint8 array.
-        decode = pixels * (2 * decoded + (4 if decoded > 1 else 0) + 4 + self.in_channels)
+        decode = pixels * (2 * decoded + (4 if high_depth else 0) + 4 + self.in_channels)
+        return decode + self.translating(width, height)
+
+    def translating(self, width: int, height: int) -> int:
+        """Bytes the translation of one decoded ``width x height`` image takes at least."""
+        pixels = width * height
+        padded = padded_size(width, self.multiple) * padded_size(height, self.multiple)
         # float32: the input and its padded copy, the output and the tiles' blending weights.
         tensors = 4 * (pixels * self.in_channels + padded * (self.in_channels +
                                                               self.out_channels + 1))
         # The generator's layers run on one tile at a time, or on the whole (smaller) image.
         tile = self.tile_size**2
         layers = self.activation_bytes * min(padded, tile) // tile
-        return decode + tensors + layers
+        return tensors + layers
+
+    def batch_capacity(self, width: int, height: int) -> int:
+        """How many decoded ``width x height`` images fit in the budget in one batch (at
+        least one: an image the budget refuses is never decoded)."""
+        return max(1, self.limit // max(1, self.translating(width, height)))
 
     def refusal(self, path: Path | str) -> str | None:
         """Why the image file at ``path`` is refused (without its name), or ``None`` when it

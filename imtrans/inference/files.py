@@ -195,21 +195,18 @@ class _Decoded(Dataset[tuple[int, Tensor | str]]):
 
 def _batches(items: Iterator[tuple[int, Tensor | str]], batch_size: int,
              on_error: Callable[[int, str], None],
-             alone: Callable[[Tensor], bool] = lambda image: False,
+             capacity: Callable[[Tensor], int] = lambda image: 1 << 62,
              ) -> Iterator[tuple[list[int], Tensor]]:
-    """Group decoded images of equal shape into batches of up to ``batch_size``; an image
-    for which ``alone`` is true is a batch of its own at once."""
+    """Group decoded images of equal shape into batches of up to ``batch_size``, and of up to
+    ``capacity(image)`` (what fits in the memory budget; 1: the image goes alone)."""
     pending: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
     for index, item in items:
         if isinstance(item, str):
             on_error(index, item)
             continue
-        if alone(item):
-            yield [index], item[None]
-            continue
         bucket = pending.setdefault(tuple(item.shape), [])
         bucket.append((index, item))
-        if len(bucket) == batch_size:
+        if len(bucket) >= min(batch_size, capacity(item)):
             yield [i for i, _ in bucket], torch.stack([t for _, t in bucket])
             bucket.clear()
     for bucket in pending.values():
@@ -238,7 +235,8 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             :func:`~imtrans.inference.budget.default_budget`). An image whose header declares
             more pixels than that allows is skipped without being decoded
             (:class:`~imtrans.inference.budget.ImageBudget`); an image large enough to be
-            tiled is translated alone, never batched.
+            tiled is translated alone, and other images are batched only as many as fit in
+            it together.
 
     Returns:
         The files written and those skipped (unreadable inputs, and outputs whose name is
@@ -272,15 +270,19 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
                                        translator.tile_size, max_memory)
     dataset = _Decoded([source for source, _ in pairs], translator.in_channels, budget)
 
-    def tiled(image: Tensor) -> bool:  # as Translator.translate_batch decides
+    def capacity(image: Tensor) -> int:
+        """Images of this shape per batch: one when tiled (as translate_batch decides), else
+        as many as fit in the budget together."""
         height, width = image.shape[-2:]
         multiple = translator.size_multiple
-        return padded_size(height, multiple) * padded_size(width, multiple) > \
-            translator.tile_size**2
+        if padded_size(height, multiple) * padded_size(width, multiple) > \
+                translator.tile_size**2:
+            return 1
+        return budget.batch_capacity(width, height)
 
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
                         pin_memory=translator.device.type == "cuda")
-    for indices, batch in _batches(iter(loader), batch_size, skip, tiled):
+    for indices, batch in _batches(iter(loader), batch_size, skip, capacity):
         outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
         for index, image in zip(indices, outputs.cpu(), strict=True):
             target = pairs[index][1]

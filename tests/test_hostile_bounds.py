@@ -346,3 +346,16 @@ def test_a_batch_holds_only_the_images_that_fit_in_the_budget_together(
                     "--max-memory", limit)
     assert result.exit_code == 0, result.output
     assert shapes == [(2, 3, 192, 256), (2, 3, 192, 256), (1, 3, 192, 256)]
+
+
+def test_an_opset_newer_than_onnx_knows_is_refused_before_any_work(
+        pix2pix_run: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    newest = onnx.defs.onnx_opset_version()
+    error = cli_error(invoke("export", pix2pix_run, "--format", "onnx", "-o",
+                             tmp_path / "g.onnx", "--opset", 1_000_000_000))
+    assert error == (f"error: ONNX opset 1000000000 is newer than the newest this onnx "
+                     f"package knows ({newest}); ask for {newest} or older, or leave the "
+                     "opset out")
+    assert list(tmp_path.iterdir()) == []

@@ -206,6 +206,8 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
     if check_size is not None and check_size < 1:
         raise InvalidArgumentError(f"check size must be >= 1, got {check_size}")
     runtime = _require_onnx() if format == "onnx" else None
+    if runtime is not None and opset is not None:
+        _check_opset(opset)
     file = find_checkpoint(checkpoint)
     output = Path(output)
     record = _refuse_output(file, output, overwrite)
@@ -332,6 +334,16 @@ def _check_inputs(channels: int, side: int, multiple: int) -> list[Tensor]:
     rng = torch.Generator().manual_seed(CHECK_SEED)
     shapes = [(1, channels, side, side), (2, channels, side, side + multiple)]
     return [torch.rand(shape, generator=rng) * 2 - 1 for shape in shapes]
+
+
+def _check_opset(opset: int) -> None:
+    """Refuse, before any work, an opset newer than the installed ``onnx`` knows."""
+    import onnx
+
+    newest = int(onnx.defs.onnx_opset_version())
+    if opset > newest:
+        raise ExportError(f"ONNX opset {opset} is newer than the newest this onnx package "
+                          f"knows ({newest}); ask for {newest} or older, or leave the opset out")
 
 
 def _write_onnx(generator: nn.Module, path: Path, translator: Translator,

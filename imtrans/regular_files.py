@@ -31,7 +31,7 @@ from typing import BinaryIO
 from imtrans.errors import DataError, ImtransError
 
 __all__ = ["check_regular_file", "describe_kind", "open_regular_file", "read_regular_file",
-           "why_unreachable"]
+           "why_not_folder", "why_unreachable"]
 
 #: What a file whose ``st_mode`` is not a regular file is, in words.
 _KINDS = ((stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
@@ -75,6 +75,22 @@ def why_unreachable(path: Path | str, exc: OSError) -> str:
                errno.ENAMETOOLONG: "has a name too long for the file system",
                errno.ENXIO: "is a device or socket that cannot be opened"}
     return reasons.get(exc.errno or 0, f"cannot be read: {exc.strerror or exc}")
+
+
+def why_not_folder(path: Path | str) -> str | None:
+    """Why ``path`` (links followed) is not a folder, as the end of a sentence about it
+    (``"does not exist"``, ``"is a FIFO (named pipe), not a folder"``, ``"is a symbolic link
+    loop ..."``), or None when it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return why_unreachable(path, exc)
+    if stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISREG(mode):
+        return "is a file, not a folder"
+    kind = describe_kind(mode) or "is not a folder"
+    return kind.replace("not a regular file", "not a folder")
 
 
 def _unreadable(what: str, path: Path, exc: OSError, missing: str | None,

@@ -70,10 +70,12 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, overwrite: bool) -> 
 
 
 def _check_run_dir(run_dir: Path) -> None:
+    from imtrans.regular_files import why_not_folder
     from imtrans.rundir import RunDir
 
-    if not run_dir.is_dir():
-        raise DataError(f"run directory {run_dir} does not exist (expected a folder such as "
+    reason = why_not_folder(run_dir)  # a FIFO, a file, a link loop: said, not "missing"
+    if reason is not None:
+        raise DataError(f"run directory {run_dir} {reason} (expected a folder such as "
                         "runs/<recipe name>/ that training wrote)")
     if not RunDir(run_dir).recipe.is_file():
         raise DataError(f"{run_dir} is not a run directory: it has no recipe.toml (expected "

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from imtrans.atomic import atomic_write
 from imtrans.errors import DataError
+from imtrans.regular_files import why_not_folder
 from imtrans.report.compare import ComparedRun, render_comparison
 from imtrans.report.data import read_run
 from imtrans.report.page import render_page
@@ -52,8 +53,9 @@ def write_report(run_dir: Path, *, live: bool = False) -> Path:
         DataError: ``run_dir`` is not a directory, or the report cannot be written there.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"cannot write a report: run directory {run_dir} does not exist")
+    reason = why_not_folder(run_dir)
+    if reason is not None:
+        raise DataError(f"cannot write a report: run directory {run_dir} {reason}")
     html = render_page(read_run(run_dir), datetime.now().astimezone(), live=live)
     target = RunDir(run_dir).report
     _write(target, html)
@@ -79,8 +81,9 @@ def write_comparison(run_dirs: Sequence[Path], output: Path) -> Path:
         raise DataError("cannot compare runs: no run directory given")
     seen: dict[Path, Path] = {}
     for run_dir in dirs:
-        if not run_dir.is_dir():
-            raise DataError(f"cannot compare runs: run directory {run_dir} does not exist")
+        reason = why_not_folder(run_dir)
+        if reason is not None:
+            raise DataError(f"cannot compare runs: run directory {run_dir} {reason}")
         if run_dir.resolve() in seen:
             raise DataError(f"cannot compare runs: {run_dir} is given twice (as "
                             f"{seen[run_dir.resolve()]} too)")

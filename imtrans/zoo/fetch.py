@@ -157,7 +157,7 @@ def fetch_model(name_or_entry: str | ModelEntry, output: Path | str, *,
         >>> fetch_model("horse2zebra", "runs/horse2zebra").checkpoint  # doctest: +SKIP
         PosixPath('runs/horse2zebra/checkpoints/step_00000000.safetensors')
     """
-    from imtrans.zoo.importer import import_official
+    from imtrans.zoo.importer import check_import_target, import_official
 
     entry = get_model(name_or_entry) if isinstance(name_or_entry, str) else name_or_entry
     run_dir = Path(output)
@@ -165,6 +165,10 @@ def fetch_model(name_or_entry: str | ModelEntry, output: Path | str, *,
         raise CheckpointError(f"{run_dir} already holds a run (checkpoints or recipe.toml); "
                               f"delete it, or choose another folder, to download {entry.name} "
                               "into")
+    check_import_target(run_dir)  # inside another run, links: refused before the download
+    if (run_dir / OFFICIAL_FOLDER).is_symlink():
+        raise CheckpointError(f"{run_dir / OFFICIAL_FOLDER} is a symbolic link: a download "
+                              "never writes through one; remove it, or choose another folder")
     url = model_url(entry, base_url)
     official = run_dir / OFFICIAL_FOLDER / entry.file_name
     if on_stage is not None:

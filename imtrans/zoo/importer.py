@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,15 +50,18 @@ from imtrans.checkpoint.foreign import suggested_run_name
 from imtrans.engine.build import build_training
 from imtrans.engine.device import device_memory, seed_everything
 from imtrans.errors import CheckpointError, RecipeError
+from imtrans.output_guard import run_file_of
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
 from imtrans.regular_files import check_regular_file
+from imtrans.run_files import LinkedRunFileError, check_run_dir
+from imtrans.run_lock import LOCK_NAME
 from imtrans.rundir import RunDir, write_run_record
 from imtrans.zoo.infer import discriminator_options, generator_options
 from imtrans.zoo.options import official_trainer, read_train_opt, recipe_from_options
 from imtrans.zoo.state_dicts import FittedState, fit_state_dict, read_official_state_dict
 
-__all__ = ["Imported", "find_official_files", "import_official"]
+__all__ = ["Imported", "check_import_target", "find_official_files", "import_official"]
 
 _FILE = re.compile(r"(?P<epoch>latest|\d+)_net_(?P<net>G_A|G_B|D_A|D_B|G|D)\.pth")
 _CYCLEGAN_ROLES = {"G_A": "gen_ab", "G_B": "gen_ba", "D_A": "disc_b", "D_B": "disc_a",
@@ -111,7 +115,10 @@ def find_official_files(source: Path, epoch: str = "latest"
         by_epoch: dict[str, dict[str, Path]] = {}
         for path in sorted(source.iterdir()):
             match = _FILE.fullmatch(path.name)
-            if match and path.is_file():
+            if match:
+                # A FIFO, a link loop or a folder of an official name is named, not skipped
+                # (which said the folder "holds no official checkpoint files").
+                check_regular_file(path, what="official checkpoint", error=CheckpointError)
                 by_epoch.setdefault(match["epoch"], {})[match["net"]] = path
         if not by_epoch:
             raise CheckpointError(f"{source} holds no official checkpoint files (expected "
@@ -126,7 +133,9 @@ def find_official_files(source: Path, epoch: str = "latest"
     else:  # a FIFO, a device, a link to nothing: say which
         check_regular_file(source, what="official checkpoint", error=CheckpointError)
         raise CheckpointError(f"{source} does not exist")
-    options = next((folder / name for name in _OPTION_FILES if (folder / name).is_file()), None)
+    # lexists: an options file that is a FIFO or a link loop is named when read, not skipped.
+    options = next((folder / name for name in _OPTION_FILES
+                    if os.path.lexists(folder / name)), None)
     return files, options
 
 
@@ -183,12 +192,34 @@ def _recipe(options: Mapping[str, str], trainer: str, run_name: str,
         raise CheckpointError(f"the official options do not make a valid recipe: {exc}") from None
 
 
-def _refuse_existing(run_dir: Path) -> None:
-    """Never write over a run: refuse a directory that holds checkpoints or a recipe."""
+def check_import_target(run_dir: Path) -> None:
+    """Refuse a run directory an import may not write: one that holds a run, or a file of a
+    run's name (``recipe.toml``, ``environment.json``), one inside another run directory
+    (its ``checkpoints/``, ``samples/``...; by any path or link), or one whose folders or
+    in-place files are links (written through, they would land elsewhere).
+
+    Raises:
+        CheckpointError: naming what is there.
+    """
     run = RunDir(run_dir)
     if list_checkpoints(run.checkpoints) or run.recipe.exists():
         raise CheckpointError(f"{run_dir} already holds a run ({run.recipe.name} or "
                               "checkpoints); import into a new directory")
+    held = [path.name for path in (run.environment, run.metrics, run.train_log,
+                                   run_dir / LOCK_NAME) if os.path.lexists(path)]
+    if held:  # a run's files, or a user's of their names: never replaced nor joined
+        raise CheckpointError(f"{run_dir} already holds {', '.join(held)}, which a new run "
+                              "directory does not; import into a new directory")
+    owner = run_file_of(run.recipe)
+    if owner is not None and owner[1] != run.recipe.name:
+        raise CheckpointError(f"{run_dir} lies in {owner[1]} of the run directory {owner[0]}: "
+                              "an import never writes into another run's files; import into "
+                              "a new directory outside it")
+    try:
+        check_run_dir(run_dir)
+    except LinkedRunFileError as exc:
+        raise CheckpointError(str(exc).replace("train into another", "import into another")
+                              ) from None
 
 
 def import_official(source: Path | str, run_dir: Path | str, *,
@@ -226,7 +257,7 @@ def import_official(source: Path | str, run_dir: Path | str, *,
     roles = _PIX2PIX_ROLES if trainer_name == "pix2pix" else _CYCLEGAN_ROLES
     states = {roles[net]: loaded for net, loaded in read.items()}
     recipe = _recipe(given, trainer_name, run_dir.name or suggested_run_name(source), registry)
-    _refuse_existing(run_dir)
+    check_import_target(run_dir)
 
     # Nothing the files or options claim is allocated before it is known to be sane: the
     # networks are laid out on the meta device, the files' shapes checked against them, and

@@ -48,6 +48,19 @@ __all__ = ["FittedState", "fit_state_dict", "read_official_state_dict"]
 _INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+def _load_failure(exc: BaseException) -> str:
+    """torch.load's failure in one printable line of bounded length."""
+    text = str(exc).strip()
+    if "storage has wrong byte size" in text:
+        # torch's own text is "expected %ld got %ld<digits>" (a format that never ran), and an
+        # old-format file says this when a storage's declared size is not what it holds.
+        return ("a tensor's storage holds another number of bytes than the file declares for "
+                "it (a damaged or altered file)")
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = "".join(c if c.isprintable() else "?" for c in line)
+    return line if len(line) <= 200 else line[:200] + "..."
+
+
 def read_official_state_dict(path: Path) -> dict[str, Tensor]:
     """The state dict in an official ``.pth`` file, read with ``weights_only=True``.
 
@@ -76,8 +89,8 @@ def read_official_state_dict(path: Path) -> dict[str, Tensor]:
         # weights_only refuses globals such as os.system before calling them.
         raise CheckpointError(refused_pickle_message(path, exc)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch file: {reason}") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch file: {_load_failure(exc)}"
+                              ) from None
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(
             loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]  # a training script's {"state_dict": ...} wrapper

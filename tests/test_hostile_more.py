@@ -1,0 +1,192 @@
+"""Careless and hostile use, second round: new cases of each class the first round fixed.
+
+Each test makes its hostile files in ``tmp_path`` and runs the command line: a FIFO, a file or
+a link loop where a run directory is expected; an official folder whose file is a FIFO; an
+import into another run's folders or through a linked ``checkpoints/``; an old-format ``.pth``
+whose storage lies about its size. What is checked is the one ``error:`` line (what the thing
+is, named), exit status 1, and that nothing was written where it must not be.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import pickletools
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from imtrans.cli import cli
+from imtrans.nn import generators
+from tests.conftest import cli_error
+
+
+def _error(*args: str) -> str:
+    return cli_error(CliRunner().invoke(cli, list(args)))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def _not_folders(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Names that are not folders, and what the error must say each is."""
+    fifo, file, loop = tmp_path / "fifo", tmp_path / "file.txt", tmp_path / "loop1"
+    os.mkfifo(fifo)
+    file.write_text("notes\n")
+    os.symlink(tmp_path / "loop2", loop)
+    os.symlink(loop, tmp_path / "loop2")
+    dangling = tmp_path / "dangling"
+    os.symlink(tmp_path / "nowhere", dangling)
+    return {"fifo": (fifo, "is a FIFO (named pipe), not a folder"),
+            "file": (file, "is a file, not a folder"),
+            "loop": (loop, "is a symbolic link loop"),
+            "dangling": (dangling, "is a symbolic link to"),
+            "device": (Path("/dev/null"), "is a character device, not a folder")}
+
+
+# --- report: a run directory that is not a folder says what it is ----------------------------
+
+def test_report_says_what_a_run_directory_that_is_not_a_folder_is(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    for name, (path, said) in _not_folders(tmp_path).items():
+        line = _error("report", str(path))
+        assert said in line and str(path) in line, (name, line)
+        assert "does not exist" not in line or name == "dangling", (name, line)
+        # Among several runs too (the comparison page).
+        line = _error("report", str(pix2pix_run), str(path), "-o", str(tmp_path / "c.html"))
+        assert said in line, (name, line)
+    assert not (tmp_path / "c.html").exists()
+    assert _error("report", str(tmp_path / "missing")).endswith(
+        "does not exist (expected a folder such as runs/<recipe name>/ that training wrote)")
+
+
+# --- import: an official folder whose file is not a regular file is named --------------------
+
+def test_an_official_folder_whose_file_is_a_fifo_names_it(tmp_path: Path) -> None:
+    folder = tmp_path / "official"
+    folder.mkdir()
+    os.mkfifo(folder / "latest_net_G.pth")
+    line = _error("import", str(folder), str(tmp_path / "run"))
+    assert line == (f"error: official checkpoint {folder / 'latest_net_G.pth'} is a FIFO "
+                    "(named pipe), not a regular file"), line
+    # A link loop of an official name, beside a good file of another epoch, is named too.
+    os.unlink(folder / "latest_net_G.pth")
+    os.symlink(folder / "latest_net_G.pth", folder / "latest_net_G.pth")
+    line = _error("import", str(folder), str(tmp_path / "run"))
+    assert "latest_net_G.pth is a symbolic link loop" in line, line
+    # An options file that is a FIFO is named too, not left out (the import then guessed).
+    os.unlink(folder / "latest_net_G.pth")
+    torch.save(generators.resnet_6blocks(ngf=4).state_dict(), folder / "latest_net_G.pth")
+    os.mkfifo(folder / "train_opt.txt")
+    line = _error("import", str(folder), str(tmp_path / "run"))
+    assert line == (f"error: file of official options {folder / 'train_opt.txt'} is a FIFO "
+                    "(named pipe), not a regular file"), line
+    assert not (tmp_path / "run").exists()
+
+
+# --- import: a run directory's folders and links are never written into ----------------------
+
+def _official_file(tmp_path: Path) -> Path:
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(generators.resnet_6blocks(ngf=4).state_dict(), path)
+    return path
+
+
+def test_import_never_writes_into_another_runs_folders(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    source = _official_file(tmp_path)
+    before = _snapshot(pix2pix_run)
+    for inside in ("checkpoints", "samples", "eval/deep", "tb"):
+        line = _error("import", str(source), str(pix2pix_run / inside))
+        assert f"of the run directory {pix2pix_run}" in line, (inside, line)
+    # The same through a link to the run's checkpoints folder.
+    link = tmp_path / "elsewhere"
+    os.symlink(pix2pix_run / "checkpoints", link)
+    line = _error("import", str(source), str(link))
+    assert "checkpoints of the run directory" in line, line
+    assert _snapshot(pix2pix_run) == before
+    assert not (pix2pix_run / "eval").exists() and not (pix2pix_run / "tb").exists()
+
+
+def test_import_never_writes_through_links_in_its_run_directory(tmp_path: Path) -> None:
+    source = _official_file(tmp_path)
+    user = tmp_path / "user_folder"
+    user.mkdir()
+    (user / "mine.txt").write_text("mine\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(user, run / "checkpoints")
+    line = _error("import", str(source), str(run))
+    assert "checkpoints is a symbolic link" in line and "never writes" in line, line
+    assert sorted(p.name for p in user.iterdir()) == ["mine.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+    # A user's file of a run file's name is not replaced either.
+    os.unlink(run / "checkpoints")
+    (run / "environment.json").write_text("{\"mine\": 1}\n")
+    line = _error("import", str(source), str(run))
+    assert "environment.json" in line and "already holds" in line, line
+    assert (run / "environment.json").read_text() == "{\"mine\": 1}\n"
+
+
+def test_models_download_refuses_another_runs_folder_before_downloading(
+        tmp_path: Path, pix2pix_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMTRANS_MODELS_URL", "http://127.0.0.1:9")  # never reached
+    before = _snapshot(pix2pix_run)
+    for inside in ("checkpoints", "samples"):
+        line = _error("models", "download", "facades_photo2label", "--dir",
+                      str(pix2pix_run / inside), "--timeout", "1")
+        assert f"of the run directory {pix2pix_run}" in line, line
+    assert _snapshot(pix2pix_run) == before
+    assert not (pix2pix_run / "checkpoints" / "facades_photo2label").exists()
+    # Its download folder, a link to a user's folder, is not written through.
+    user = tmp_path / "user"
+    user.mkdir()
+    (tmp_path / "runs" / "facades_photo2label").mkdir(parents=True)
+    os.symlink(user, tmp_path / "runs" / "facades_photo2label" / "official")
+    line = _error("models", "download", "facades_photo2label", "--dir", str(tmp_path / "runs"),
+                  "--timeout", "1")
+    assert "official is a symbolic link" in line, line
+    assert list(user.iterdir()) == []
+
+
+# --- an old-format .pth whose storage lies about its size: one clean line --------------------
+
+def test_a_legacy_pth_whose_storage_lies_about_its_size_is_one_clean_line(
+        tmp_path: Path) -> None:
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(generators.resnet_6blocks(ngf=4).state_dict(), path,
+               _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    for _ in range(3):  # magic number, protocol, system info
+        pickle.load(stream)
+    for _ in pickletools.genops(stream):  # the state dict's pickle, not run
+        pass
+    pickle.load(stream)  # the storage keys
+    at = stream.tell()  # the first storage: its element count, then its bytes
+    count = struct.unpack("<q", data[at:at + 8])[0]
+    path.write_bytes(data[:at] + struct.pack("<q", count + 1000) + data[at + 8:])
+    line = _error("import", str(path), str(tmp_path / "run"))
+    assert line == (f"error: {path} is not a readable PyTorch file: a tensor's storage holds "
+                    "another number of bytes than the file declares for it (a damaged or "
+                    "altered file)"), line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("reason", ["storage has wrong byte size: expected %ld got %ld4000\x00",
+                                    "x" * 5000])
+def test_an_unreadable_pth_reason_is_printable_and_bounded(
+        tmp_path: Path, reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _official_file(tmp_path)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(reason)
+    monkeypatch.setattr(torch, "load", fail)
+    line = _error("import", str(path), str(tmp_path / "run"))
+    assert len(line) < 400 and "%ld" not in line and "\x00" not in line, line

@@ -190,3 +190,31 @@ def test_an_unreadable_pth_reason_is_printable_and_bounded(
     monkeypatch.setattr(torch, "load", fail)
     line = _error("import", str(path), str(tmp_path / "run"))
     assert len(line) < 400 and "%ld" not in line and "\x00" not in line, line
+
+
+# --- downloads never write through a link planted as their partial file ---------------------
+
+def test_a_download_never_writes_through_a_linked_part_file(tmp_path: Path) -> None:
+    from imtrans.data.download import download
+    from imtrans.errors import DataError
+    from tests.http_server import serve
+
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\n")
+    dest = tmp_path / "dl" / "file.bin"
+    dest.parent.mkdir()
+    os.symlink(notes, dest.parent / "file.bin.part")
+    with serve() as server:
+        server.body = b"x" * 5000
+        with pytest.raises(DataError, match=r"file\.bin\.part is a symbolic link"):
+            download(server.url, dest, timeout=5)
+        assert server.paths == []  # refused before asking the server
+    assert notes.read_bytes() == b"my notes\n"
+    # A hard link to the user's file is refused the same way.
+    os.unlink(dest.parent / "file.bin.part")
+    os.link(notes, dest.parent / "file.bin.part")
+    with serve() as server:
+        server.body = b"x" * 5000
+        with pytest.raises(DataError, match=r"a hard link"):
+            download(server.url, dest, timeout=5)
+    assert notes.read_bytes() == b"my notes\n"

@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -124,6 +125,25 @@ class _Bounds:
         return self.started + BASE_DEADLINE_S + (total or self.limit) / SLOWEST_RATE
 
 
+def _check_part(part: Path) -> None:
+    """Refuse a ``.part`` that is a link (symbolic or hard) or not a regular file: resuming
+    appends to it, which would write into the file it links to."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        what = f"a symbolic link (to {os.readlink(part)})"
+    elif not stat.S_ISREG(info.st_mode):
+        what = "not a regular file"
+    elif info.st_nlink > 1:
+        what = f"a hard link (a file with {info.st_nlink} names)"
+    else:
+        return
+    raise DataError(f"{part} is {what}, not a partial download: a download never writes "
+                    "through it; delete it to start over")
+
+
 def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
             timeout: float) -> None:
     """Bring ``part`` to the full length of ``url``, resuming it when possible."""
@@ -161,7 +181,9 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
         total = offset + length if length is not None else size
         deadline = bounds.deadline(total)
         done = offset
-        with part.open("ab" if offset else "wb") as handle:
+        # O_NOFOLLOW: a link planted at the .part after _check_part is not written through.
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
+        with os.fdopen(os.open(part, flags | getattr(os, "O_NOFOLLOW", 0)), "wb") as handle:
             try:
                 while True:
                     if progress is not None:
@@ -265,6 +287,7 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
         except DataError:
             pass  # _verify deleted the stale file: download it again
     part = dest.with_suffix(dest.suffix + ".part")
+    _check_part(part)
     if expected_size is not None:
         missing = expected_size - (part.stat().st_size if part.exists() else 0)
         free = shutil.disk_usage(dest.parent).free

@@ -327,7 +327,8 @@ def test_sighup_to_the_process_group_saves_a_checkpoint_and_exits_130(tmp_path: 
     env |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "imtrans", "run", RECIPE,
-         *tiny_sets(tmp_path / "runs", 100000, data__num_workers=1)],
+         *tiny_sets(tmp_path / "runs", 100000, data__num_workers=1,
+                    schedule__n_epochs=100000)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     metrics = tmp_path / "runs" / "pix2pix_edges2shoes" / "metrics.jsonl"
@@ -481,3 +482,71 @@ def test_a_recipe_that_validates_runs(tmp_path: Path) -> None:
     assert validated.exit_code == 0 and "is valid" in validated.output
     ran = invoke("run", RECIPE, *sets)
     assert ran.exit_code == 0 and "finished at step 1" in ran.output
+
+
+# --- a rank of --nproc 2 killed -------------------------------------------------------------------
+
+
+def _rank_of(pid: int) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    found = [item[5:].decode() for item in environ if item.startswith(b"RANK=")]
+    return found[0] if found else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
+    env |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    sets = tiny_sets(tmp_path / "runs", 100000, train__sample_every=100000,
+                     train__checkpoint_every=2, schedule__n_epochs=100000)
+    proc = subprocess.Popen([sys.executable, "-m", "imtrans", "run", RECIPE, "--nproc", "2",
+                             *sets], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    run_dir = tmp_path / "runs" / "pix2pix_edges2shoes"
+    try:
+        deadline = time.monotonic() + 180
+        while not list((run_dir / "checkpoints").glob("step_*.safetensors")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        ranks = {_rank_of(pid): pid for child in _children(proc.pid)
+                 for pid in _children(child)}
+        victim = ranks["1"]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "ChildFailedError" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: rank 1 (pid {victim}) was killed by SIGKILL, so torchrun stopped the other "
+        f"ranks; resume from its last checkpoint with: imtrans run {RECIPE} --resume "
+        f"{run_dir} (torchrun's report: {run_dir / 'torchrun.log'})"], stderr
+    assert "ChildFailedError" in (run_dir / "torchrun.log").read_text()  # kept, not shown
+    # The line's resume command works.
+    from imtrans.checkpoint.files import list_checkpoints
+
+    step = list_checkpoints(run_dir / "checkpoints")[-1][0]
+    resumed = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", step + 1,
+                                               schedule__n_epochs=100000),
+                     "--resume", str(run_dir))
+    assert resumed.exit_code == 0, resumed.output
+    assert f"finished at step {step + 1}" in resumed.output

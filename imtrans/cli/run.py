@@ -9,6 +9,7 @@ turns them into a message and an exit code.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -47,6 +48,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.cli.progress import RichProgress
     from imtrans.engine.distributed import is_main_process
     from imtrans.engine.loop import fit
+    from imtrans.engine.torchrun import keep_rank_failure
     from imtrans.preflight import check_runnable
     from imtrans.recipe import load_recipe
 
@@ -56,7 +58,8 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     # What validate checks too: data folders, the output folder, [eval] (before any process).
     check_runnable(recipe, loaded, new_run=checkpoint is None)
     if nproc > 1:
-        _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device)
+        _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device,
+                          Path(recipe.run.output_dir))
     console = stderr_console()
     try:
         result = fit(recipe, registry=loaded, resume=checkpoint, observer=RichProgress(console),
@@ -65,6 +68,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
         if is_main_process():  # under torchrun, rank 0 speaks for all
             console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+    except (ImtransError, OSError):
+        raise  # one error line, from the imtrans group
+    except Exception:
+        # A rank started by `--nproc` keeps an unexpected traceback (a collective whose peer
+        # was killed) for the launcher, which says in one line what happened.
+        keep_rank_failure()
+        raise
     if not is_main_process():
         return
     console.print(Text(f"finished at step {result.step}: {result.run_dir} "
@@ -72,7 +82,8 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
 
 
 def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
-                     overrides: tuple[str, ...], checkpoint: Any, device: str) -> None:
+                     overrides: tuple[str, ...], checkpoint: Any, device: str,
+                     output_dir: Path) -> None:
     """Run this command again as ``nproc`` processes through torchrun; exit with their code.
 
     ``--resume`` is passed as the checkpoint it resolved to, so every rank loads the same one.
@@ -83,19 +94,29 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     import os
     import signal
     import subprocess
+    import tempfile
+    import time
 
+    from imtrans.engine.torchrun import RANK_REPORTS, report_ranks
     from imtrans.stop_signals import STOP_SIGNALS
 
     if "RANK" in os.environ:
         raise ImtransError("--nproc inside torchrun: use one or the other")
     _check_nproc(nproc, device)
     debug = ["--debug"] if ctx.obj and ctx.obj.get("debug") else []
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    # torchrun's own log and traceback, and a rank's unexpected one, go to files kept in the
+    # run directory (shown as they are with --debug); the ranks still write to the console.
+    reports = None if debug else Path(tempfile.mkdtemp(prefix="imtrans-torchrun-"))
+    launcher = (["torch.distributed.run"] if reports is None
+                else ["imtrans.engine.torchrun", str(reports)])
+    env = os.environ | ({RANK_REPORTS: str(reports)} if reports is not None else {})
+    command = [sys.executable, "-m", *launcher, "--standalone",
                f"--nproc_per_node={nproc}", "-m", "imtrans", *debug, "run", recipe_path,
                *(arg for o in overrides for arg in ("--set", o)),
                *(["--resume", str(checkpoint)] if checkpoint else []),
                *(["--allow-changes"] if ctx.params.get("allow_changes") else [])]
-    process = subprocess.Popen(command, preexec_fn=_die_with_launcher)
+    started = time.time()
+    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_launcher)
     signalled = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -115,7 +136,15 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    sys.exit(EXIT_INTERRUPTED if code and signalled else code)
+    if code and signalled:
+        sys.exit(EXIT_INTERRUPTED)
+    if reports is not None:
+        # A resume writes into the checkpoint's run (or a branch beside it), a new run under
+        # run.output_dir.
+        folders = [output_dir] + ([Path(checkpoint).resolve().parent.parent.parent]
+                                  if checkpoint else [])
+        report_ranks(reports, code, recipe_path, folders, started)  # one line, if failed
+    sys.exit(code)
 
 
 def _check_nproc(nproc: int, device: str) -> None:

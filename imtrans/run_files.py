@@ -31,7 +31,8 @@ from imtrans.errors import ImtransError
 from imtrans.printable import printable_path
 from imtrans.rundir import RunDir
 
-__all__ = ["LinkedRunFileError", "append_text", "check_run_dir", "open_run_file"]
+__all__ = ["LinkedRunFileError", "append_text", "check_run_dir", "open_run_file",
+           "refuse_linked_folder"]
 
 
 class LinkedRunFileError(ImtransError):
@@ -84,6 +85,17 @@ def append_text(path: Path) -> TextIO:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
+def refuse_linked_folder(folder: Path) -> None:
+    """Refuse a run directory's folder (``eval/``, ``samples/``...) that is a symbolic link,
+    before a command writes into it.
+
+    Raises:
+        LinkedRunFileError: naming the link and its target.
+    """
+    if folder.is_symlink():
+        raise _refusal(folder, _link_text(folder))
+
+
 def check_run_dir(root: Path) -> None:
     """Refuse a run directory whose folders are links, or whose in-place files are links
     (symbolic or hard) or not regular files, before anything is written there.
@@ -93,8 +105,7 @@ def check_run_dir(root: Path) -> None:
     """
     run = RunDir(root)
     for folder in (run.samples, run.checkpoints, run.evaluations, root / "tb"):
-        if folder.is_symlink():
-            raise _refusal(folder, _link_text(folder))
+        refuse_linked_folder(folder)
     for path in (run.metrics, run.train_log):
         try:
             status = os.lstat(path)

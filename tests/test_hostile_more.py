@@ -218,3 +218,69 @@ def test_a_download_never_writes_through_a_linked_part_file(tmp_path: Path) -> N
         with pytest.raises(DataError, match=r"a hard link"):
             download(server.url, dest, timeout=5)
     assert notes.read_bytes() == b"my notes\n"
+
+
+# --- eval: results never written through a linked eval/ folder, never blocked on a FIFO --------
+
+def _eval(run: Path, *more: str) -> object:
+    return CliRunner().invoke(cli, ["eval", str(run), "--metrics", "psnr", "--max-images", "2",
+                                    "--device", "cpu", *more])
+
+
+def test_eval_never_writes_results_through_a_linked_eval_folder(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pix2pix_run, run, symlinks=True)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "keep.txt").write_text("mine\n")
+    os.symlink(user, run / "eval")
+    line = cli_error(_eval(run))  # type: ignore[arg-type]
+    assert f"{run / 'eval'} is a symbolic link" in line and "never writes" in line, line
+    assert sorted(p.name for p in user.iterdir()) == ["keep.txt"]
+
+
+def test_eval_skips_a_result_file_that_is_a_fifo_instead_of_blocking(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    shutil.copytree(pix2pix_run, run, symlinks=True)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    (run / "eval").mkdir()
+    stem = sorted((run / "checkpoints").glob("step_*.safetensors"))[-1].stem
+    fifo = run / "eval" / f"{stem}_val_AtoB.json"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "imtrans", "eval", str(run), "--metrics", "psnr",
+                           "--max-images", "2", "--device", "cpu"], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = sorted(p.name for p in (run / "eval").iterdir() if p.is_file())
+    assert len(written) == 1 and written[0].startswith(f"{stem}_val_AtoB-"), written
+    assert fifo.exists() and not fifo.is_file()  # left as it was
+
+
+def test_a_best_record_that_is_a_fifo_or_huge_is_not_read(tmp_path: Path) -> None:
+    import threading
+
+    from imtrans.evaluation.periodic import read_best
+    from imtrans.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.best_record.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(run.best_record)
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(read_best(run)), daemon=True)
+    reader.start()
+    reader.join(20)
+    assert found == [None]  # not blocked on the FIFO
+    os.unlink(run.best_record)
+    run.best_record.write_text('{"value": 1, "pad": "' + "x" * (2 << 20) + '"}')
+    assert read_best(run) is None
+    run.best_record.write_text('{"value": 1}')
+    assert read_best(run) == {"value": 1}

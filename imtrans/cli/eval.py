@@ -76,6 +76,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     from imtrans.evaluation import Evaluator, save_result
     from imtrans.inference import load_translator
     from imtrans.plugins import components
+    from imtrans.run_files import refuse_linked_folder
     from imtrans.rundir import RunDir
 
     console = stderr_console()
@@ -97,6 +98,8 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     wanted = metrics.split(",") if metrics else None
     run = RunDir.of_checkpoint(path)
     out_dir = run.evaluations if run is not None else path.parent
+    if run is not None:
+        refuse_linked_folder(out_dir)  # results written through it would land elsewhere
     if save_images:
         _refuse_save_into_data(Path(save_images), data_root, first.recipe)
         record = _guard_saved_images(Path(save_images), directions, overwrite)

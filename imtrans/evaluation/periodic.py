@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from imtrans.atomic import atomic_path, atomic_write
-from imtrans.errors import EvaluationError
+from imtrans.errors import EvaluationError, ImtransError
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
 from imtrans.evaluation.evaluate import METRICS, Evaluator, check_metrics
 from imtrans.evaluation.inception import find_inception, read_inception
@@ -31,6 +31,7 @@ from imtrans.inference.translator import translator_for
 from imtrans.jsonfile import loads_bounded
 from imtrans.plugins import Components
 from imtrans.recipe import Recipe
+from imtrans.regular_files import read_regular_file
 from imtrans.rundir import RunDir
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import GeneratorEMA
@@ -215,9 +216,10 @@ def _check_metric(metric: str, metrics: list[str]) -> None:
 
 def read_best(run: RunDir) -> dict[str, Any] | None:
     """The best-checkpoint record of ``run``, if it has one."""
-    try:
-        record = loads_bounded(run.best_record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a FIFO would block the training at its first evaluation: never opened
+        record = loads_bounded(read_regular_file(run.best_record, what="best-checkpoint record",
+                                                 max_bytes=1 << 20).decode("utf-8"))
+    except (ImtransError, ValueError):
         return None
     return record if isinstance(record, dict) and "value" in record else None
 

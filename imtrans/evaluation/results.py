@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.atomic import atomic_write
+from imtrans.errors import ImtransError
 from imtrans.evaluation.caveats import standing_warnings
 from imtrans.evaluation.evaluate import EvalResult
 from imtrans.jsonfile import loads_bounded
+from imtrans.regular_files import read_regular_file
 
 __all__ = ["SavedResult", "compatible", "merge_results", "protocol_key", "save_result",
            "write_result"]
@@ -39,6 +41,10 @@ IDENTITY = ("data_root", "split", "paired", "images", "image_size", "test_prepro
 SUBJECT = ("step", "split", "direction")
 #: Entries of a protocol section that do not change a score (the same weights at two paths).
 _INCIDENTAL = {"inception": {"file"}}
+
+#: The largest result file read back to merge into (one is a few KB): a larger one is left
+#: alone, and the new result written beside it.
+MAX_RESULT_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -111,9 +117,10 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, A
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        value = loads_bounded(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a FIFO is not opened (it would block), nor a file larger than any result
+        value = loads_bounded(read_regular_file(path, what="evaluation result",
+                                                max_bytes=MAX_RESULT_BYTES).decode("utf-8"))
+    except (ImtransError, ValueError):
         return None  # unreadable: never merged into, never overwritten
     return value if isinstance(value, dict) else None
 

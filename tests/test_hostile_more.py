@@ -284,3 +284,24 @@ def test_a_best_record_that_is_a_fifo_or_huge_is_not_read(tmp_path: Path) -> Non
     assert read_best(run) is None
     run.best_record.write_text('{"value": 1}')
     assert read_best(run) == {"value": 1}
+
+
+# --- sizes whose element count overflows: one line or bounded work, never a traceback ---------
+
+def test_a_tile_or_check_size_past_any_tensor_is_not_a_traceback(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32)).save(images / "a.png")
+    result = CliRunner().invoke(cli, ["translate", str(pix2pix_run), str(images),
+                                      str(tmp_path / "out"), "--tile", "1000000000",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert [p.name for p in (tmp_path / "out").glob("*.png")] == ["a.png"]
+    line = _error("export", str(pix2pix_run), "--format", "torchscript", "-o",
+                  str(tmp_path / "g.pt"), "--check-size", "1000000000")
+    assert line.startswith("error: --check-size 1000000000: checking the export on "
+                           "1000000000x1000000000 inputs needs at least"), line
+    assert not (tmp_path / "g.pt").exists()

@@ -102,8 +102,10 @@ def peak_activation_values(generator: nn.Module, channels: int, height: int,
     state = {name: torch.empty_like(value, device="meta")
              for name, value in [*generator.named_parameters(), *generator.named_buffers()]}
     hooks = [module.register_forward_hook(count) for module in generator.modules()]
-    example = torch.empty(batch, channels, height, width, device="meta")
     try:
+        # Inside the try: a size whose element count overflows (--tile 1000000000) is a
+        # RuntimeError here already, and gets no estimate like an op without a meta kernel.
+        example = torch.empty(batch, channels, height, width, device="meta")
         with torch.no_grad():
             functional_call(generator, state, (example,))
     except (NotImplementedError, RuntimeError):

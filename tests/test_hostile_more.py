@@ -305,3 +305,21 @@ def test_a_tile_or_check_size_past_any_tensor_is_not_a_traceback(
     assert line.startswith("error: --check-size 1000000000: checking the export on "
                            "1000000000x1000000000 inputs needs at least"), line
     assert not (tmp_path / "g.pt").exists()
+
+
+# --- data combine: an input folder that is not a folder says what it is ----------------------
+
+def test_combine_says_what_an_input_that_is_not_a_folder_is(tmp_path: Path) -> None:
+    from PIL import Image
+
+    good = tmp_path / "B"
+    good.mkdir()
+    Image.new("RGB", (32, 32)).save(good / "a.png")
+    for name, (path, said) in _not_folders(tmp_path).items():
+        if name == "file":
+            continue  # click's own "is a file" already says it
+        result = CliRunner().invoke(cli, ["data", "combine", str(path), str(good),
+                                          str(tmp_path / "out")])
+        assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+        assert said in result.output, (name, result.output)
+    assert not (tmp_path / "out").exists()

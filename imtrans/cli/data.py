@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
 from imtrans.cli.download_bar import download_bar
+from imtrans.cli.existing_path import ExistingPath
 from imtrans.cli.output import add_row, make_table, stdout_console
 
 __all__ = ["data"]
@@ -89,8 +90,8 @@ def _names(label: str, names: tuple[str, ...]) -> Text:
 
 
 @data.command("combine")
-@click.argument("a_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("b_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("a_dir", type=ExistingPath(file_okay=False))
+@click.argument("b_dir", type=ExistingPath(file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--no-resize", is_flag=True,
               help="Fail when a B image's size differs from its A image instead of resizing B.")

@@ -28,6 +28,7 @@ from imtrans.data.images import find_images, load_image
 from imtrans.errors import DataError
 from imtrans.output_guard import guard_outputs
 from imtrans.paths import refuse_overwrite
+from imtrans.regular_files import why_not_folder
 
 __all__ = ["DEFAULT_SPLITS", "CombineResult", "combine_aligned"]
 
@@ -136,8 +137,9 @@ def combine_aligned(
     """
     folder_a, folder_b, out = Path(folder_a), Path(folder_b), Path(out)
     for name, folder in (("A", folder_a), ("B", folder_b)):
-        if not folder.is_dir():
-            raise DataError(f"the {name} folder {folder} does not exist or is not a folder")
+        reason = why_not_folder(folder)  # a FIFO, a file, a link loop: said which
+        if reason is not None:
+            raise DataError(f"the {name} folder {folder} {reason}")
     # OUT inside A or B would be read back as input by the next combine.
     refuse_overwrite([], [out], trees=[folder_a, folder_b])
     splits = [s for s in split_names if (folder_a / s).is_dir()] or [""]

@@ -550,3 +550,18 @@ def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path)
                      "--resume", str(run_dir))
     assert resumed.exit_code == 0, resumed.output
     assert f"finished at step {step + 1}" in resumed.output
+
+
+def test_a_deeply_nested_safetensors_header_is_one_checkpoint_error(tmp_path: Path) -> None:
+    import struct
+
+    from imtrans.checkpoint.files import load_checkpoint
+    from imtrans.errors import CheckpointError
+
+    deep = "[" * 100000 + "]" * 100000
+    raw = ('{"__metadata__": {"imtrans.format": "1", "imtrans.manifest": "{}"}, "x": '
+           + deep + "}").encode()
+    path = tmp_path / "step_00000001.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with pytest.raises(CheckpointError, match=r"is not a readable safetensors file: .*recursion"):
+        load_checkpoint(path)

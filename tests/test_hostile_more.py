@@ -323,3 +323,14 @@ def test_combine_says_what_an_input_that_is_not_a_folder_is(tmp_path: Path) -> N
         assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
         assert said in result.output, (name, result.output)
     assert not (tmp_path / "out").exists()
+
+
+# --- a dataset folder that is a FIFO or a link loop is named, never replaced by the sample -----
+
+def test_eval_data_that_is_not_a_folder_is_named_not_replaced_by_the_sample(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    for name, (path, said) in _not_folders(tmp_path).items():
+        if name == "file":
+            continue  # click's own "is a file" already says it
+        line = cli_error(_eval(pix2pix_run, "--data", str(path)))  # type: ignore[arg-type]
+        assert line.startswith(f"error: dataset folder {path} {said}"), (name, line)

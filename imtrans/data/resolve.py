@@ -8,6 +8,7 @@ how to get the data.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from typing import Literal
 from imtrans.data.catalog import catalog_names, get_entry
 from imtrans.data.images import find_images
 from imtrans.errors import DataError
+from imtrans.regular_files import why_not_folder
 from imtrans.samples import sample_root
 
 __all__ = ["DEFAULT_DATASETS_DIR", "ResolvedRoot", "resolve_root"]
@@ -73,9 +75,10 @@ def resolve_root(root: str | Path, catalog_name: str | None) -> ResolvedRoot:
         'sample'
     """
     root = Path(root)
-    if root.exists():
-        if not root.is_dir():
-            raise DataError(f"dataset folder {root} is a file, not a folder")
+    if os.path.lexists(root):  # a link loop or a link to nothing is said, not taken for absent
+        reason = why_not_folder(root)
+        if reason is not None:
+            raise DataError(f"dataset folder {root} {reason}")
         return ResolvedRoot(root, "given", None)
     sample = sample_root(catalog_name) if catalog_name else None
     known = catalog_name in catalog_names()

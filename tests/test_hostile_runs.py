@@ -550,6 +550,15 @@ def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path)
                      "--resume", str(run_dir))
     assert resumed.exit_code == 0, resumed.output
     assert f"finished at step {step + 1}" in resumed.output
+    # An imtrans error that every rank meets is said once, by rank 0.
+    changed = subprocess.run(
+        [sys.executable, "-m", "imtrans", "run", RECIPE, "--nproc", "2", *sets,
+         "--set", "optim.lr=0.001", "--resume", str(run_dir)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 1, changed.stderr
+    errors = [line for line in changed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "optim.lr 0.0002 -> 0.001" in errors[0], changed.stderr
+    assert "Traceback" not in changed.stderr
 
 
 def test_a_deeply_nested_safetensors_header_is_one_checkpoint_error(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from imtrans.cli.output import EXIT_INTERRUPTED, stderr_console
+from imtrans.cli.output import EXIT_INTERRUPTED, error_text, stderr_console
 from imtrans.errors import ImtransError, InvalidArgumentError, TrainingInterrupted
 from imtrans.plugins import components
 
@@ -68,7 +68,10 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
         if is_main_process():  # under torchrun, rank 0 speaks for all
             console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
         sys.exit(EXIT_INTERRUPTED)
-    except (ImtransError, OSError):
+    except (ImtransError, OSError) as exc:
+        # A rank started by `--nproc` leaves its line to the launcher, which prints one for all
+        # ranks (each would print its own, and torchrun may stop one before it does).
+        keep_rank_failure(error_text(exc))
         raise  # one error line, from the imtrans group
     except Exception:
         # A rank started by `--nproc` keeps an unexpected traceback (a collective whose peer

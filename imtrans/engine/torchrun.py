@@ -32,10 +32,14 @@ from typing import Any, NoReturn
 
 from imtrans.errors import ImtransError
 
-__all__ = ["EXIT_RANK_FAILED", "RANK_REPORTS", "keep_rank_failure", "main", "report_ranks"]
+__all__ = ["EXIT_RANK_ERROR", "EXIT_RANK_FAILED", "RANK_REPORTS", "keep_rank_failure", "main",
+           "report_ranks"]
 
 #: Exit status of a rank that failed with an unexpected exception after keeping its traceback.
 EXIT_RANK_FAILED = 3
+
+#: Exit status of a rank that met an imtrans error and left its line to the launcher.
+EXIT_RANK_ERROR = 4
 
 #: The environment variable that tells each rank where the launcher keeps the reports.
 RANK_REPORTS = "IMTRANS_RANK_REPORTS"
@@ -83,35 +87,41 @@ def _root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
         number, failure = item
         code = failure.exitcode
         if code < 0 and -code != signal.SIGTERM:
-            kind = 0
-        elif code in (EXIT_RANK_FAILED, -signal.SIGTERM):
-            kind = 2
+            kind = 0  # killed outright: the cause
+        elif code == EXIT_RANK_ERROR:
+            kind = 1  # an imtrans error, which every rank may meet: the lowest rank's
+        elif code == -signal.SIGTERM:
+            kind = 3  # torchrun stopping the others
         else:
-            kind = 1
+            kind = 2
         return kind, failure.timestamp, number
 
     return min(failures.items(), key=order)
 
 
-def keep_rank_failure() -> None:
+def keep_rank_failure(message: str | None = None) -> None:
     """In a rank started by ``imtrans run --nproc`` (:data:`RANK_REPORTS` set), while an
-    unexpected exception is handled: write its traceback to the reports folder and exit with
-    :data:`EXIT_RANK_FAILED`, printing nothing. Elsewhere (torchrun run by hand, ``--debug``)
-    return, and the caller re-raises."""
+    exception is handled: write its traceback (and ``message``, the one line of an imtrans
+    error) to the reports folder and exit without printing them, with :data:`EXIT_RANK_ERROR`
+    when there is a ``message``, else :data:`EXIT_RANK_FAILED`. Elsewhere (torchrun run by
+    hand, ``--debug``) return, and the caller re-raises."""
     folder = os.environ.get(RANK_REPORTS)
     if not folder:
         return
+    rank = os.environ.get("RANK", "0")
     try:
-        _append(Path(folder) / f"rank{os.environ.get('RANK', '?')}.log", traceback.format_exc())
+        _append(Path(folder) / f"rank{rank}.log", traceback.format_exc())
+        if message is not None:
+            (Path(folder) / f"rank{rank}.error").write_text(message, encoding="utf-8")
     except OSError:
-        return  # the traceback is printed as usual
-    _exit_quietly()
+        return  # printed as usual
+    _exit_quietly(EXIT_RANK_FAILED if message is None else EXIT_RANK_ERROR)
 
 
-def _exit_quietly() -> NoReturn:
+def _exit_quietly(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_RANK_FAILED)  # no interpreter teardown: a broken process group can hang it
+    os._exit(code)  # no interpreter teardown: a broken process group can hang it
 
 
 def report_ranks(reports: Path, code: int, recipe_path: str, folders: list[Path],
@@ -119,10 +129,12 @@ def report_ranks(reports: Path, code: int, recipe_path: str, folders: list[Path]
     """After torchrun ended with ``code``: when a rank failed, keep the reports as
     ``torchrun.log`` in the run directory (the one in ``folders`` whose ``train.log`` was
     written last, after ``started``) and raise one error naming the rank and how it ended.
-    Nothing is raised when that rank printed its own error line (exit status 1).
+    When that rank met an imtrans error (every rank may), its own message is raised instead,
+    once; nothing is raised when the rank printed its line itself (exit status 1).
 
     Raises:
-        ImtransError: the rank that failed first, how, how to resume, where the reports are.
+        ImtransError: the rank that failed first, how, how to resume, where the reports are;
+            or the imtrans error the first failing rank met.
     """
     try:
         first_file = reports / _FIRST
@@ -139,16 +151,21 @@ def report_ranks(reports: Path, code: int, recipe_path: str, folders: list[Path]
     if first is None:
         raise ImtransError(f"torchrun failed (exit status {code}) before a rank did; its "
                            f"report: {kept}")
-    if first["exitcode"] == 1:
-        how = None  # the rank printed its own error line
+    message = None
+    if first["exitcode"] == EXIT_RANK_ERROR:
+        message = _rank_error(reports, first["rank"])
+    if first["exitcode"] == 1 or message is not None:
+        how = None  # the rank printed its own error line, or left it to be printed here
     elif first.get("signal"):
         how = f"was killed by {first['signal']}"
-    elif first["exitcode"] == EXIT_RANK_FAILED:
+    elif first["exitcode"] in (EXIT_RANK_FAILED, EXIT_RANK_ERROR):
         how = f"failed ({_last_line(reports, first['rank'], kept)})"
     else:
         how = f"exited with status {first['exitcode']}"
-    if kept.parent != reports:
+    if kept.parent != reports or message is not None:
         shutil.rmtree(reports, ignore_errors=True)
+    if message is not None:
+        raise ImtransError(message)  # as one process would say it, once for all ranks
     if how is None:
         return
     raise ImtransError(f"rank {first['rank']} (pid {first['pid']}) {how}, so torchrun stopped "
@@ -171,6 +188,14 @@ def _keep_reports(reports: Path, run_dir: Path | None) -> Path:
     kept = run_dir / _LOG
     atomic_write(kept, text)
     return kept
+
+
+def _rank_error(reports: Path, rank: int) -> str | None:
+    """The error line rank ``rank`` left to the launcher."""
+    try:
+        return (reports / f"rank{rank}.error").read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _last_line(reports: Path, rank: int, kept: Path) -> str:

@@ -37,6 +37,16 @@ _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
 #: The argument that sets a network's depth, per builder, for the message.
 _DEPTH_KEYS = ("n_layers", "num_downs", "n_downsampling", "n_blocks")
 
+#: Depth arguments where each level at least halves the image, and width arguments (channels).
+_HALVING_KEYS = ("n_layers", "num_downs", "n_downsampling")
+_WIDTH_KEYS = ("ngf", "ndf")
+
+#: The most halvings and channels accepted before a network is laid out: 2**30 pixels a side
+#: is past any image, and 2**20 channels past any memory. Larger values took minutes to lay
+#: out (num_downs = 100000) or overflowed torch's size computation (ngf = 100000000).
+_MAX_HALVINGS = 30
+_MAX_WIDTH = 1 << 20
+
 #: fp32 bytes per parameter during training: the weight, its gradient and Adam's two moments.
 _BYTES_PER_PARAMETER = 4 * 4
 
@@ -55,7 +65,13 @@ def check_feasible(recipe: Recipe, registry: Components) -> None:
         raise RecipeError(str(exc)) from None
     trainer = build_trainer(recipe, registry)
     specs = network_specs(trainer, recipe)
-    networks = build_networks(recipe, registry, trainer, "meta")
+    _check_sizes(recipe, specs)
+    try:
+        networks = build_networks(recipe, registry, trainer, "meta")
+    except RuntimeError as exc:  # a plugin's size torch cannot even lay out
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(f"the networks cannot be laid out ({reason[:200]}); lower their "
+                          "widths or depths") from None
     total = device_memory(device)
     parameters = sum(p.numel() for net in networks.values() for p in net.parameters())
     # Parameters first: a forward pass of a network too big to train is not worth its time.
@@ -70,6 +86,22 @@ def check_feasible(recipe: Recipe, registry: Components) -> None:
         activations += _meta_forward(recipe, role, spec, net, side)
     needed = estimate_bytes(parameters, activations, recipe.speed.precision)
     _check_memory(recipe, device, total, needed, parameters)
+
+
+def _check_sizes(recipe: Recipe, specs: dict[str, NetworkSpec]) -> None:
+    """Refuse a depth or width no machine can build, before anything is laid out."""
+    for spec in specs.values():
+        table = getattr(recipe, spec.section)
+        for key, value in table.kwargs.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
+            if key in _HALVING_KEYS and value > _MAX_HALVINGS:
+                raise RecipeError(f"{spec.section}.{key} = {value}: each level halves the "
+                                  f"data.crop_size crops, so past {_MAX_HALVINGS} levels no "
+                                  "image fits; make it shallower")
+            if key in _WIDTH_KEYS and value > _MAX_WIDTH:
+                raise RecipeError(f"{spec.section}.{key} = {value}: at most {_MAX_WIDTH:,} "
+                                  "channels (a network that wide fits in no memory); lower it")
 
 
 def estimate_bytes(parameters: int, activations: int, precision: str = "fp32") -> int:

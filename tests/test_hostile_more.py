@@ -334,3 +334,30 @@ def test_eval_data_that_is_not_a_folder_is_named_not_replaced_by_the_sample(
             continue  # click's own "is a file" already says it
         line = cli_error(_eval(pix2pix_run, "--data", str(path)))  # type: ignore[arg-type]
         assert line.startswith(f"error: dataset folder {path} {said}"), (name, line)
+
+
+# --- --set values that no machine builds: one line before any network is laid out ------------
+
+@pytest.mark.parametrize("sets, said", [
+    (["generator.ngf=100000000"], "generator.ngf = 100000000"),
+    (["generator.name=unet", "generator.num_downs=100000"], "generator.num_downs = 100000"),
+    (["discriminator.n_layers=5000"], "discriminator.n_layers = 5000"),
+], ids=["ngf-overflows", "num-downs", "n-layers"])
+def test_network_sizes_no_machine_builds_are_one_line_at_once(
+        tmp_path: Path, sets: list[str], said: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    args = [a for s in sets for a in ("--set", s)]
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "imtrans", "validate",
+                           str(ROOT / "recipes" / "pix2pix_edges2shoes.toml"), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and said in lines[0], done.stderr
+    assert time.monotonic() - started < 30

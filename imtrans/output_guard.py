@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -36,6 +37,7 @@ from typing import Any
 from imtrans.atomic import atomic_write
 from imtrans.errors import DataError, ImtransError
 from imtrans.paths import real_path
+from imtrans.regular_files import why_not_folder
 from imtrans.run_lock import LOCK_NAME
 from imtrans.rundir import RunDir
 
@@ -229,6 +231,12 @@ def guard_outputs(outputs: Iterable[Path], folder: Path, command: str, *,
         except FileNotFoundError:
             continue
         except OSError as exc:
+            # A folder above it that is a FIFO or a file: said, not "Not a directory".
+            blocker = next((folder for folder in output.parents if os.path.lexists(folder)
+                            and why_not_folder(folder) is not None), None)
+            if exc.errno == errno.ENOTDIR and blocker is not None:
+                raise error(f"output {output} cannot be written: {blocker} "
+                            f"{why_not_folder(blocker)}") from None
             raise error(f"cannot check output {output}: {exc.strerror or exc}") from None
         if stat.S_ISDIR(status.st_mode):
             raise error(f"output {output} is a folder; choose another output")

@@ -361,3 +361,27 @@ def test_network_sizes_no_machine_builds_are_one_line_at_once(
     lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and said in lines[0], done.stderr
     assert time.monotonic() - started < 30
+
+
+# --- an output under a FIFO, a report of a run whose recipe is a FIFO: said what it is --------
+
+def test_an_output_under_a_fifo_and_a_fifo_recipe_are_named(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    import shutil
+
+    from PIL import Image
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(image)
+    line = _error("translate", str(pix2pix_run), str(image), str(fifo / "sub"))
+    assert line == (f"error: output {fifo / 'sub' / 'a.png'} cannot be written: {fifo} is a "
+                    "FIFO (named pipe), not a folder"), line
+    run = tmp_path / "run"
+    shutil.copytree(pix2pix_run, run, symlinks=True)
+    os.unlink(run / "recipe.toml")
+    os.mkfifo(run / "recipe.toml")
+    line = _error("report", str(run))
+    assert line == (f"error: the run's recipe {run / 'recipe.toml'} is a FIFO (named pipe), "
+                    "not a regular file"), line

@@ -8,6 +8,7 @@ which turns them into a message and an exit code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -70,13 +71,16 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, overwrite: bool) -> 
 
 
 def _check_run_dir(run_dir: Path) -> None:
-    from imtrans.regular_files import why_not_folder
+    from imtrans.regular_files import check_regular_file, why_not_folder
     from imtrans.rundir import RunDir
 
     reason = why_not_folder(run_dir)  # a FIFO, a file, a link loop: said, not "missing"
     if reason is not None:
         raise DataError(f"run directory {run_dir} {reason} (expected a folder such as "
                         "runs/<recipe name>/ that training wrote)")
-    if not RunDir(run_dir).recipe.is_file():
+    recipe = RunDir(run_dir).recipe
+    if os.path.lexists(recipe):  # a FIFO, a link loop: said, not "it has no recipe.toml"
+        check_regular_file(recipe, what="the run's recipe", error=DataError)
+    if not recipe.is_file():
         raise DataError(f"{run_dir} is not a run directory: it has no recipe.toml (expected "
                         "the folder a training run wrote, such as runs/<recipe name>/)")

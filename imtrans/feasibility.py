@@ -28,7 +28,7 @@ from imtrans.plugins import Components
 from imtrans.recipe.schema import Recipe
 from imtrans.trainers.base import NetworkSpec
 
-__all__ = ["check_feasible", "estimate_bytes"]
+__all__ = ["check_feasible", "check_network_sizes", "estimate_bytes"]
 
 #: Preprocessing modes that end in a ``crop_size`` square (the others keep the image's size,
 #: which only the data knows: :func:`imtrans.engine.build.check_image_size` checks those).
@@ -65,7 +65,7 @@ def check_feasible(recipe: Recipe, registry: Components) -> None:
         raise RecipeError(str(exc)) from None
     trainer = build_trainer(recipe, registry)
     specs = network_specs(trainer, recipe)
-    _check_sizes(recipe, specs)
+    check_network_sizes(recipe, specs)
     try:
         networks = build_networks(recipe, registry, trainer, "meta")
     except RuntimeError as exc:  # a plugin's size torch cannot even lay out
@@ -88,8 +88,12 @@ def check_feasible(recipe: Recipe, registry: Components) -> None:
     _check_memory(recipe, device, total, needed, parameters)
 
 
-def _check_sizes(recipe: Recipe, specs: dict[str, NetworkSpec]) -> None:
-    """Refuse a depth or width no machine can build, before anything is laid out."""
+def check_network_sizes(recipe: Recipe, specs: dict[str, NetworkSpec]) -> None:
+    """Refuse a depth or width no machine can build, before anything is laid out.
+
+    Raises:
+        RecipeError: naming the key, its value and the bound.
+    """
     for spec in specs.values():
         table = getattr(recipe, spec.section)
         for key, value in table.kwargs.items():

@@ -385,3 +385,11 @@ def test_an_output_under_a_fifo_and_a_fifo_recipe_are_named(
     line = _error("report", str(run))
     assert line == (f"error: the run's recipe {run / 'recipe.toml'} is a FIFO (named pipe), "
                     "not a regular file"), line
+
+
+def test_import_refuses_a_depth_no_image_fits_before_laying_it_out(tmp_path: Path) -> None:
+    source = _official_file(tmp_path)
+    line = _error("import", str(source), str(tmp_path / "run"), "--netD", "n_layers",
+                  "--n_layers_D", "5000")
+    assert "discriminator.n_layers = 5000" in line and "past 30 levels" in line, line
+    assert not (tmp_path / "run").exists()

@@ -43,13 +43,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from imtrans.assembly import build_networks, build_trainer
+from imtrans.assembly import build_networks, build_trainer, network_specs
 from imtrans.checkpoint import training as training_checkpoint
 from imtrans.checkpoint.files import list_checkpoints
 from imtrans.checkpoint.foreign import suggested_run_name
 from imtrans.engine.build import build_training
 from imtrans.engine.device import device_memory, seed_everything
 from imtrans.errors import CheckpointError, RecipeError
+from imtrans.feasibility import check_network_sizes
 from imtrans.output_guard import run_file_of
 from imtrans.plugins import Components, components
 from imtrans.recipe import Recipe, recipe_from_dict
@@ -306,7 +307,9 @@ def _fit_on_meta(recipe: Recipe, registry: Components, trainer_name: str,
             from the network the options mean, or the networks cannot fit in memory.
     """
     try:
-        networks = build_networks(recipe, registry, build_trainer(recipe, registry), "meta")
+        trainer = build_trainer(recipe, registry)
+        check_network_sizes(recipe, network_specs(trainer, recipe))  # before laying out
+        networks = build_networks(recipe, registry, trainer, "meta")
     except RecipeError as exc:
         raise CheckpointError(f"the official options do not make a valid recipe: {exc}") from None
     fitted = {}

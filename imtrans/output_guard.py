@@ -36,6 +36,7 @@ from typing import Any
 
 from imtrans.atomic import atomic_write
 from imtrans.errors import DataError, ImtransError
+from imtrans.jsonfile import loads_bounded
 from imtrans.paths import real_path
 from imtrans.regular_files import why_not_folder
 from imtrans.run_lock import LOCK_NAME
@@ -194,8 +195,8 @@ class OutputRecord:
 
 def _parse(line: bytes) -> Any:
     try:
-        return json.loads(line)
-    except ValueError:
+        return loads_bounded(line)
+    except ValueError:  # not JSON, or nested deeper than any record: not a record line
         return None
 
 

@@ -26,11 +26,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from imtrans.errors import ImtransError
+from imtrans.jsonfile import loads_bounded
 
 __all__ = ["LOCK_NAME", "RunDirBusyError", "RunLock", "lock_run_dir"]
 
 #: The lock file inside a run directory.
 LOCK_NAME = ".imtrans.lock"
+
+#: How much of the lock file is read to say who holds it.
+_MAX_HOLDER_CHARS = 64 * 1024
 
 
 class RunDirBusyError(ImtransError):
@@ -41,7 +45,9 @@ def _holder(handle: IO[str]) -> str:
     """Who holds the lock, from what its holder wrote into the file."""
     try:
         handle.seek(0)
-        info: dict[str, Any] = json.loads(handle.read() or "{}")
+        # What a holder writes is a line of a few hundred bytes; more, or JSON nested deep,
+        # was not written by imtrans and says nothing about the holder.
+        info: dict[str, Any] = loads_bounded(handle.read(_MAX_HOLDER_CHARS) or "{}")
     except (OSError, ValueError):
         info = {}
     if not isinstance(info, dict) or "pid" not in info:

@@ -574,3 +574,22 @@ def test_a_deeply_nested_safetensors_header_is_one_checkpoint_error(tmp_path: Pa
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)
     with pytest.raises(CheckpointError, match=r"is not a readable safetensors file: .*recursion"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe not text",
+                                     b'{"pid": 1, "host": "' + b"h" * 2_000_000 + b'"}'])
+def test_a_busy_lock_holding_anything_names_its_holder_in_one_error(tmp_path: Path,
+                                                                    content: bytes) -> None:
+    """Who holds a busy run directory is read from its lock file; a file nested deeper than
+    any holder record, not text, or huge says "another process", never a traceback."""
+    import fcntl
+
+    from imtrans.run_lock import LOCK_NAME, RunDirBusyError, lock_run_dir
+
+    lock = tmp_path / LOCK_NAME
+    lock.write_bytes(content)
+    with lock.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # a second description: it conflicts
+        with pytest.raises(RunDirBusyError, match=r"is in use by another process"):
+            lock_run_dir(tmp_path)
+    assert lock.read_bytes() == content  # refused before a byte was written

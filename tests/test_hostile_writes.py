@@ -382,3 +382,18 @@ def test_names_that_are_not_utf8_are_translated_and_printed(checkpoint: Path,
     photos(tmp_path / "three", name)
     assert f"output {tmp_path}/three/caf\\xe9.png exists" in cli_error(
         invoke("translate", checkpoint, folder / name, tmp_path / "three", "--workers", 0))
+
+
+def test_a_record_line_nested_deep_is_not_a_record_and_no_traceback(tmp_path: Path) -> None:
+    """A line of the output record nested deeper than any record (as the first line or
+    later) is not taken for one: the record loads, the file it does not vouch for is not
+    this command's own."""
+    from imtrans.output_guard import _HEADER, OutputRecord
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "a.png").write_bytes(b"user's")
+    for lines in ([deep], [json.dumps(_HEADER), deep]):
+        (tmp_path / RECORD_NAME).write_text("\n".join(lines) + "\n")
+        record = OutputRecord(tmp_path)
+        assert record.foreign == (lines[0] == deep)
+        assert not record.wrote(tmp_path / "a.png")

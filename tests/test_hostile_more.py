@@ -393,3 +393,43 @@ def test_import_refuses_a_depth_no_image_fits_before_laying_it_out(tmp_path: Pat
                   "--n_layers_D", "5000")
     assert "discriminator.n_layers = 5000" in line and "past 30 levels" in line, line
     assert not (tmp_path / "run").exists()
+
+
+# --- translate: a ** pattern never follows a link back into its own folders -------------------
+
+def test_a_glob_through_a_folder_link_loop_is_refused_at_once(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.png")
+    # Two links back to the folder: glob's ** followed them 40 levels deep, 2**40 paths.
+    os.symlink(".", photos / "again")
+    os.symlink("..", photos / "up")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "imtrans", "translate", str(pix2pix_run),
+                           f"{photos}/**/*.png", str(tmp_path / "out"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"error: input {photos}/**/*.png: its ** would follow {photos / 'again'}" \
+        in done.stderr, done.stderr
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "out").exists()
+    # A link to a folder outside the tree is followed as before.
+    os.unlink(photos / "again")
+    os.unlink(photos / "up")
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (32, 32)).save(other / "b.png")
+    os.symlink(other, photos / "linked")
+    result = CliRunner().invoke(cli, ["translate", str(pix2pix_run), f"{photos}/**/*.png",
+                                      str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in
+                  (tmp_path / "out").rglob("*.png")) == ["a.png", "linked/b.png"]

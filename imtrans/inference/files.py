@@ -87,6 +87,8 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
         # Not only regular files: a FIFO or device named like an image is skipped and counted
         # when it is read (never opened), as a folder's listing does.
         try:
+            if "**" in source_text:  # before glob, which follows a link loop 40 levels deep
+                _refuse_link_loops(source_text, _glob_base(source_text))
             inputs = sorted(Path(p) for p in glob.glob(source_text, recursive=True)
                             if not Path(p).is_dir() and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
         except RecursionError:  # glob recurses once per folder level under a "**"
@@ -147,6 +149,35 @@ def _glob_matches(pattern: str, path: Path) -> bool:
     parts = Path(os.path.abspath(path)).parts
     return len(wanted) == len(parts) and all(
         fnmatch.fnmatchcase(part, want) for part, want in zip(parts, wanted, strict=True))
+
+
+def _refuse_link_loops(pattern: str, base: Path) -> None:
+    """Refuse a ``**`` pattern whose folders hold a link back to a folder it lies in.
+
+    ``glob`` follows links to folders and stops only at the system's 40 links: two such
+    links made 2**40 paths to search, and one translated every image 41 times.
+
+    Raises:
+        DataError: naming the link and the folder it leads back to.
+    """
+    # Each folder's real path, found from its parent's (one readlink per link, not per level).
+    real = {str(base): os.path.realpath(base)}
+    for folder, dirs, _ in os.walk(base, followlinks=True):
+        for name in dirs:
+            child = os.path.join(folder, name)
+            if not os.path.islink(child):
+                real[child] = os.path.join(real[folder], name)
+                continue
+            real[child] = target = os.path.realpath(child)
+            above: str | None = folder
+            while above is not None:  # the folders the link lies in, up to the base
+                if real[above] == target:
+                    raise DataError(
+                        f"input {pattern}: its ** would follow {printable_path(child)} back "
+                        f"into {printable_path(target)}, a folder it is in, again and again; "
+                        "remove the link, or give the folder instead (folders are listed "
+                        "without following links)")
+                above = os.path.dirname(above) if above != str(base) else None
 
 
 def _glob_base(pattern: str) -> Path:

@@ -22,6 +22,7 @@ from imtrans.atomic import atomic_write
 from imtrans.errors import RecipeError
 from imtrans.git_head import head_commit
 from imtrans.printable import printable_path
+from imtrans.regular_files import why_not_folder
 from imtrans.tomlwriter import dumps
 from imtrans.version import __version__
 
@@ -157,10 +158,11 @@ def check_output_dir(output_dir: Path) -> None:
     while not os.path.lexists(existing) and existing.parent != existing:
         existing = existing.parent
     shown = printable_path(output_dir)
-    if not existing.is_dir():
-        what = ("a file, not a folder" if existing == output_dir else
-                f"inside {printable_path(existing)}, which is a file, not a folder")
-        raise RecipeError(f"run.output_dir = {shown!r} is {what}: runs are written in a "
+    reason = why_not_folder(existing)  # a file, a FIFO, a device, a link loop: said which
+    if reason is not None:
+        what = (reason if existing == output_dir else
+                f"is inside {printable_path(existing)}, which {reason}")
+        raise RecipeError(f"run.output_dir = {shown!r} {what}: runs are written in a "
                           "folder there; choose another run.output_dir")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == output_dir else f" (made in {printable_path(existing)})"

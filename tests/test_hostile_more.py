@@ -433,3 +433,17 @@ def test_a_glob_through_a_folder_link_loop_is_refused_at_once(
     assert result.exit_code == 0, result.output
     assert sorted(str(p.relative_to(tmp_path / "out")) for p in
                   (tmp_path / "out").rglob("*.png")) == ["a.png", "linked/b.png"]
+
+
+# --- run.output_dir that is a FIFO or a link loop: said what it is ----------------------------
+
+def test_an_output_dir_that_is_not_a_folder_says_what_it_is(tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+
+    recipe = str(ROOT / "recipes" / "pix2pix_edges2shoes.toml")
+    for name, (path, said) in _not_folders(tmp_path).items():
+        line = _error("validate", recipe, "--set", f"run.output_dir={str(path)!r}")
+        assert f"run.output_dir = {str(path)!r} {said}" in line, (name, line)
+    line = _error("validate", recipe, "--set",
+                  f"run.output_dir={str(tmp_path / 'fifo' / 'runs')!r}")
+    assert f"is inside {tmp_path / 'fifo'}, which is a FIFO (named pipe), not a folder" in line

@@ -447,3 +447,18 @@ def test_an_output_dir_that_is_not_a_folder_says_what_it_is(tmp_path: Path) -> N
     line = _error("validate", recipe, "--set",
                   f"run.output_dir={str(tmp_path / 'fifo' / 'runs')!r}")
     assert f"is inside {tmp_path / 'fifo'}, which is a FIFO (named pipe), not a folder" in line
+
+
+# --- a run whose only checkpoint is a FIFO: the checkpoint is named, not "no checkpoint" --------
+
+def test_a_run_whose_checkpoint_is_a_fifo_names_it(tmp_path: Path, pix2pix_run: Path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.toml").write_bytes((pix2pix_run / "recipe.toml").read_bytes())
+    fifo = run / "checkpoints" / "step_00000009.safetensors"
+    os.mkfifo(fifo)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "in.png")
+    line = _error("translate", str(run), str(tmp_path / "in.png"), str(tmp_path / "out"))
+    assert line == f"error: checkpoint {fifo} is a FIFO (named pipe), not a regular file", line

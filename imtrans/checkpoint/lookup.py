@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imtrans.checkpoint.files import latest_checkpoint
+from imtrans.checkpoint.files import latest_checkpoint, parse_checkpoint_name
 from imtrans.checkpoint.foreign import official_folder_message
 from imtrans.errors import CheckpointError
 from imtrans.regular_files import check_regular_file
@@ -39,6 +39,11 @@ def find_checkpoint(path: Path | str) -> Path:
     official = official_folder_message(Path(path)) if Path(path).is_dir() else None
     if official is not None:
         raise CheckpointError(f"no checkpoint at {path}: {official}")
+    for folder in (RunDir(Path(path)).checkpoints, Path(path)):  # one of a checkpoint's name that
+        if folder.is_dir():  # is a FIFO or a link loop is named, not "no checkpoint"
+            for entry in sorted(folder.iterdir()):
+                if parse_checkpoint_name(entry.name) is not None:
+                    check_regular_file(entry, what="checkpoint", error=CheckpointError)
     raise CheckpointError(f"no checkpoint at {path} (expected a .safetensors file or a run "
                           "directory holding checkpoints/step_*.safetensors)")
 

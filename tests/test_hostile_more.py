@@ -13,16 +13,17 @@ import io
 import os
 import pickle
 import pickletools
+import shutil
 import struct
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import cli_error
 
 from imtrans.cli import cli
 from imtrans.nn import generators
-from tests.conftest import cli_error
 
 
 def _error(*args: str) -> str:
@@ -462,3 +463,19 @@ def test_a_run_whose_checkpoint_is_a_fifo_names_it(tmp_path: Path, pix2pix_run: 
     Image.new("RGB", (32, 32)).save(tmp_path / "in.png")
     line = _error("translate", str(run), str(tmp_path / "in.png"), str(tmp_path / "out"))
     assert line == f"error: checkpoint {fifo} is a FIFO (named pipe), not a regular file", line
+
+
+def test_export_never_writes_through_a_linked_export_folder(pix2pix_run: Path,
+                                                            tmp_path: Path) -> None:
+    """A run's ``export/`` folder that is a symbolic link is refused before any work: the
+    default output would land in the link's target."""
+    run = tmp_path / "run"
+    shutil.copytree(pix2pix_run, run)
+    shutil.rmtree(run / "export", ignore_errors=True)
+    elsewhere = tmp_path / "users_folder"
+    elsewhere.mkdir()
+    (run / "export").symlink_to(elsewhere)
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "torchscript"])
+    error = cli_error(result)
+    assert "export" in error and "symbolic link" in error, error
+    assert list(elsewhere.iterdir()) == []

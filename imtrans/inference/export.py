@@ -137,11 +137,16 @@ def default_export_path(checkpoint: Path | str, format: ExportFormat,
 
     Raises:
         CheckpointError: no checkpoint at ``checkpoint``.
+        LinkedRunFileError: the run's ``export/`` folder is a symbolic link (a run's files are
+            never written through a link: :mod:`imtrans.run_files`).
     """
+    from imtrans.run_files import refuse_linked_folder
+
     file = find_checkpoint(checkpoint)
     name = f"generator_{direction}{FORMATS[format]}"
     run = RunDir(file.parent.parent)  # not resolved: a relative checkpoint gives a relative path
     if run.checkpoints == file.parent:
+        refuse_linked_folder(run.exports)
         return run.exports / name
     return file.parent / f"{file.stem}_{name}"
 

@@ -20,7 +20,7 @@ work by :func:`guard_outputs`:
 
 Example:
     >>> record = guard_outputs([Path("out/a.png")], Path("out"), "translate")  # doctest: +SKIP
-    >>> ...  # write out/a.png
+    >>> ...  # write out/a.png  # doctest: +SKIP
     >>> record.add(Path("out/a.png"))  # doctest: +SKIP
 """
 

@@ -469,6 +469,29 @@ def test_a_run_whose_checkpoint_is_a_fifo_names_it(tmp_path: Path, pix2pix_run: 
     assert line == f"error: checkpoint {fifo} is a FIFO (named pipe), not a regular file", line
 
 
+def test_a_newer_checkpoint_that_is_not_a_file_is_named_not_passed_over(
+        tmp_path: Path, pix2pix_run: Path) -> None:
+    """With real checkpoints beside it, a newer checkpoint name that is a FIFO or a link to
+    nothing is named: translate and resume would otherwise take an older one silently."""
+    from imtrans.checkpoint.lookup import find_checkpoint
+    from imtrans.errors import CheckpointError
+
+    run = tmp_path / "run"
+    shutil.copytree(pix2pix_run, run)
+    checkpoints = run / "checkpoints"
+    fifo = checkpoints / "step_99999998.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"step_99999998\.safetensors is a FIFO"):
+        find_checkpoint(run)
+    fifo.unlink()
+    (checkpoints / "step_99999999.safetensors").symlink_to(tmp_path / "gone")
+    with pytest.raises(CheckpointError, match=r"step_99999999\.safetensors is a symbolic link"):
+        find_checkpoint(run)
+    (checkpoints / "step_99999999.safetensors").unlink()
+    (checkpoints / "step_00000000.safetensors").symlink_to(tmp_path / "gone")  # older: ignored
+    assert find_checkpoint(run).name.startswith("step_00000004")
+
+
 def test_export_never_writes_through_a_linked_export_folder(pix2pix_run: Path,
                                                             tmp_path: Path) -> None:
     """A run's ``export/`` folder that is a symbolic link is refused before any work: the

@@ -9,6 +9,7 @@ or a second process is needed, as a subprocess.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -257,16 +258,49 @@ def _nest(folder: Path, levels: int, name: str = "a") -> Path:
     return deepest
 
 
+def _unnest(folder: Path, name: str) -> None:
+    """Remove what :func:`_nest` made, one level at a time from the top and through short
+    paths: ``shutil.rmtree`` (pytest's clean-up of old temporary folders too) recurses once per
+    level and overflows Python's stack on 1,400 levels."""
+    import os
+
+    top, spare = folder / name, folder / ".unnesting"
+    while top.is_dir():
+        for entry in os.listdir(top):
+            if entry != name:
+                os.unlink(top / entry)  # the images a test put at this level
+        if (top / name).is_dir():
+            os.rename(top / name, spare)
+            os.rmdir(top)
+            os.rename(spare, top)
+        else:
+            os.rmdir(top)
+
+
+@pytest.fixture
+def nest() -> Iterator[Callable[..., Path]]:
+    """:func:`_nest`, with what it made removed after the test."""
+    made: list[tuple[Path, str]] = []
+
+    def make(folder: Path, levels: int, name: str = "a") -> Path:
+        made.append((folder, name))
+        return _nest(folder, levels, name)
+
+    yield make
+    for folder, name in made:
+        _unnest(folder, name)
+
+
 @pytest.mark.parametrize("name", ["a", "a" * 200])  # the long name passes PATH_MAX
 def test_1400_nested_folders_are_searched_64_levels_deep_with_one_warning(
-        tmp_path: Path, name: str) -> None:
+        tmp_path: Path, name: str, nest: Callable[..., Path]) -> None:
     from imtrans.data.images import MAX_FOLDER_DEPTH, SkippedFolderWarning, find_images
 
     assert MAX_FOLDER_DEPTH == 64
     folder = tmp_path / "train"
     folder.mkdir()
     (folder / "top.png").write_bytes(b"x")
-    _nest(folder, 1400, name)
+    nest(folder, 1400, name)
     # An image at the deepest level searched is found; one below it is not.
     level64 = folder.joinpath(*[name] * 64)
     level65 = level64 / name
@@ -286,11 +320,12 @@ def test_1400_nested_folders_are_searched_64_levels_deep_with_one_warning(
         assert "folder(s) that cannot be listed" in message
 
 
-def test_training_from_a_folder_with_1400_nested_folders_completes(tmp_path: Path) -> None:
+def test_training_from_a_folder_with_1400_nested_folders_completes(
+        tmp_path: Path, nest: Callable[..., Path]) -> None:
     from imtrans.data.images import SkippedFolderWarning
 
     root, _ = _folder_with_a_bad_name(tmp_path)
-    _nest(root / "train", 1400)
+    nest(root / "train", 1400)
     with pytest.warns(SkippedFolderWarning, match="nested more than 64 levels deep"):
         result = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", 2, data__root=str(root)))
     assert result.exit_code == 0, result.output
@@ -298,12 +333,12 @@ def test_training_from_a_folder_with_1400_nested_folders_completes(tmp_path: Pat
 
 
 def test_translate_of_a_glob_over_1400_nested_folders_is_one_line(
-        base_run: Path, tmp_path: Path) -> None:
+        base_run: Path, tmp_path: Path, nest: Callable[..., Path]) -> None:
     from conftest import cli_error
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    _nest(folder, 1400)
+    nest(folder, 1400)
     result = CliRunner().invoke(cli, ["translate", str(base_run), f"{folder}/**/*.png",
                                       str(tmp_path / "out")])
     assert "its ** reaches folders nested too deeply to search" in cli_error(result)

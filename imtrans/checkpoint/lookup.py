@@ -85,5 +85,18 @@ def _checkpoint_at(path: Path) -> Path | None:
     for folder in (RunDir(path).checkpoints, path):
         found = latest_checkpoint(folder) if folder.is_dir() else None
         if found is not None:
+            _refuse_newer_that_are_not_files(folder, found)
             return found
     return None
+
+
+def _refuse_newer_that_are_not_files(folder: Path, found: Path) -> None:
+    """Name a newer checkpoint than ``found`` that is not a regular file (a FIFO, a link to
+    nothing, a folder): taking ``found`` instead would silently go back further than the
+    user expects."""
+    parsed = parse_checkpoint_name(found.name)
+    step = parsed[0] if parsed is not None else -1
+    for entry in folder.iterdir():
+        newer = parse_checkpoint_name(entry.name)
+        if newer is not None and newer[0] > step and not entry.is_file():
+            check_regular_file(entry, what="checkpoint", error=CheckpointError)

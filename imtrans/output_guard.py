@@ -38,7 +38,7 @@ from imtrans.atomic import atomic_write
 from imtrans.errors import DataError, ImtransError
 from imtrans.jsonfile import loads_bounded
 from imtrans.paths import real_path
-from imtrans.regular_files import why_not_folder
+from imtrans.regular_files import describe_kind, why_not_folder
 from imtrans.run_lock import LOCK_NAME
 from imtrans.rundir import RunDir
 
@@ -241,6 +241,10 @@ def guard_outputs(outputs: Iterable[Path], folder: Path, command: str, *,
             raise error(f"cannot check output {output}: {exc.strerror or exc}") from None
         if stat.S_ISDIR(status.st_mode):
             raise error(f"output {output} is a folder; choose another output")
+        kind = None if stat.S_ISLNK(status.st_mode) else describe_kind(status.st_mode)
+        if kind is not None:  # a device, FIFO or socket: a rename would replace the node
+            raise error(f"output {output} {kind}; --overwrite or not, choose the name of "
+                        "a file to write")
         if not overwrite and not record.wrote(output):
             raise error(f"output {output} exists and imtrans {command} did not write it: "
                         "refusing to replace it; --overwrite lets it replace it, or choose "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,18 @@ def test_a_record_line_nested_deep_is_not_a_record_and_no_traceback(tmp_path: Pa
         record = OutputRecord(tmp_path)
         assert record.foreign == (lines[0] == deep)
         assert not record.wrote(tmp_path / "a.png")
+
+
+def test_an_output_that_is_a_fifo_is_refused_even_with_overwrite(checkpoint: Path,
+                                                                 tmp_path: Path) -> None:
+    """A device, FIFO or socket at an output's name is never replaced: the rename of the
+    finished file would replace the node itself (as root, even one under /dev)."""
+    image = photos(tmp_path / "photos", "a.png") / "a.png"
+    (tmp_path / "out").mkdir()
+    fifo = tmp_path / "out" / "a.png"
+    os.mkfifo(fifo)
+    for extra in ((), ("--overwrite",)):
+        error = cli_error(invoke("translate", checkpoint, image, fifo, "--workers", 0, *extra))
+        assert error == (f"error: output {fifo} is a FIFO (named pipe), not a regular file; "
+                         "--overwrite or not, choose the name of a file to write"), error
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

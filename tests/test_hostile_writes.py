@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import cli_error
 from PIL import Image
+from test_no_overwrite import photos, snapshot
 
 from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.cli import cli
@@ -27,25 +28,6 @@ CYCLEGAN = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo
 
 def invoke(*args: object) -> Result:
     return CliRunner().invoke(cli, [a if isinstance(a, bytes) else str(a) for a in args])
-
-
-def snapshot(*roots: Path) -> dict[Path, bytes]:
-    """Every file under ``roots`` (or the file itself) with its bytes; links are not followed
-    into, but a link's target is read."""
-    files: dict[Path, bytes] = {}
-    for root in roots:
-        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        files |= {path: path.read_bytes() for path in paths}
-    return files
-
-
-def photos(folder: Path, *names: str, size: int = 32) -> Path:
-    """A folder of small images named ``names`` (``sub/c.png`` makes a sub-folder)."""
-    for number, name in enumerate(names):
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (size, size), (40 * number, 90, 200)).save(path)
-    return folder
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError, RecipeError
 
-__all__ = ["device_memory", "parse_device", "seed_everything", "select_device"]
+__all__ = ["device_memory", "meminfo_bytes", "parse_device", "seed_everything", "select_device"]
 
 #: The device types imtrans trains and translates on.
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -92,9 +92,15 @@ def device_memory(device: torch.device) -> int | None:
 
 
 def _meminfo_total() -> int | None:
+    return meminfo_bytes("MemTotal")
+
+
+def meminfo_bytes(field: str) -> int | None:
+    """A field of Linux's ``/proc/meminfo`` (``MemTotal``, ``MemAvailable``...) in bytes, or
+    None where there is none."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024  # reported in kB
     except (OSError, ValueError, IndexError):
         pass

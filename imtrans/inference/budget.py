@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 from torch.func import functional_call
 
-from imtrans.engine.device import _cgroup_limit, device_memory
+from imtrans.engine.device import _cgroup_limit, device_memory, meminfo_bytes
 from imtrans.errors import ImtransError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
 from imtrans.regular_files import open_regular_file
@@ -117,13 +117,7 @@ def peak_activation_values(generator: nn.Module, channels: int, height: int,
 
 
 def _meminfo_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # reported in kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return meminfo_bytes("MemAvailable")
 
 
 def image_header(path: Path | str) -> tuple[int, int, str] | None:

@@ -277,17 +277,10 @@ def test_the_default_budget_is_three_quarters_of_the_memory_available(
     assert not (tmp_path / "out.png").exists()
 
 
-def test_an_image_to_tile_is_translated_alone_and_within_the_budget(
-        pix2pix_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Images of one size are batched, except those large enough to be tiled: a batch of
-    eight of those would take eight times what the budget counted for one."""
-    from PIL import Image
-
+def batch_shapes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shape of each batch the translator is given from now on, in order."""
     from imtrans.inference.translator import Translator
 
-    inputs = tmp_path / "photos"
-    small_images(inputs, 3, (64, 64))
-    small_images(inputs / "big", 3, (200, 130))
     shapes: list[tuple[int, ...]] = []
     original = Translator.translate_batch
 
@@ -296,6 +289,20 @@ def test_an_image_to_tile_is_translated_alone_and_within_the_budget(
         return original(self, images)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Translator, "translate_batch", recorded)
+    return shapes
+
+
+def test_an_image_to_tile_is_translated_alone_and_within_the_budget(
+        pix2pix_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images of one size are batched, except those large enough to be tiled: a batch of
+    eight of those would take eight times what the budget counted for one."""
+    from PIL import Image
+
+
+    inputs = tmp_path / "photos"
+    small_images(inputs, 3, (64, 64))
+    small_images(inputs / "big", 3, (200, 130))
+    shapes = batch_shapes(monkeypatch)
     result = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 128,
                     "--workers", 0, "--device", "cpu", "--max-memory", "1G")
     assert result.exit_code == 0, result.output
@@ -323,7 +330,6 @@ def test_a_batch_holds_only_the_images_that_fit_in_the_budget_together(
     size: now a batch holds as many as the budget allows (here two)."""
     from imtrans.inference import load_translator
     from imtrans.inference.budget import ImageBudget
-    from imtrans.inference.translator import Translator
 
     translator = load_translator(pix2pix_run, device="cpu", tile_size=4096)
     budget = ImageBudget.for_generator(translator.generator, 3, 3, translator.size_multiple,
@@ -333,14 +339,7 @@ def test_a_batch_holds_only_the_images_that_fit_in_the_budget_together(
     assert limit < 3 * each  # two fit together, three do not
     inputs = tmp_path / "photos"
     small_images(inputs, 5, (256, 192))
-    shapes: list[tuple[int, ...]] = []
-    original = Translator.translate_batch
-
-    def recorded(self: Translator, images: object) -> object:
-        shapes.append(tuple(images.shape))  # type: ignore[attr-defined]
-        return original(self, images)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Translator, "translate_batch", recorded)
+    shapes = batch_shapes(monkeypatch)
     result = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--tile", 4096,
                     "--batch-size", 8, "--workers", 0, "--device", "cpu",
                     "--max-memory", limit)

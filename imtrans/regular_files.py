@@ -31,7 +31,7 @@ from typing import BinaryIO
 from imtrans.errors import DataError, ImtransError
 
 __all__ = ["check_regular_file", "describe_kind", "open_regular_file", "read_regular_file",
-           "why_not_folder", "why_unreachable"]
+           "size_text", "why_not_folder", "why_unreachable"]
 
 #: What a file whose ``st_mode`` is not a regular file is, in words.
 _KINDS = ((stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file"),
@@ -49,13 +49,18 @@ def describe_kind(mode: int) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), "is not a regular file")
 
 
-def _size_text(count: int) -> str:
+def size_text(count: float) -> str:
+    """``count`` bytes in the largest binary unit that keeps it at 1 or more, for messages.
+
+    >>> size_text(1000), size_text(3 * 2**30), size_text(2**70)
+    ('1,000 bytes', '3.0 GiB', '1,024.0 PiB')
+    """
     value, unit = float(count), "bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
             break
         value /= 1024
-    return f"{count:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+    return f"{int(value):,} bytes" if unit == "bytes" else f"{value:,.1f} {unit}"
 
 
 def why_unreachable(path: Path | str, exc: OSError) -> str:
@@ -139,8 +144,8 @@ def _check_stat(path: Path, info: os.stat_result, what: str, max_bytes: int | No
     if kind is not None:
         raise error(f"{what} {path} {kind}")
     if max_bytes is not None and info.st_size > max_bytes:
-        raise error(f"{what} {path} is {_size_text(info.st_size)}; a {what} is at most "
-                    f"{_size_text(max_bytes)}, so this is not one (refused before reading it)")
+        raise error(f"{what} {path} is {size_text(info.st_size)}; a {what} is at most "
+                    f"{size_text(max_bytes)}, so this is not one (refused before reading it)")
 
 
 def open_regular_file(path: Path | str, *, what: str, max_bytes: int | None = None,
@@ -197,6 +202,6 @@ def read_regular_file(path: Path | str, *, what: str, max_bytes: int,
         except OSError as exc:
             raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
-        raise error(f"{what} {path} grew past {_size_text(max_bytes)} while it was read; "
+        raise error(f"{what} {path} grew past {size_text(max_bytes)} while it was read; "
                     f"a {what} is at most that")
     return data

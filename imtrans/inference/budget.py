@@ -11,8 +11,6 @@ is refused.
 Example:
     >>> parse_size("1.5G"), parse_size("512M"), parse_size("4096")
     (1610612736, 536870912, 4096)
-    >>> size_text(3 * 2**30)
-    '3.0 GiB'
 """
 
 from __future__ import annotations
@@ -31,10 +29,10 @@ from torch.func import functional_call
 from imtrans.engine.device import _cgroup_limit, device_memory, meminfo_bytes
 from imtrans.errors import ImtransError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
-from imtrans.regular_files import open_regular_file
+from imtrans.regular_files import open_regular_file, size_text
 
 __all__ = ["ImageBudget", "available_memory", "default_budget", "image_header", "parse_size",
-           "peak_activation_values", "size_text"]
+           "peak_activation_values"]
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
@@ -54,16 +52,6 @@ def parse_size(text: str) -> int:
     if not math.isfinite(value) or value < 1:
         raise InvalidArgumentError(f"{text!r} is not a size above 0 bytes")
     return int(value)
-
-
-def size_text(count: float) -> str:
-    """``count`` bytes in the largest binary unit that keeps it at 1 or more."""
-    value, unit = float(count), "bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            break
-        value /= 1024
-    return f"{int(value)} bytes" if unit == "bytes" else f"{value:,.1f} {unit}"
 
 
 def available_memory() -> int | None:

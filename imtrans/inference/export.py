@@ -43,11 +43,12 @@ from torch import Tensor, nn
 from imtrans.atomic import atomic_path
 from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.errors import ExportError, InvalidArgumentError
-from imtrans.inference.budget import default_budget, peak_activation_values, size_text
+from imtrans.inference.budget import default_budget, peak_activation_values
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Mode, Translator, Weights, load_translator
 from imtrans.output_guard import OutputRecord, guard_outputs
 from imtrans.paths import refuse_overwrite
+from imtrans.regular_files import size_text
 from imtrans.rundir import RunDir
 
 __all__ = [

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from imtrans.engine.device import device_memory
 from imtrans.errors import CheckpointError
+from imtrans.regular_files import size_text
 
 __all__ = ["check_load_size", "check_real_storage", "refused_pickle_message",
            "unreadable_file_message"]
@@ -97,12 +98,8 @@ def check_load_size(path: Path) -> None:
     total = device_memory(torch.device("cpu"))
     if total is not None and needed > total:
         raise CheckpointError(f"{path} {what}, more than the memory of the CPU "
-                              f"({_size(total)}): it cannot be loaded here (refused before "
+                              f"({size_text(total)}): it cannot be loaded here (refused before "
                               "reading it)")
-
-
-def _size(count: int) -> str:
-    return f"{count / 2**30:,.1f} GiB" if count >= 2**30 else f"{count / 2**20:,.1f} MiB"
 
 
 def refused_pickle_message(path: Path, error: BaseException) -> str:

@@ -52,7 +52,7 @@ def describe_kind(mode: int) -> str | None:
 def size_text(count: float) -> str:
     """``count`` bytes in the largest binary unit that keeps it at 1 or more, for messages.
 
-    >>> size_text(1000), size_text(3 * 2**30), size_text(2**70)
+    >>> size_text(1000), size_text(3 * 2**30), size_text(2**60)
     ('1,000 bytes', '3.0 GiB', '1,024.0 PiB')
     """
     value, unit = float(count), "bytes"

@@ -30,6 +30,9 @@ REGISTRY: Components = load_components(autoload=False)
 
 #: Text that can be written to a UTF-8 file (no lone surrogates).
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+#: Text a path can hold (no NUL: recipes refuse it, see the test below).
+PATH_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"),
+                    max_size=8)
 SCALARS = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(), TEXT)
 #: Anything a TOML file can hold, nested a little.
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
@@ -97,7 +100,7 @@ def valid_raw_recipes() -> st.SearchStrategy[dict[str, Any]]:
     run = st.fixed_dictionaries({}, optional={"seed": st.integers(0, 2**32 - 1), "name": name})
     # Equal channel counts in A and B: CycleGAN's identity term compares the two domains.
     channels = st.integers(1, 4)
-    data = st.fixed_dictionaries({"root": TEXT}, optional={
+    data = st.fixed_dictionaries({"root": PATH_TEXT}, optional={
         "batch_size": st.integers(1, 2), "strict": st.booleans(),
         "crop_size": st.sampled_from([64, 128, 256])}).flatmap(
             lambda table: channels.map(lambda c: table | {"in_channels": c, "out_channels": c}))
@@ -108,6 +111,14 @@ def valid_raw_recipes() -> st.SearchStrategy[dict[str, Any]]:
         "trainer": st.fixed_dictionaries({"name": st.just("cyclegan")}), "data": data},
         optional={"optim": optim, "train": train, "schedule": schedule, "run": run,
                   "generator": generator})
+
+
+@MANY
+@given(before=PATH_TEXT, after=PATH_TEXT)
+def test_a_nul_in_a_path_is_a_recipe_error_naming_the_key(before: str, after: str) -> None:
+    raw = {"trainer": {"name": "cyclegan"}, "data": {"root": f"{before}\0{after}"}}
+    with pytest.raises(RecipeError, match=r"(?s)^data\.root = .*: holds a NUL character"):
+        recipe_from_dict(raw, registry=REGISTRY)
 
 
 @FEW
@@ -169,8 +180,10 @@ def test_unknown_keys_are_refused_with_their_path(section: str, key: str, value:
     if key in model.model_fields:  # type: ignore[union-attr]
         return
     raw = {"trainer": {"name": "cyclegan"}, "data": {"root": "x"}, section: {key: value}}
-    # A value that is not finite is refused as such first; either way the path is named.
-    with pytest.raises(RecipeError, match=rf"^{section}\.{key}(: unknown key|.* = .*not a finite)"):
+    # A value that is not finite or holds a NUL is refused as such first; either way the
+    # path is named.
+    with pytest.raises(RecipeError,
+                       match=rf"^{section}\.{key}(: unknown key|.* = .*(not a finite|a NUL))"):
         recipe_from_dict(raw, registry=REGISTRY)
 
 

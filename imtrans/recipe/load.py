@@ -131,7 +131,8 @@ _MAX_DEPTH = 32
 
 def _refuse_nonfinite(raw: Mapping[str, Any]) -> None:
     """Refuse inf and nan anywhere: no setting means "unbounded" by them, and a rate or weight
-    of inf or nan turns every weight to NaN at the first step. Refuse values nested deeper
+    of inf or nan turns every weight to NaN at the first step. Refuse text with a NUL or
+    that is not UTF-8. Refuse values nested deeper
     than :data:`_MAX_DEPTH` too, before the recursive merge and validation meet them."""
     stack: list[tuple[str, int, Any]] = [("", 0, raw)]
     while stack:  # a loop, not recursion: a value may be nested deeper than Python recurses
@@ -145,6 +146,12 @@ def _refuse_nonfinite(raw: Mapping[str, Any]) -> None:
             stack += [(f"{where}[{i}]", depth + 1, v) for i, v in enumerate(value)]
         elif isinstance(value, float) and not math.isfinite(value):
             raise RecipeError(f"{where} = {value!r}: not a finite number")
+        elif isinstance(value, str) and "\0" in value:
+            # No path, name or key can hold a NUL: the operating system refuses it, so it
+            # is refused here with the setting that holds it, not as a traceback later.
+            shown = printable_path(value).replace("\0", "\\0")
+            raise RecipeError(f"{printable_path(where)} = \"{shown}\": holds a NUL character, "
+                              "which no path or name may contain")
         elif isinstance(value, str) and not _is_utf8(where + value):
             # A name with bytes that are not UTF-8 (from --set or the shell): the run's
             # recipe.toml could not hold it, and no later resume could name it again.

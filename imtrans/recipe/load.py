@@ -149,15 +149,22 @@ def _refuse_nonfinite(raw: Mapping[str, Any]) -> None:
         elif isinstance(value, str) and "\0" in value:
             # No path, name or key can hold a NUL: the operating system refuses it, so it
             # is refused here with the setting that holds it, not as a traceback later.
-            shown = printable_path(value).replace("\0", "\\0")
-            raise RecipeError(f"{printable_path(where)} = \"{shown}\": holds a NUL character, "
-                              "which no path or name may contain")
+            raise RecipeError(f"{printable_path(where)} = {_quoted(value)}: holds a NUL "
+                              "character, which no path or name may contain")
         elif isinstance(value, str) and not _is_utf8(where + value):
             # A name with bytes that are not UTF-8 (from --set or the shell): the run's
             # recipe.toml could not hold it, and no later resume could name it again.
-            raise RecipeError(f"{printable_path(where)} = \"{printable_path(value)}\": not "
+            raise RecipeError(f"{printable_path(where)} = {_quoted(value)}: not "
                               "UTF-8 text (a recipe holds UTF-8 only); rename the file or "
                               "folder, or give a link to it with a UTF-8 name")
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted on one line: characters that do not print (a NUL, a newline) escaped."""
+    shown = printable_path(text)
+    return '"' + "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                         for ch in shown) + '"'
+
 
 
 def _is_utf8(text: str) -> bool:

@@ -18,6 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from imtrans.catalogue.plugins import Components, components, load_components
+from imtrans.core.hookspecs import RegisterFn, hookimpl
+from imtrans.core.registry import Entry, Registry
 from imtrans.errors import (
     CheckpointError,
     ComponentError,
@@ -29,9 +32,6 @@ from imtrans.errors import (
     RecipeError,
     UnknownComponentError,
 )
-from imtrans.hookspecs import RegisterFn, hookimpl
-from imtrans.plugins import Components, components, load_components
-from imtrans.registry import Entry, Registry
 from imtrans.version import __version__
 
 __all__ = [
@@ -69,15 +69,15 @@ __all__ = [
 #: trainers), by the module that defines each.
 _LAZY = {
     "Recipe": "imtrans.recipe",
-    "load_recipe": "imtrans.recipe",
-    "FitResult": "imtrans.engine.loop",
-    "fit": "imtrans.engine.loop",
-    "train": "imtrans.engine.loop",
-    "Training": "imtrans.engine.build",
-    "build_training": "imtrans.engine.build",
-    "Job": "imtrans.engine.jobs",
-    "TrainingState": "imtrans.engine.state",
-    "TrainingObserver": "imtrans.engine.observer",
+    "load_recipe": "imtrans.catalogue.recipe_loader",
+    "FitResult": "imtrans.training.loop",
+    "fit": "imtrans.training.loop",
+    "train": "imtrans.training.loop",
+    "Training": "imtrans.training.build",
+    "build_training": "imtrans.training.build",
+    "Job": "imtrans.training.jobs",
+    "TrainingState": "imtrans.training.state",
+    "TrainingObserver": "imtrans.core.observer",
     "load_translator": "imtrans.inference",
 }
 

@@ -6,7 +6,7 @@ does (``torchrun ... -m imtrans run`` or ``imtrans run --nproc 2``), with
 ``sitecustomize.py`` (written by :func:`write_site_hook`). Python imports that file at the start
 of every process it starts; in the processes torchrun starts as ranks (``RANK`` is set) it calls
 :func:`install`, which wraps, in that process only, two methods of
-:class:`imtrans.engine.distributed.Distributed`:
+:class:`imtrans.core.distributed.Distributed`:
 
 * ``wrap(networks)``, which receives the networks that train (before the DDP wrappers), and
 * ``close()``, which every rank calls when training ends (finished or interrupted),
@@ -46,7 +46,7 @@ def weights_digest(named: Iterable[tuple[str, torch.Tensor]]) -> str:
 def named_parameters(networks: dict[str, torch.nn.Module]) -> list[tuple[str, torch.Tensor]]:
     """``network.parameter`` names with their tensors, networks sorted by name (DDP unwrapped,
     so the names are the ones checkpoints use after ``net.``)."""
-    from imtrans.engine.distributed import unwrap
+    from imtrans.core.distributed import unwrap
 
     return [(f"{name}.{key}", tensor) for name, network in sorted(networks.items())
             for key, tensor in unwrap(network).named_parameters()]
@@ -54,7 +54,7 @@ def named_parameters(networks: dict[str, torch.nn.Module]) -> list[tuple[str, to
 
 def install(folder: Path) -> None:
     """Make this rank write ``folder/rank<RANK>.json`` when training ends (see the module doc)."""
-    from imtrans.engine.distributed import Distributed
+    from imtrans.core.distributed import Distributed
 
     original_wrap, original_close = Distributed.wrap, Distributed.close
     trained: dict[str, torch.nn.Module] = {}

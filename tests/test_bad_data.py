@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from imtrans.catalogue.plugins import load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.data import (
     AlignedDataset,
     SingleDataset,
@@ -36,8 +38,6 @@ from imtrans.data import (
     read_image,
 )
 from imtrans.errors import DataError
-from imtrans.plugins import load_components
-from imtrans.recipe import recipe_from_dict
 
 # --- making files ----------------------------------------------------------------------------
 

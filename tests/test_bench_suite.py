@@ -14,10 +14,10 @@ import torch
 from click.testing import CliRunner, Result
 from conftest import cli_error
 
+from imtrans.bench.suite import CASES, COLUMNS, SIZES, SuiteOptions, run_suite
+from imtrans.bench.suite import runner as suite_runner
+from imtrans.bench.suite.deadline import Deadline
 from imtrans.cli import cli
-from imtrans.engine.suite import CASES, COLUMNS, SIZES, SuiteOptions, run_suite
-from imtrans.engine.suite import runner as suite_runner
-from imtrans.engine.suite.deadline import Deadline
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

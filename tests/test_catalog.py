@@ -13,10 +13,10 @@ from PIL import Image
 
 from imtrans.cli.data import data
 from imtrans.data.catalog import CATALOG, catalog_names, format_bytes, get_entry
-from imtrans.data.combine import combine_aligned
 from imtrans.data.folders import AlignedDataset, UnalignedDataset
 from imtrans.data.resolve import resolve_root
 from imtrans.errors import DataError
+from imtrans.preparation.combine import combine_aligned
 from imtrans.samples import SAMPLE_NAMES, sample_root
 
 SAMPLES = Path(__file__).resolve().parents[1] / "imtrans" / "samples"

@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
-from imtrans.checkpoint import files as ckpt_module
-from imtrans.checkpoint.files import (
+from imtrans.errors import CheckpointError
+from imtrans.runs.checkpoints import files as ckpt_module
+from imtrans.runs.checkpoints.files import (
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
@@ -26,7 +27,7 @@ from imtrans.checkpoint.files import (
     prune_checkpoints,
     save_checkpoint,
 )
-from imtrans.checkpoint.tensors import (
+from imtrans.runs.checkpoints.tensors import (
     load_module_tensors,
     load_optimizer_tensors,
     module_tensors,
@@ -34,7 +35,6 @@ from imtrans.checkpoint.tensors import (
     restore_rng,
     rng_tensors,
 )
-from imtrans.errors import CheckpointError
 
 
 def small_net(channels: int = 4) -> nn.Module:
@@ -176,7 +176,7 @@ def test_disk_full_is_reported_and_cleaned_up(tmp_path, monkeypatch) -> None:
 KILLER = """
 import os, random, signal, sys, time, torch
 from pathlib import Path
-from imtrans.checkpoint.files import checkpoint_name, save_checkpoint
+from imtrans.runs.checkpoints.files import checkpoint_name, save_checkpoint
 folder, delays = Path(sys.argv[1]), random.Random(0)
 for round_ in range(6):
     ready_r, ready_w = os.pipe()

@@ -16,8 +16,9 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from imtrans.checkpoint import files as ckpt_module
-from imtrans.checkpoint.files import (
+from imtrans.errors import CheckpointError
+from imtrans.runs.checkpoints import files as ckpt_module
+from imtrans.runs.checkpoints.files import (
     FORMAT_KEY,
     FORMAT_VERSION,
     MANIFEST_KEY,
@@ -25,7 +26,6 @@ from imtrans.checkpoint.files import (
     load_checkpoint,
     save_checkpoint,
 )
-from imtrans.errors import CheckpointError
 
 
 def mixed_tensors() -> dict[str, Tensor]:

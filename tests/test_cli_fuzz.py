@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import imtrans
 from imtrans.cli import cli
-from imtrans.tomlwriter import toml_value
+from imtrans.core.tomlwriter import toml_value
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "cyclegan_photo2monet.toml"

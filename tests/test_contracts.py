@@ -1,11 +1,11 @@
 """Contract tests of every registered component, a plugin's included.
 
-The parameters are what :func:`imtrans.plugins.load_components` finds at collection time (the
-built-ins plus any installed plugin package, as ``IMTRANS_PLUGINS`` and
+The parameters are what :func:`imtrans.catalogue.plugins.load_components` finds at collection
+time (the built-ins plus any installed plugin package, as ``IMTRANS_PLUGINS`` and
 ``IMTRANS_DISABLE_PLUGIN_AUTOLOAD`` allow), so a newly registered component is tested without
 anyone adding it to a list. Components are built with small widths (``ngf``/``ndf`` 4 where the
 builder takes them); one whose builder needs an argument this file cannot guess is skipped,
-naming it. See :mod:`imtrans.contracts` for the interfaces checked.
+naming it. See :mod:`imtrans.core.contracts` for the interfaces checked.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from imtrans.contracts import CacheableDataset, is_cacheable, is_paired, size_multiple
+from imtrans.catalogue.plugins import load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.core.contracts import CacheableDataset, is_cacheable, is_paired, size_multiple
+from imtrans.core.registry import Entry, Registry, accepted_arguments
 from imtrans.errors import DataError
 from imtrans.losses import AdversarialLoss, GeneratorFeatureLoss
-from imtrans.plugins import load_components
-from imtrans.recipe import recipe_from_dict
-from imtrans.registry import Entry, Registry, accepted_arguments
 from imtrans.trainers import Trainer
 
 COMPONENTS = load_components()

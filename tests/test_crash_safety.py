@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from imtrans.atomic import TEMP_PREFIX
-from imtrans.checkpoint import files as checkpoint
-from imtrans.checkpoint.files import list_checkpoints, load_checkpoint
-from imtrans.engine.loss_log import MetricsLog
+from imtrans.core.atomic import TEMP_PREFIX
+from imtrans.runs.checkpoints import files as checkpoint
+from imtrans.runs.checkpoints.files import list_checkpoints, load_checkpoint
+from imtrans.training.loss_log import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")
@@ -32,7 +32,7 @@ TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discrimina
 
 #: Training processes are forked from one server that has imported imtrans and torch once
 #: (a fresh interpreter spends seconds on imports before it trains a step).
-PRELOAD = ["torch", "albumentations", "kornia", "imtrans.cli", "imtrans.engine.loop"]
+PRELOAD = ["torch", "albumentations", "kornia", "imtrans.cli", "imtrans.training.loop"]
 
 
 def train_in_child(args: list[str], log: str, full_after: int) -> None:

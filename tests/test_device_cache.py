@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from imtrans.contracts import is_cacheable
+from imtrans.catalogue.plugins import components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.core.contracts import is_cacheable
+from imtrans.core.observer import TrainingObserver
 from imtrans.data import AlignedDataset, SingleDataset, SkippedImageWarning, UnalignedDataset
 from imtrans.data.batches import CachedBatches, StreamedBatches, training_data
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes
-from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
-from imtrans.plugins import components
-from imtrans.recipe import recipe_from_dict
 
 CPU = torch.device("cpu")
 

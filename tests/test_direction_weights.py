@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imtrans.engine.build import build_training
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.errors import InvalidArgumentError, RecipeError
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import recipe_from_dict
 from imtrans.trainers import CycleGANTrainer
+from imtrans.training.build import build_training
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +119,10 @@ def test_a_bad_factor_in_a_recipe_names_the_table(builtins: Components) -> None:
 
 
 def test_a_checkpoint_from_before_the_weights_existed_still_resumes(cyclegan_run, tmp_path):
-    from imtrans.checkpoint import training as training_checkpoint
-    from imtrans.checkpoint.files import latest_checkpoint, load_checkpoint, save_checkpoint
-    from imtrans.engine.build import build_training
-    from imtrans.recipe import recipe_from_dict
+    from imtrans.catalogue.recipe_loader import recipe_from_dict
+    from imtrans.runs.checkpoints.files import latest_checkpoint, load_checkpoint, save_checkpoint
+    from imtrans.training import checkpointing as training_checkpoint
+    from imtrans.training.build import build_training
 
     old = load_checkpoint(latest_checkpoint(cyclegan_run / "checkpoints"))
     manifest = dict(old.manifest)

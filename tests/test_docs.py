@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imtrans import hookspecs
-from imtrans.plugins import load_components
+from imtrans.catalogue.plugins import load_components
+from imtrans.catalogue.reference import component_reference
+from imtrans.core import hookspecs
 from imtrans.recipe import (
     DataTable,
     EvalTable,
@@ -18,7 +19,6 @@ from imtrans.recipe import (
     SpeedTable,
     TrainTable,
 )
-from imtrans.reference import component_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -28,7 +28,8 @@ def test_component_reference_matches_the_registries() -> None:
     expected = component_reference(load_components(autoload=False))
     actual = (DOCS / "components.md").read_text()
     assert actual == expected, (
-        "docs/components.md is out of date: python -m imtrans.reference > docs/components.md")
+        "docs/components.md is out of date: "
+        "python -m imtrans.catalogue.reference > docs/components.md")
 
 
 def test_every_hook_is_documented_and_tested() -> None:

@@ -136,9 +136,9 @@ def test_warnings_only_below_the_minimum() -> None:
 
 
 def test_training_evaluation_says_when_its_subset_is_small() -> None:
+    from imtrans.catalogue.plugins import components
+    from imtrans.catalogue.recipe_loader import load_recipe
     from imtrans.evaluation.periodic import PeriodicEvaluation
-    from imtrans.plugins import components
-    from imtrans.recipe import load_recipe
 
     def evaluation(max_images: int) -> PeriodicEvaluation:
         # A U-Net that takes 64 px crops (unet_256 does not: the recipe would be refused).

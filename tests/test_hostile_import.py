@@ -18,10 +18,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from imtrans.checkpoint.files import load_checkpoint
 from imtrans.cli import cli
 from imtrans.errors import CheckpointError
 from imtrans.nn import generators
+from imtrans.runs.checkpoints.files import load_checkpoint
 from imtrans.zoo import importer
 from imtrans.zoo.importer import import_official
 from tests.conftest import cli_error
@@ -225,7 +225,7 @@ def test_translate_given_an_official_folder_says_how_to_import_it(
 
 def test_an_ordinary_empty_folder_keeps_the_plain_message(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint at") as caught:
-        from imtrans.checkpoint.lookup import find_checkpoint
+        from imtrans.runs.checkpoints.lookup import find_checkpoint
         find_checkpoint(tmp_path)
     assert "imtrans import" not in str(caught.value)
 
@@ -349,8 +349,8 @@ def test_btoa_official_order_takes_train_a_in_order_and_draws_train_b(tmp_path: 
 
 
 def test_official_order_is_a_data_key_that_a_resume_keeps() -> None:
-    from imtrans.checkpoint.training import task_changes
-    from imtrans.recipe import load_recipe
+    from imtrans.catalogue.recipe_loader import load_recipe
+    from imtrans.training.checkpointing import task_changes
 
     recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
     loaded = load_recipe(recipe, ["data.official_order=true", "run.device=cpu"])

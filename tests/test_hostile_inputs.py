@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from imtrans.core.git_head import head_commit
 from imtrans.data.download import download
 from imtrans.errors import DataError
-from imtrans.git_head import head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_TIMEOUT = 120  # seconds; every command here ends in a few when it works

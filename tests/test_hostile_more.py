@@ -274,7 +274,7 @@ def test_a_best_record_that_is_a_fifo_or_huge_is_not_read(tmp_path: Path) -> Non
     import threading
 
     from imtrans.evaluation.periodic import read_best
-    from imtrans.rundir import RunDir
+    from imtrans.runs.directory import RunDir
 
     run = RunDir(tmp_path)
     run.best_record.parent.mkdir(parents=True, exist_ok=True)
@@ -473,8 +473,8 @@ def test_a_newer_checkpoint_that_is_not_a_file_is_named_not_passed_over(
         tmp_path: Path, pix2pix_run: Path) -> None:
     """With real checkpoints beside it, a newer checkpoint name that is a FIFO or a link to
     nothing is named: translate and resume would otherwise take an older one silently."""
-    from imtrans.checkpoint.lookup import find_checkpoint
     from imtrans.errors import CheckpointError
+    from imtrans.runs.checkpoints.lookup import find_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(pix2pix_run, run)

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from imtrans.cli.app import cli
-from imtrans.metrics_file import DamagedMetricsWarning
+from imtrans.runs.metrics_file import DamagedMetricsWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "pix2pix_edges2shoes.toml")
@@ -105,7 +105,7 @@ def test_a_damaged_metrics_line_is_skipped_with_a_warning_and_the_run_resumes(
 
 def test_a_torn_last_metrics_line_is_dropped_without_a_warning(
         base_run: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
-    from imtrans.engine.loss_log import MetricsLog
+    from imtrans.training.loss_log import MetricsLog
 
     run_dir = copy_run(base_run, tmp_path)
     metrics = run_dir / "metrics.jsonl"
@@ -133,8 +133,8 @@ def _checkpoint_with_manifest(path: Path, manifest: str) -> Path:
 
 @pytest.mark.parametrize("depth", [101, 5000, 100000])
 def test_a_deeply_nested_manifest_is_one_checkpoint_error(tmp_path: Path, depth: int) -> None:
-    from imtrans.checkpoint.files import load_checkpoint
     from imtrans.errors import CheckpointError
+    from imtrans.runs.checkpoints.files import load_checkpoint
 
     nested = '{"step": 1, "x": ' + "[" * depth + "]" * depth + "}"
     path = _checkpoint_with_manifest(tmp_path / "step_00000001.safetensors", nested)
@@ -150,7 +150,7 @@ def test_a_deeply_nested_manifest_is_one_checkpoint_error(tmp_path: Path, depth:
 
 
 def test_a_manifest_nested_100_levels_still_loads(tmp_path: Path) -> None:
-    from imtrans.checkpoint.files import load_checkpoint
+    from imtrans.runs.checkpoints.files import load_checkpoint
 
     nested = '{"step": 1, "x": ' + "[" * 99 + "]" * 99 + "}"
     path = _checkpoint_with_manifest(tmp_path / "step_00000001.safetensors", nested)
@@ -356,7 +356,7 @@ def test_sighup_to_the_process_group_saves_a_checkpoint_and_exits_130(tmp_path: 
     import sys
     import time
 
-    from imtrans.checkpoint.files import load_checkpoint
+    from imtrans.runs.checkpoints.files import load_checkpoint
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMTRANS_")}
     env |= {"IMTRANS_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
@@ -433,9 +433,9 @@ def test_eval_scores_only_the_usable_test_files_and_counts_the_others(
 
 
 def test_unpaired_test_sets_leave_unusable_files_out(tmp_path: Path) -> None:
+    from imtrans.catalogue.plugins import load_components
+    from imtrans.catalogue.recipe_loader import load_recipe
     from imtrans.evaluation.testset import load_test_set
-    from imtrans.plugins import load_components
-    from imtrans.recipe import load_recipe
 
     root = tmp_path / "unpaired"
     source = ROOT / "imtrans" / "samples" / "monet2photo"
@@ -577,7 +577,7 @@ def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path)
         f"{run_dir} (torchrun's report: {run_dir / 'torchrun.log'})"], stderr
     assert "ChildFailedError" in (run_dir / "torchrun.log").read_text()  # kept, not shown
     # The line's resume command works.
-    from imtrans.checkpoint.files import list_checkpoints
+    from imtrans.runs.checkpoints.files import list_checkpoints
 
     step = list_checkpoints(run_dir / "checkpoints")[-1][0]
     resumed = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", step + 1,
@@ -599,8 +599,8 @@ def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path)
 def test_a_deeply_nested_safetensors_header_is_one_checkpoint_error(tmp_path: Path) -> None:
     import struct
 
-    from imtrans.checkpoint.files import load_checkpoint
     from imtrans.errors import CheckpointError
+    from imtrans.runs.checkpoints.files import load_checkpoint
 
     deep = "[" * 100000 + "]" * 100000
     raw = ('{"__metadata__": {"imtrans.format": "1", "imtrans.manifest": "{}"}, "x": '
@@ -619,7 +619,7 @@ def test_a_busy_lock_holding_anything_names_its_holder_in_one_error(tmp_path: Pa
     any holder record, not text, or huge says "another process", never a traceback."""
     import fcntl
 
-    from imtrans.run_lock import LOCK_NAME, RunDirBusyError, lock_run_dir
+    from imtrans.runs.lock import LOCK_NAME, RunDirBusyError, lock_run_dir
 
     lock = tmp_path / LOCK_NAME
     lock.write_bytes(content)

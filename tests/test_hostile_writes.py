@@ -19,9 +19,9 @@ from conftest import cli_error
 from PIL import Image
 from test_no_overwrite import photos, snapshot
 
-from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.cli import cli
-from imtrans.output_guard import RECORD_NAME
+from imtrans.runs.checkpoints.lookup import find_checkpoint
+from imtrans.runs.output_guard import RECORD_NAME
 
 CYCLEGAN = str(Path(__file__).resolve().parents[1] / "recipes" / "cyclegan_photo2monet.toml")
 
@@ -371,7 +371,7 @@ def test_a_record_line_nested_deep_is_not_a_record_and_no_traceback(tmp_path: Pa
     """A line of the output record nested deeper than any record (as the first line or
     later) is not taken for one: the record loads, the file it does not vouch for is not
     this command's own."""
-    from imtrans.output_guard import _HEADER, OutputRecord
+    from imtrans.runs.output_guard import _HEADER, OutputRecord
 
     deep = "[" * 100_000 + "]" * 100_000
     (tmp_path / "a.png").write_bytes(b"user's")

@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from imtrans.checkpoint.files import list_checkpoints, load_checkpoint
 from imtrans.cli import cli
 from imtrans.errors import CheckpointError
 from imtrans.inference.translator import to_uint8
 from imtrans.nn import generators
 from imtrans.nn.discriminators.patchgan import patchgan
+from imtrans.runs.checkpoints.files import list_checkpoints, load_checkpoint
 from imtrans.zoo.importer import import_official
 from imtrans.zoo.options import read_train_opt
 from tests.test_untrusted import Payload, cli_error
@@ -318,7 +318,7 @@ def test_resuming_an_import_fine_tunes_it(tmp_path: Path) -> None:
 def test_official_lambdas_become_term_weights_and_domain_factors(
         lambdas: dict[str, str], cycle: float, identity: float,
         factors: tuple[float, float]) -> None:
-    from imtrans.recipe import recipe_from_dict
+    from imtrans.catalogue.recipe_loader import recipe_from_dict
     from imtrans.zoo.options import recipe_from_options
 
     raw = recipe_from_options({"model": "cycle_gan", **lambdas})

@@ -96,8 +96,8 @@ def test_every_module_imports_first_in_a_fresh_import_state() -> None:
     modules, failures = report["modules"], report["failures"]
     assert "imtrans" not in report["missing"]
     # The walk found the package (not a vacuous pass): its core modules are among them.
-    assert {"imtrans", "imtrans.registry", "imtrans.plugins", "imtrans.engine.loop"} <= set(
-        modules), modules
+    assert {"imtrans", "imtrans.core.registry", "imtrans.catalogue.plugins",
+            "imtrans.training.loop"} <= set(modules), modules
     assert len(modules) == len(set(modules))
     shown = "\n\n".join(
         f"{name}: {f['error']}\n    " + "\n    ".join(f["frames"][-8:])

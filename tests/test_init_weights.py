@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from imtrans.checkpoint.files import latest_checkpoint, load_checkpoint
-from imtrans.engine.build import build_training
-from imtrans.engine.device import seed_everything
-from imtrans.engine.loop import fit
+from imtrans.catalogue.recipe_loader import load_recipe
+from imtrans.core.device import seed_everything
 from imtrans.errors import CheckpointError, RecipeError
-from imtrans.recipe import load_recipe
+from imtrans.runs.checkpoints.files import latest_checkpoint, load_checkpoint
+from imtrans.training.build import build_training
+from imtrans.training.loop import fit
 from tests.conftest import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ from PIL import Image
 
 import imtrans
 import imtrans.loggers
+from imtrans.catalogue.plugins import load_components
 from imtrans.loggers import MissingExtraError
-from imtrans.plugins import load_components
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,6 @@ from http_server import Server, serve
 from PIL import Image
 from torch import nn
 
-from imtrans.checkpoint.files import list_checkpoints, load_checkpoint
 from imtrans.cli.app import cli
 from imtrans.data.catalog import catalog_names
 from imtrans.data.images import image_to_array
@@ -26,6 +25,7 @@ from imtrans.data.transforms import to_tensor
 from imtrans.errors import CheckpointError, DataError
 from imtrans.inference.translator import to_uint8
 from imtrans.nn.generators import resnet_9blocks, unet_256
+from imtrans.runs.checkpoints.files import list_checkpoints, load_checkpoint
 from imtrans.zoo import catalog
 from imtrans.zoo.catalog import MODELS, ModelEntry, get_model, model_names
 from imtrans.zoo.fetch import BASE_URL_ENV, VERIFIED_BY, fetch_model, model_url

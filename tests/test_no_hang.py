@@ -248,7 +248,7 @@ def test_a_rank_dies_with_its_parent(tmp_path: Path) -> None:
     # (not through the launcher) then leaves no rank training. The rank side alone.
     ready = tmp_path / "ready"
     code = ("import signal, sys, time\n"
-            "from imtrans.engine.distributed import die_with_parent\n"
+            "from imtrans.core.distributed import die_with_parent\n"
             "die_with_parent(signal.SIGTERM)\n"
             "open(sys.argv[1], 'w').close()\n"
             "time.sleep(60)\n")

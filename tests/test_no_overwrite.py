@@ -17,9 +17,9 @@ from click.testing import CliRunner, Result
 from conftest import cli_error
 from PIL import Image
 
-from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.cli import cli
-from imtrans.rundir import RunDir
+from imtrans.runs.checkpoints.lookup import find_checkpoint
+from imtrans.runs.directory import RunDir
 
 
 def invoke(*args: object) -> Result:
@@ -182,8 +182,8 @@ def test_eval_images_into_the_data_are_refused(pix2pix_run: Path, tmp_path: Path
 
 def _data_root(run: Path) -> Path:
     """The dataset folder a tiny run was trained on (the bundled sample)."""
+    from imtrans.catalogue.recipe_loader import load_recipe
     from imtrans.data.resolve import resolve_root
-    from imtrans.recipe import load_recipe
 
     recipe = load_recipe(run / "recipe.toml")
     return resolve_root(recipe.data.kwargs["root"], recipe.data.catalog).path

@@ -49,8 +49,8 @@ import torch
 from conftest import train_tiny
 from op_trace import OpTrace
 
-from imtrans.engine.step import TrainingStep
 from imtrans.losses import adversarial
+from imtrans.training.step import TrainingStep
 
 #: The pinned traces, by torch release.
 TRACE_PINS = Path(__file__).with_name("pinned_op_traces.json")

@@ -9,8 +9,8 @@ import pytest
 from torch import Tensor
 
 import imtrans
+from imtrans.catalogue.plugins import load_components
 from imtrans.losses import PairLoss
-from imtrans.plugins import load_components
 
 
 class SquaredLoss(PairLoss):

@@ -15,11 +15,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import load_recipe, parse_override, recipe_from_dict
+from imtrans.core.tomlwriter import dumps
 from imtrans.errors import RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, tile_starts, translate_tiled
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import Recipe, load_recipe, parse_override, recipe_from_dict
-from imtrans.tomlwriter import dumps
+from imtrans.recipe import Recipe
 
 FEW = settings(max_examples=60, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -216,7 +217,7 @@ def test_any_override_parses_or_is_a_recipe_error(text: str) -> None:
                        st.floats(allow_nan=False), st.lists(st.integers(), max_size=3),
                        st.text(st.characters(exclude_categories=("Cs",)), max_size=10)))
 def test_override_values_are_read_as_toml(key: str, value: Any) -> None:
-    from imtrans.tomlwriter import toml_value
+    from imtrans.core.tomlwriter import toml_value
 
     assert parse_override(f"{key}={toml_value(value)}") == (key, value)
 

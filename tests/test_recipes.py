@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import load_recipe, parse_override, recipe_from_dict
+from imtrans.core.tomlwriter import dumps
 from imtrans.errors import RecipeError
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import load_recipe, parse_override, recipe_from_dict
-from imtrans.tomlwriter import dumps
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "recipes").glob("*.toml"))

@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
+from imtrans.core.registry import Registry, check_arguments
 from imtrans.errors import DuplicateComponentError, InvalidArgumentError, UnknownComponentError
-from imtrans.registry import Registry, check_arguments
 
 
 def make_loss(*, weight: float = 1.0, reduction: Literal["mean", "sum"] = "mean") -> tuple:

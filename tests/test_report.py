@@ -17,15 +17,15 @@ from click.testing import CliRunner
 from conftest import browse
 
 from imtrans.cli import cli
-from imtrans.engine.jobs.samples import write_samples
-from imtrans.engine.sample_grid import save_grid
 from imtrans.errors import DataError
 from imtrans.report import run_labels, write_comparison, write_report
 from imtrans.report.charts import EMBEDDED_POINTS
 from imtrans.report.data import Sample, read_run
 from imtrans.report.sections import select_samples
 from imtrans.report.svg import PALETTE, format_number, nice_ticks
-from imtrans.rundir import RunDir
+from imtrans.runs.directory import RunDir
+from imtrans.training.jobs.samples import write_samples
+from imtrans.training.sample_grid import save_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -229,7 +229,7 @@ def checkpoint_rows(html: str) -> list[tuple[str, str, str, str]]:
 
 
 def test_checkpoints_in_step_order_with_epochs_and_the_last_marked(tmp_path: Path) -> None:
-    from imtrans.checkpoint.files import checkpoint_name, parse_checkpoint_name
+    from imtrans.runs.checkpoints.files import checkpoint_name, parse_checkpoint_name
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -320,9 +320,9 @@ def test_trainers_label_the_columns_of_their_grids(fixture: str, columns: list[s
 
 
 def tiny_trainer(name: str, **sections: Any) -> Any:
-    from imtrans.engine.build import build_training
-    from imtrans.plugins import load_components
-    from imtrans.recipe import recipe_from_dict
+    from imtrans.catalogue.plugins import load_components
+    from imtrans.catalogue.recipe_loader import recipe_from_dict
+    from imtrans.training.build import build_training
 
     builtins = load_components(autoload=False)
     raw = {"trainer": {"name": name}, "data": {"root": "unused"},

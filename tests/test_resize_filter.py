@@ -12,6 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from imtrans.catalogue.plugins import components
+from imtrans.catalogue.recipe_loader import load_recipe, recipe_from_dict
+from imtrans.core.observer import TrainingObserver
 from imtrans.data import AlignedDataset
 from imtrans.data.batches import training_data
 from imtrans.data.build import build_dataset
@@ -22,10 +25,8 @@ from imtrans.data.transforms import (
     ImageTransform,
     build_transform,
 )
-from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError, RecipeError
-from imtrans.plugins import components
-from imtrans.recipe import DataTable, load_recipe, recipe_from_dict
+from imtrans.recipe import DataTable
 
 ROOT = Path(__file__).resolve().parents[1]
 FACADES = ROOT.parent / "shared" / "data" / "facades"
@@ -216,9 +217,9 @@ def test_the_device_cache_filter_follows_the_recipe() -> None:
 
 def test_resuming_a_run_from_before_the_choice_says_how_to_continue_exactly(
         cyclegan_run: Path, tmp_path: Path) -> None:
-    from imtrans.checkpoint import training as training_checkpoint
-    from imtrans.checkpoint.files import latest_checkpoint, load_checkpoint, save_checkpoint
-    from imtrans.engine.build import build_training
+    from imtrans.runs.checkpoints.files import latest_checkpoint, load_checkpoint, save_checkpoint
+    from imtrans.training import checkpointing as training_checkpoint
+    from imtrans.training.build import build_training
 
     old = load_checkpoint(latest_checkpoint(cyclegan_run / "checkpoints"))
     manifest = dict(old.manifest)

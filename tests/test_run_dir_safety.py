@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from imtrans.cli import cli
-from imtrans.engine.loss_log import MetricsLog
-from imtrans.run_lock import LOCK_NAME
+from imtrans.runs.lock import LOCK_NAME
+from imtrans.training.loss_log import MetricsLog
 from tests.conftest import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,13 +11,14 @@ import pytest
 import torch
 from conftest import train_tiny
 
-from imtrans.checkpoint import training as training_state
-from imtrans.engine.build import build_training
-from imtrans.engine.schedules import LRSchedule
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.errors import RecipeError
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import Recipe, ScheduleTable, recipe_from_dict
+from imtrans.recipe import Recipe, ScheduleTable
 from imtrans.trainers import Trainer
+from imtrans.training import checkpointing as training_state
+from imtrans.training.build import build_training
+from imtrans.training.schedules import LRSchedule
 
 Timing = Literal["imtrans", "official"]
 

@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from imtrans.assembly import build_networks, build_trainer
-from imtrans.engine.build import build_training
-from imtrans.engine.speed import apply_speed
+from imtrans.catalogue.assembly import build_networks, build_trainer
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.errors import RecipeError
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import recipe_from_dict
+from imtrans.training.build import build_training
+from imtrans.training.speed import apply_speed
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_fused_adam_on_the_cpu(builtins) -> None:
 @pytest.mark.parametrize(("saved", "resumed"), [(False, True), (True, False)])
 def test_resume_takes_fused_adam_from_the_recipe_not_the_checkpoint(saved: bool,
                                                                    resumed: bool) -> None:
-    from imtrans.checkpoint.tensors import load_optimizer_tensors, optimizer_tensors
+    from imtrans.runs.checkpoints.tensors import load_optimizer_tensors, optimizer_tensors
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 2)

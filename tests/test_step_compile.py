@@ -26,11 +26,11 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from imtrans.engine.build import build_training
-from imtrans.engine.step import TrainingStep
-from imtrans.plugins import components
-from imtrans.recipe import recipe_from_dict
+from imtrans.catalogue.plugins import components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.trainers.updates import VIEW
+from imtrans.training.build import build_training
+from imtrans.training.step import TrainingStep
 
 REGISTRY = components()
 TRAINERS = sorted(REGISTRY.trainers)

@@ -7,16 +7,17 @@ import itertools
 import pytest
 import torch
 
-from imtrans.assembly import build_losses, build_trainer, summarize
-from imtrans.engine.build import build_training
-from imtrans.engine.schedules import LRSchedule
+from imtrans.catalogue.assembly import build_losses, build_trainer, summarize
+from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.core.hookspecs import hookimpl
 from imtrans.errors import RecipeError
-from imtrans.hookspecs import hookimpl
 from imtrans.losses import GeneratorFeatureLoss
 from imtrans.nn import feature_channels, generator_features
-from imtrans.plugins import Components, load_components
-from imtrans.recipe import ScheduleTable, recipe_from_dict
+from imtrans.recipe import ScheduleTable
 from imtrans.trainers.image_pool import ImagePool
+from imtrans.training.build import build_training
+from imtrans.training.schedules import LRSchedule
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +261,8 @@ def test_validate_counts_the_parameters_a_feature_term_builds(with_toy) -> None:
 
 
 def test_trainable_terms_resume_exactly_from_a_checkpoint(with_toy, tmp_path) -> None:
-    from imtrans.checkpoint import training as training_state
-    from imtrans.engine.schedules import LRSchedule
+    from imtrans.training import checkpointing as training_state
+    from imtrans.training.schedules import LRSchedule
 
     def fresh():
         torch.manual_seed(0)

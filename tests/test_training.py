@@ -182,10 +182,10 @@ def test_image_size_the_generator_cannot_take_is_refused_before_writing(tmp_path
 
 
 def test_checkpoint_cadence() -> None:
-    from imtrans.engine.jobs import Checkpoint
-    from imtrans.engine.state import Plan, TrainingState
-    from imtrans.plugins import load_components
-    from imtrans.recipe import load_recipe
+    from imtrans.catalogue.plugins import load_components
+    from imtrans.catalogue.recipe_loader import load_recipe
+    from imtrans.training.jobs import Checkpoint
+    from imtrans.training.state import Plan, TrainingState
 
     def due(step: int, minutes_ago: float, **train: object) -> bool:
         overrides = [f"train.{k}={v}" for k, v in train.items()]

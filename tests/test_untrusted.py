@@ -30,14 +30,14 @@ from click.testing import CliRunner
 from conftest import cli_error
 from PIL import Image
 
-from imtrans.checkpoint.files import load_checkpoint, save_checkpoint
+from imtrans.catalogue.plugins import load_components
+from imtrans.catalogue.recipe_loader import load_recipe
 from imtrans.cli import cli
 from imtrans.data.catalog import CatalogEntry
 from imtrans.data.download import download, extract, fetch_dataset
 from imtrans.errors import CheckpointError, DataError, RecipeError
 from imtrans.inference.translator import load_translator
-from imtrans.plugins import load_components
-from imtrans.recipe import load_recipe
+from imtrans.runs.checkpoints.files import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")

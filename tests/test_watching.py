@@ -18,11 +18,11 @@ import pytest
 import torch
 
 import imtrans
-from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.progress import ProgressStatus
+from imtrans.catalogue.plugins import load_components
+from imtrans.core.observer import TrainingObserver
 from imtrans.errors import NonFiniteError, RecipeError, TrainingInterrupted
-from imtrans.plugins import load_components
 from imtrans.trainers.cyclegan import CycleGANTrainer
+from imtrans.training.progress import ProgressStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import imtrans
-from imtrans.recipe import recipe_from_dict
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.samples import sample_root
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
@@ -83,7 +83,7 @@ def test_the_documented_trainer_registers_its_optimisers_and_networks(registry,
 def test_the_documented_trainer_compiles_as_one_graph(registry, tmp_path: Path) -> None:
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    from imtrans.engine.step import TrainingStep
+    from imtrans.training.step import TrainingStep
 
     torch._dynamo.reset()
     training = imtrans.build_training(_recipe(registry, tmp_path), registry,

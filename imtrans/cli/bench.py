@@ -1,7 +1,7 @@
 """The ``imtrans bench`` command: time a recipe's training step and print one JSON line.
 
-A thin command over :mod:`imtrans.engine.bench` (with ``--suite``, over
-:mod:`imtrans.engine.suite`, through :mod:`imtrans.cli.bench_suite`); library errors propagate
+A thin command over :mod:`imtrans.bench.timing` (with ``--suite``, over
+:mod:`imtrans.bench.suite`, through :mod:`imtrans.cli.bench_suite`); library errors propagate
 to the ``imtrans`` group, which turns them into a message and an exit code.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from imtrans.cli.existing_path import ExistingPath
-from imtrans.engine.observer import TrainingObserver
+from imtrans.core.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError
 
 __all__ = ["bench", "write_json_line"]
@@ -76,7 +76,7 @@ def bench(ctx: click.Context, recipe_path: str | None, overrides: tuple[str, ...
     With --suite gpu instead of RECIPE: every target setting in every speed mode, one JSON
     line each, then a summary table on stderr."""
     if output is not None:  # appended to after the work: refused before it
-        from imtrans.output_guard import refuse_run_file
+        from imtrans.runs.output_guard import refuse_run_file
 
         refuse_run_file(Path(output), InvalidArgumentError)
     if suite is not None or recipe_path is None:
@@ -93,9 +93,9 @@ def bench(ctx: click.Context, recipe_path: str | None, overrides: tuple[str, ...
                                            ("--inception", inception)) if given]
     if suite_only:
         raise InvalidArgumentError(f"{', '.join(suite_only)}: only with --suite gpu")
-    from imtrans.engine.bench import benchmark
-    from imtrans.plugins import components
-    from imtrans.recipe import load_recipe
+    from imtrans.bench.timing import benchmark
+    from imtrans.catalogue.plugins import components
+    from imtrans.catalogue.recipe_loader import load_recipe
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)

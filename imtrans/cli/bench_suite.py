@@ -18,7 +18,7 @@ from imtrans.cli.output import add_row, make_table, stderr_console
 from imtrans.errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # torch is imported when the command runs
-    from imtrans.engine.suite import Record
+    from imtrans.bench.suite import Record
 
 __all__ = ["run_suite_command"]
 
@@ -50,7 +50,7 @@ def run_suite_command(ctx: click.Context, *, recipe_path: str | None, suite: str
     if not speed and not quality:
         raise InvalidArgumentError("--no-speed without --quality leaves nothing to run")
 
-    from imtrans.engine.suite import (
+    from imtrans.bench.suite import (
         MODES,
         SIZES,
         QualityOptions,
@@ -60,9 +60,9 @@ def run_suite_command(ctx: click.Context, *, recipe_path: str | None, suite: str
         run_suite,
         summary_rows,
     )
-    from imtrans.engine.suite.plan import CASES, parse_names
-    from imtrans.engine.suite.summary import ran_on_cuda
-    from imtrans.plugins import components
+    from imtrans.bench.suite.plan import CASES, parse_names
+    from imtrans.bench.suite.summary import ran_on_cuda
+    from imtrans.catalogue.plugins import components
 
     chosen_modes = parse_names(modes, tuple(m.name for m in MODES), "modes")
     chosen_cases = parse_names(cases, tuple(CASES), "cases")
@@ -98,7 +98,7 @@ def run_suite_command(ctx: click.Context, *, recipe_path: str | None, suite: str
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     """The summary table on stderr, after the JSON lines."""
-    from imtrans.engine.suite import COLUMNS
+    from imtrans.bench.suite import COLUMNS
 
     table = make_table(*COLUMNS)
     for row in rows:

@@ -1,14 +1,14 @@
 """The ``imtrans list`` and ``imtrans plugins`` commands: what the loaded plugins registered.
 
-Thin commands over :func:`imtrans.plugins.components`, printed as plain-text tables.
+Thin commands over :func:`imtrans.catalogue.plugins.components`, printed as plain-text tables.
 """
 
 from __future__ import annotations
 
 import click
 
+from imtrans.catalogue.plugins import KINDS, components
 from imtrans.cli.output import add_row, make_table, stdout_console
-from imtrans.plugins import KINDS, components
 
 __all__ = ["list_components", "plugins"]
 

@@ -1,7 +1,7 @@
 """The ``imtrans data`` commands: list the known datasets, download one, combine A and B folders.
 
 Thin commands over :mod:`imtrans.data.catalog`, :mod:`imtrans.data.download` and
-:mod:`imtrans.data.combine`. Library errors (:class:`~imtrans.errors.DataError`) propagate to
+:mod:`imtrans.preparation.combine`. Library errors (:class:`~imtrans.errors.DataError`) propagate to
 the ``imtrans`` group, which turns them into a message and an exit code. Tables and consoles
 come from :mod:`imtrans.cli.output`.
 """
@@ -105,7 +105,7 @@ def combine(a_dir: str, b_dir: str, out_dir: str, no_resize: bool, overwrite: bo
     inside A_DIR or B_DIR, and no output may replace an A or B file (refused before writing),
     nor a file an earlier combine into OUT_DIR did not write (unless --overwrite).
     """
-    from imtrans.data.combine import combine_aligned
+    from imtrans.preparation.combine import combine_aligned
 
     console = stdout_console()
     with Progress(TextColumn("combining"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

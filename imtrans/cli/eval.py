@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI sta
     from torch import Tensor
 
     from imtrans.evaluation import SavedResult
-    from imtrans.output_guard import OutputRecord
     from imtrans.recipe import Recipe
+    from imtrans.runs.output_guard import OutputRecord
 
 __all__ = ["evaluate"]
 
@@ -70,14 +70,14 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
     SSIM against the ground truth for paired data. Results go to <run>/eval/*.json: into the
     earlier result of the same protocol (its other metrics kept), else beside it."""
-    from imtrans.assembly import build_trainer
-    from imtrans.checkpoint.lookup import find_checkpoint
-    from imtrans.engine.device import parse_device
+    from imtrans.catalogue.assembly import build_trainer
+    from imtrans.catalogue.plugins import components
+    from imtrans.core.device import parse_device
     from imtrans.evaluation import Evaluator, save_result
     from imtrans.inference import load_translator
-    from imtrans.plugins import components
-    from imtrans.run_files import refuse_linked_folder
-    from imtrans.rundir import RunDir
+    from imtrans.runs.checkpoints.lookup import find_checkpoint
+    from imtrans.runs.directory import RunDir
+    from imtrans.runs.file_access import refuse_linked_folder
 
     console = stderr_console()
     if download_inception:
@@ -152,7 +152,7 @@ def _warn_skipped(console: Console, name: str, skipped: tuple[Path, ...]) -> Non
     replaced (the result's protocol counts them under ``images.skipped``)."""
     if not skipped:
         return
-    from imtrans.printable import printable_path
+    from imtrans.core.printable import printable_path
 
     shown = ", ".join(printable_path(path) for path in skipped[:3])
     more = ", ..." if len(skipped) > 3 else ""
@@ -164,8 +164,8 @@ def _warn_skipped(console: Console, name: str, skipped: tuple[Path, ...]) -> Non
 def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) -> None:
     """Refuse, before any work, a --save-images folder inside the dataset evaluated: its
     PNGs would be read back as test images (or replace some)."""
+    from imtrans.core.paths import refuse_overwrite
     from imtrans.data.resolve import resolve_root
-    from imtrans.paths import refuse_overwrite
 
     root = data_root or recipe.data.kwargs.get("root")
     if root is None:
@@ -181,7 +181,7 @@ def _guard_saved_images(folder: Path, directions: list[str], overwrite: bool) ->
     replace files an earlier eval did not write, or a run directory's files."""
     import re
 
-    from imtrans.output_guard import guard_outputs
+    from imtrans.runs.output_guard import guard_outputs
 
     outputs = []
     for name in directions:
@@ -197,7 +197,7 @@ def _saved_name(index: int) -> str:
 
 
 def _save_images(images: Tensor, folder: Path, record: OutputRecord) -> None:
-    from imtrans.atomic import atomic_path
+    from imtrans.core.atomic import atomic_path
     from imtrans.inference.translator import tensor_to_image
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from imtrans.regular_files import why_unreachable
+from imtrans.core.regular_files import why_unreachable
 
 __all__ = ["ExistingPath"]
 

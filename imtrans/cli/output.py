@@ -71,7 +71,7 @@ def error_text(exc: ImtransError | OSError) -> str:
 
 def print_error(text: str) -> None:
     """Print ``error: TEXT`` as one line on stderr (the prefix in bold red on terminals)."""
-    from imtrans.printable import printable_path
+    from imtrans.core.printable import printable_path
 
     # A file name that is not UTF-8 would make the error itself fail to print.
     message = Text("error: ", style="bold red") + Text(printable_path(text))

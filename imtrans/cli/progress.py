@@ -1,9 +1,9 @@
-"""The progress display of ``imtrans run``: a :class:`~imtrans.engine.observer.TrainingObserver`
+"""The progress display of ``imtrans run``: a :class:`~imtrans.core.observer.TrainingObserver`
 on a rich console.
 
 On a terminal, a live bar shows the epoch, step, speed (images/s, or s/step when slower than
 one image a second), the ETA and the latest losses, all from the engine's own estimate
-(:mod:`imtrans.engine.progress`), so they appear after the first step. Elsewhere (a file,
+(:mod:`imtrans.training.progress`), so they appear after the first step. Elsewhere (a file,
 nohup, Slurm, CI) there is no bar: the engine's plain progress lines are printed instead,
 one every ``train.print_every_seconds``.
 """
@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from imtrans.engine.observer import TrainingObserver
-from imtrans.engine.progress import ProgressStatus
+from imtrans.core.observer import TrainingObserver
+from imtrans.training.progress import ProgressStatus
 
 __all__ = ["RichProgress"]
 

@@ -46,9 +46,9 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, overwrite: bool) -> 
     file is refused, and so is an existing file an earlier report did not write (unless
     --overwrite).
     """
-    from imtrans.output_guard import guard_outputs
-    from imtrans.paths import refuse_overwrite
+    from imtrans.core.paths import refuse_overwrite
     from imtrans.report import write_comparison, write_report
+    from imtrans.runs.output_guard import guard_outputs
 
     for run_dir in run_dirs:
         _check_run_dir(run_dir)
@@ -71,8 +71,8 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, overwrite: bool) -> 
 
 
 def _check_run_dir(run_dir: Path) -> None:
-    from imtrans.regular_files import check_regular_file, why_not_folder
-    from imtrans.rundir import RunDir
+    from imtrans.core.regular_files import check_regular_file, why_not_folder
+    from imtrans.runs.directory import RunDir
 
     reason = why_not_folder(run_dir)  # a FIFO, a file, a link loop: said, not "missing"
     if reason is not None:

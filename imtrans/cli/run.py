@@ -1,6 +1,6 @@
 """The ``imtrans run`` command: train a recipe, in this process or as several through torchrun.
 
-A thin command over :func:`imtrans.engine.loop.fit`, with the rich progress bar of
+A thin command over :func:`imtrans.training.loop.fit`, with the rich progress bar of
 :mod:`imtrans.cli.progress` on stderr. The engine and torch are imported when the command runs,
 so that ``imtrans --help`` stays fast; library errors propagate to the ``imtrans`` group, which
 turns them into a message and an exit code.
@@ -15,9 +15,9 @@ from typing import Any
 import click
 from rich.text import Text
 
+from imtrans.catalogue.plugins import components
 from imtrans.cli.output import EXIT_INTERRUPTED, error_text, stderr_console
 from imtrans.errors import ImtransError, InvalidArgumentError, TrainingInterrupted
-from imtrans.plugins import components
 
 __all__ = ["run"]
 
@@ -44,13 +44,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     Under torchrun (``torchrun --nproc_per_node=N -m imtrans run RECIPE``), each process
     trains on its share of every batch with DistributedDataParallel; rank 0 writes.
     """
-    from imtrans.checkpoint.lookup import find_resume_point
+    from imtrans.catalogue.recipe_loader import load_recipe
+    from imtrans.cli.preflight import check_runnable
     from imtrans.cli.progress import RichProgress
-    from imtrans.engine.distributed import is_main_process
-    from imtrans.engine.loop import fit
-    from imtrans.engine.torchrun import keep_rank_failure
-    from imtrans.preflight import check_runnable
-    from imtrans.recipe import load_recipe
+    from imtrans.core.distributed import is_main_process
+    from imtrans.runs.checkpoints.lookup import find_resume_point
+    from imtrans.training.loop import fit
+    from imtrans.training.torchrun import keep_rank_failure
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
@@ -100,8 +100,8 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     import tempfile
     import time
 
-    from imtrans.engine.torchrun import RANK_REPORTS, report_ranks
-    from imtrans.stop_signals import STOP_SIGNALS
+    from imtrans.core.stop_signals import STOP_SIGNALS
+    from imtrans.training.torchrun import RANK_REPORTS, report_ranks
 
     if "RANK" in os.environ:
         raise ImtransError("--nproc inside torchrun: use one or the other")
@@ -111,7 +111,7 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     # run directory (shown as they are with --debug); the ranks still write to the console.
     reports = None if debug else Path(tempfile.mkdtemp(prefix="imtrans-torchrun-"))
     launcher = (["torch.distributed.run"] if reports is None
-                else ["imtrans.engine.torchrun", str(reports)])
+                else ["imtrans.training.torchrun", str(reports)])
     env = os.environ | ({RANK_REPORTS: str(reports)} if reports is not None else {})
     command = [sys.executable, "-m", *launcher, "--standalone",
                f"--nproc_per_node={nproc}", "-m", "imtrans", *debug, "run", recipe_path,

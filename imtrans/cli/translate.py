@@ -66,11 +66,11 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     inputs under one name is refused before any work, and so is an existing file at an
     output's name that an earlier translate into OUTPUT did not write (unless --overwrite).
     With --html, OUTPUT/index.html shows each input beside its output."""
+    from imtrans.core.printable import printable_path
     from imtrans.data.workers import capped_workers
     from imtrans.inference import load_translator
     from imtrans.inference.files import output_is_file, plan_outputs, translate_files
-    from imtrans.output_guard import guard_outputs
-    from imtrans.printable import printable_path
+    from imtrans.runs.output_guard import guard_outputs
 
     if html and output_is_file(output):
         # The page links many files relative to itself: a folder of its own keeps them together.
@@ -92,7 +92,7 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     # Existing files at the outputs' names must be this command's earlier outputs.
     record = guard_outputs(outputs, Path(output).parent if output_is_file(output)
                            else Path(output), "translate", overwrite=overwrite)
-    from imtrans.engine.device import parse_device
+    from imtrans.core.device import parse_device
 
     translator = load_translator(checkpoint, direction=direction,
                                  device=parse_device(device, "--device"),

@@ -1,8 +1,9 @@
 """The ``imtrans validate`` command: check a recipe by building it on the meta device.
 
-A thin command over :func:`imtrans.recipe.load_recipe` and :func:`imtrans.assembly.summarize`,
-imported when the command runs so that ``imtrans --help`` stays fast; library errors propagate
-to the ``imtrans`` group, which turns them into a message and an exit code.
+A thin command over :func:`imtrans.catalogue.recipe_loader.load_recipe` and
+:func:`imtrans.catalogue.assembly.summarize`, imported when the command runs so that
+``imtrans --help`` stays fast; library errors propagate to the ``imtrans`` group, which turns
+them into a message and an exit code.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import click
 from rich.text import Text
 
+from imtrans.catalogue.plugins import components
 from imtrans.cli.output import add_row, make_table, stdout_console
-from imtrans.plugins import components
 
 __all__ = ["validate"]
 
@@ -29,10 +30,10 @@ def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool)
     listed, the output folder checked, and the evaluation's test split and Inception weights
     found. A recipe that validates runs.
     """
-    from imtrans.assembly import summarize
-    from imtrans.preflight import check_runnable
-    from imtrans.recipe import load_recipe
-    from imtrans.tomlwriter import dumps
+    from imtrans.catalogue.assembly import summarize
+    from imtrans.catalogue.recipe_loader import load_recipe
+    from imtrans.cli.preflight import check_runnable
+    from imtrans.core.tomlwriter import dumps
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)

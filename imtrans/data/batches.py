@@ -23,15 +23,15 @@ from typing import TypeGuard
 import torch
 from torch import Tensor
 
-from imtrans.contracts import CacheableDataset, TrainingDataset, is_cacheable
+from imtrans.catalogue.plugins import Components
+from imtrans.core.contracts import CacheableDataset, TrainingDataset, is_cacheable
+from imtrans.core.observer import TrainingObserver
 from imtrans.data.build import build_dataset
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.device_cache import DeviceImageCache, cache_bytes
 from imtrans.data.sampler import SKIPPED_KEY, EpochBatches, SeededItems, make_loader
 from imtrans.data.workers import capped_workers
-from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import RecipeError
-from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
 __all__ = ["CachedBatches", "StreamedBatches", "TrainingData", "check_cache_mode", "training_data"]
@@ -208,7 +208,7 @@ def _use_cache(recipe: Recipe, dataset: TrainingDataset, device: torch.device,
 
 def check_cache_mode(recipe: Recipe, dataset: TrainingDataset) -> None:
     """Refuse ``[data] cache = "device"`` for a dataset the device cache cannot hold (checked
-    by ``imtrans validate`` too, through :func:`imtrans.preflight.check_runnable`).
+    by ``imtrans validate`` too, through :func:`imtrans.cli.preflight.check_runnable`).
 
     Raises:
         RecipeError: naming why, and the way out.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from imtrans.contracts import is_paired
+from imtrans.catalogue.plugins import Components
+from imtrans.core.contracts import is_paired
+from imtrans.core.observer import TrainingObserver
 from imtrans.data.device_augment import DeviceAugment
 from imtrans.data.resolve import resolve_root
-from imtrans.engine.observer import TrainingObserver
 from imtrans.errors import ComponentError, RecipeError
-from imtrans.plugins import Components
 from imtrans.recipe.schema import Recipe
 
 __all__ = ["build_dataset"]

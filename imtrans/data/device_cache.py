@@ -23,7 +23,7 @@ two paths give the same distribution of crops, not the same sequence.
 
 The dataset must offer the cache view of :mod:`imtrans.data.folders`: ``cache_tables``,
 ``table_length``, ``entry_path``, ``load_resized`` and ``item_positions`` (see
-:func:`imtrans.contracts.is_cacheable`).
+:func:`imtrans.core.contracts.is_cacheable`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from imtrans.contracts import CacheableDataset
+from imtrans.core.contracts import CacheableDataset
 from imtrans.data.workers import worker_init
 
 __all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes"]

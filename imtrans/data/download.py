@@ -2,7 +2,7 @@
 
 :func:`download` streams into ``<dest>.part`` and resumes it with a ``Range`` request; the
 file is moved to ``dest`` only after its size and checksums passed, flushed to disk on the way
-(:func:`imtrans.atomic.atomic_path`). :func:`extract` unpacks into a temporary sibling folder
+(:func:`imtrans.core.atomic.atomic_path`). :func:`extract` unpacks into a temporary sibling folder
 renamed into place when complete. :func:`fetch_dataset` ties both to the catalog. Only the
 standard library is used (urllib, zipfile, tarfile).
 """
@@ -27,7 +27,7 @@ from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import Any
 
-from imtrans.atomic import atomic_path
+from imtrans.core.atomic import atomic_path
 from imtrans.data.catalog import CatalogEntry, get_entry
 from imtrans.errors import DataError
 from imtrans.version import __version__

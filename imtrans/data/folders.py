@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from imtrans.core.printable import printable_path
 from imtrans.data.images import find_images, image_to_array, load_image, read_image
 from imtrans.data.transforms import (
     DEFAULT_RESIZE_FILTER,
@@ -33,7 +34,6 @@ from imtrans.data.transforms import (
     build_transform,
 )
 from imtrans.errors import DataError, InvalidArgumentError
-from imtrans.printable import printable_path
 
 __all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
 

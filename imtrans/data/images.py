@@ -31,8 +31,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+from imtrans.core.printable import printable_path
 from imtrans.errors import DataError, InvalidArgumentError
-from imtrans.printable import printable_path
 
 __all__ = [
     "IMAGE_EXTENSIONS", "MAX_FOLDER_DEPTH", "SkippedFolderWarning", "find_images", "image_to_array",

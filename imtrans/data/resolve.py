@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from imtrans.core.regular_files import why_not_folder
 from imtrans.data.catalog import catalog_names, get_entry
 from imtrans.data.images import find_images
 from imtrans.errors import DataError
-from imtrans.regular_files import why_not_folder
 from imtrans.samples import sample_root
 
 __all__ = ["DEFAULT_DATASETS_DIR", "ResolvedRoot", "resolve_root"]

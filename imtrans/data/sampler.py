@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from imtrans.contracts import TrainingDataset
+from imtrans.core.contracts import TrainingDataset
 from imtrans.data.workers import worker_init
 
 __all__ = ["SKIPPED_KEY", "EpochBatches", "SeededItems", "make_loader"]

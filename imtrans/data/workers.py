@@ -13,7 +13,7 @@ import time
 from functools import partial
 from typing import Any
 
-from imtrans.stop_signals import STOP_SIGNALS
+from imtrans.core.stop_signals import STOP_SIGNALS
 
 __all__ = ["capped_workers", "usable_cores", "worker_init"]
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from imtrans.catalogue.plugins import Components
 from imtrans.errors import EvaluationError
 from imtrans.evaluation.caveats import degenerate_warnings, inception_warnings, standing_warnings
 from imtrans.evaluation.inception import InceptionFeatures, find_inception
@@ -29,7 +30,6 @@ from imtrans.evaluation.scores import (
 )
 from imtrans.evaluation.testset import TestSet, load_test_set
 from imtrans.inference.translator import Translator, to_uint8
-from imtrans.plugins import Components
 from imtrans.recipe import Recipe
 
 __all__ = ["METRICS", "EvalResult", "Evaluator"]

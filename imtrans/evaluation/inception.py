@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imtrans.atomic import atomic_path
+from imtrans.core.atomic import atomic_path
+from imtrans.core.regular_files import check_regular_file, read_regular_file
 from imtrans.data.download import Progress, download
 from imtrans.errors import EvaluationError, InvalidArgumentError
-from imtrans.regular_files import check_regular_file, read_regular_file
 
 __all__ = [
     "INCEPTION_FILE",

@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from imtrans.atomic import atomic_path, atomic_write
+from imtrans.catalogue.plugins import Components
+from imtrans.core.atomic import atomic_path, atomic_write
+from imtrans.core.jsonfile import loads_bounded
+from imtrans.core.regular_files import read_regular_file
 from imtrans.errors import EvaluationError, ImtransError
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
 from imtrans.evaluation.evaluate import METRICS, Evaluator, check_metrics
 from imtrans.evaluation.inception import find_inception, read_inception
 from imtrans.evaluation.testset import test_split_of
 from imtrans.inference.translator import translator_for
-from imtrans.jsonfile import loads_bounded
-from imtrans.plugins import Components
 from imtrans.recipe import Recipe
-from imtrans.regular_files import read_regular_file
-from imtrans.rundir import RunDir
+from imtrans.runs.directory import RunDir
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import GeneratorEMA
 
@@ -192,7 +192,7 @@ def check_evaluation(recipe: Recipe, registry: Components) -> None:
     a test image: the test split exists, the metrics apply to the data, and the Inception
     weights are found and pass their checksum (read, never loaded). Nothing when ``[eval]``
     is off. ``imtrans validate`` and ``imtrans run`` call it through
-    :func:`imtrans.preflight.check_runnable`.
+    :func:`imtrans.cli.preflight.check_runnable`.
 
     Raises:
         EvaluationError: with the same message the evaluation would give.

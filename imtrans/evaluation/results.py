@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imtrans.atomic import atomic_write
+from imtrans.core.atomic import atomic_write
+from imtrans.core.jsonfile import loads_bounded
+from imtrans.core.regular_files import read_regular_file
 from imtrans.errors import ImtransError
 from imtrans.evaluation.caveats import standing_warnings
 from imtrans.evaluation.evaluate import EvalResult
-from imtrans.jsonfile import loads_bounded
-from imtrans.regular_files import read_regular_file
 
 __all__ = ["SavedResult", "compatible", "merge_results", "protocol_key", "save_result",
            "write_result"]

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from imtrans.assembly import create_component
-from imtrans.contracts import TrainingDataset, is_paired
+from imtrans.catalogue.assembly import create_component
+from imtrans.catalogue.plugins import Components
+from imtrans.core.contracts import TrainingDataset, is_paired
+from imtrans.core.printable import printable_path
 from imtrans.data.resolve import resolve_root
 from imtrans.errors import EvaluationError, RecipeError
 from imtrans.inference.translator import to_uint8
-from imtrans.plugins import Components
-from imtrans.printable import printable_path
 from imtrans.recipe import Recipe
 
 __all__ = ["TestSet", "load_test_set", "pick_split", "test_split_of"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imtrans.checkpoint.lookup import find_checkpoint
 from imtrans.inference.translator import Mode, Translator, load_translator
+from imtrans.runs.checkpoints.lookup import find_checkpoint
 
 __all__ = ["Mode", "Translator", "find_checkpoint", "load_translator"]

@@ -26,10 +26,10 @@ from PIL import Image
 from torch import nn
 from torch.func import functional_call
 
-from imtrans.engine.device import _cgroup_limit, device_memory, meminfo_bytes
+from imtrans.core.device import _cgroup_limit, device_memory, meminfo_bytes
+from imtrans.core.regular_files import open_regular_file, size_text
 from imtrans.errors import ImtransError, InvalidArgumentError
 from imtrans.inference.tiling import padded_size
-from imtrans.regular_files import open_regular_file, size_text
 
 __all__ = ["ImageBudget", "available_memory", "default_budget", "image_header", "parse_size",
            "peak_activation_values"]

@@ -40,16 +40,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from imtrans.atomic import atomic_path
-from imtrans.checkpoint.lookup import find_checkpoint
+from imtrans.core.atomic import atomic_path
+from imtrans.core.paths import refuse_overwrite
+from imtrans.core.regular_files import size_text
 from imtrans.errors import ExportError, InvalidArgumentError
 from imtrans.inference.budget import default_budget, peak_activation_values
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Mode, Translator, Weights, load_translator
-from imtrans.output_guard import OutputRecord, guard_outputs
-from imtrans.paths import refuse_overwrite
-from imtrans.regular_files import size_text
-from imtrans.rundir import RunDir
+from imtrans.runs.checkpoints.lookup import find_checkpoint
+from imtrans.runs.directory import RunDir
+from imtrans.runs.output_guard import OutputRecord, guard_outputs
 
 __all__ = [
     "FORMATS",
@@ -139,9 +139,9 @@ def default_export_path(checkpoint: Path | str, format: ExportFormat,
     Raises:
         CheckpointError: no checkpoint at ``checkpoint``.
         LinkedRunFileError: the run's ``export/`` folder is a symbolic link (a run's files are
-            never written through a link: :mod:`imtrans.run_files`).
+            never written through a link: :mod:`imtrans.runs.file_access`).
     """
-    from imtrans.run_files import refuse_linked_folder
+    from imtrans.runs.file_access import refuse_linked_folder
 
     file = find_checkpoint(checkpoint)
     name = f"generator_{direction}{FORMATS[format]}"
@@ -191,7 +191,7 @@ def export_generator(checkpoint: Path | str, output: Path | str, format: ExportF
             :func:`~imtrans.inference.budget.default_budget`); a check size whose inputs,
             outputs and largest layer need more is refused before anything is allocated.
         overwrite: Replace an existing ``output`` that an earlier export did not write
-            (see :mod:`imtrans.output_guard`; a run directory's files never).
+            (see :mod:`imtrans.runs.output_guard`; a run directory's files never).
 
     Returns:
         What was written, the input contract, and the measured difference from PyTorch.

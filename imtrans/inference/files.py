@@ -26,16 +26,16 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from imtrans.atomic import atomic_path
+from imtrans.core.atomic import atomic_path
+from imtrans.core.paths import refuse_overwrite
+from imtrans.core.printable import printable_path
+from imtrans.core.regular_files import check_regular_file
 from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images, read_image
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import DataError
 from imtrans.inference.budget import ImageBudget
 from imtrans.inference.tiling import padded_size
 from imtrans.inference.translator import Translator, tensor_to_image
-from imtrans.paths import refuse_overwrite
-from imtrans.printable import printable_path
-from imtrans.regular_files import check_regular_file
 
 __all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "over_budget",
            "plan_outputs", "translate_files"]

@@ -33,10 +33,10 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from imtrans.atomic import atomic_path, atomic_write
+from imtrans.core.atomic import atomic_path, atomic_write
+from imtrans.core.printable import printable_path
 from imtrans.data.images import image_to_array, load_image
 from imtrans.errors import DataError
-from imtrans.printable import printable_path
 from imtrans.report.assets import SCRIPT
 
 __all__ = ["ASSETS", "ROWS_PER_PAGE", "THUMBNAIL_SIDE", "PageHeader", "PageRow",

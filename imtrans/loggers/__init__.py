@@ -2,9 +2,9 @@
 
 ``metrics.jsonl`` is always written (the report, resume and ``imtrans eval`` read it). The
 recipe's ``[log]`` table adds backends by name, ``backends = ["jsonl", "tensorboard"]``; each
-is a builder in the ``loggers`` registry (:func:`imtrans.hookspecs.register_loggers`), called
+is a builder in the ``loggers`` registry (:func:`imtrans.core.hookspecs.register_loggers`), called
 with ``run_dir`` and the options of ``[log.<name>]``, and returns a
-:class:`imtrans.contracts.MetricsLogger`. The built-in ones (TensorBoard, W&B, MLflow) each
+:class:`imtrans.core.contracts.MetricsLogger`. The built-in ones (TensorBoard, W&B, MLflow) each
 need an optional extra (``pip install 'imtrans[tensorboard]'``).
 """
 
@@ -48,8 +48,8 @@ def run_outcome() -> Literal["finished", "interrupted", "failed"]:
     exc = sys.exc_info()[1]
     if exc is None:
         return "finished"
-    from imtrans.engine.jobs.stop import StopRequested  # the engine imports the loggers
     from imtrans.errors import TrainingInterrupted
+    from imtrans.training.jobs.stop import StopRequested  # the engine imports the loggers
 
     if isinstance(exc, KeyboardInterrupt | StopRequested | TrainingInterrupted):
         return "interrupted"

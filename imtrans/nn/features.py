@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from imtrans.contracts import size_multiple
+from imtrans.core.contracts import size_multiple
 from imtrans.errors import InvalidArgumentError
 
 __all__ = ["LayeredGenerator", "feature_channels", "feature_layers_of", "generator_features"]

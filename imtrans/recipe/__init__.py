@@ -1,19 +1,13 @@
-"""Recipes: the schema of every table (:mod:`imtrans.recipe.schema`, a leaf) and the strict
-loading of TOML files with ``--set`` overrides (:mod:`imtrans.recipe.load`).
+"""Recipes: the schema of every table (:mod:`imtrans.recipe.schema`), a leaf that imports
+nothing of imtrans but the errors. Loading TOML files with ``--set`` overrides and checking
+them against the registries is the catalogue's job (:mod:`imtrans.catalogue.recipe_loader`).
 
 Example:
-    >>> from imtrans.recipe import load_recipe
-    >>> load_recipe("recipes/cyclegan_photo2monet.toml").losses["cycle"].kwargs["weight"]
-    10.0
+    >>> from imtrans.recipe import Recipe
+    >>> Recipe.model_fields["train"].default.log_every
+    50
 """
 
-from imtrans.recipe.load import (
-    apply_override,
-    check_components,
-    load_recipe,
-    parse_override,
-    recipe_from_dict,
-)
 from imtrans.recipe.schema import (
     ComponentTable,
     DataTable,
@@ -42,9 +36,4 @@ __all__ = [
     "ScheduleTable",
     "SpeedTable",
     "TrainTable",
-    "apply_override",
-    "check_components",
-    "load_recipe",
-    "parse_override",
-    "recipe_from_dict",
 ]

@@ -2,7 +2,7 @@
 
 A leaf: it imports no other part of imtrans but the errors, so components, the engine and the
 loading code can all depend on it. Loading a TOML file, ``--set`` overrides and the checks
-against the registries live in :mod:`imtrans.recipe.load`.
+against the registries live in :mod:`imtrans.catalogue.recipe_loader`.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class RunTable(_Strict):
     def _one_folder(cls, name: str | None) -> str | None:
         """A run is one folder inside ``output_dir``: refuse names that would leave it."""
         from imtrans.errors import RecipeError
-        from imtrans.rundir import check_run_name  # the one rule, beside the run layout
+        from imtrans.runs.directory import check_run_name  # the one rule, beside the run layout
 
         if name is not None:
             try:

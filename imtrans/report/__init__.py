@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from imtrans.atomic import atomic_write
+from imtrans.core.atomic import atomic_write
+from imtrans.core.regular_files import why_not_folder
 from imtrans.errors import DataError
-from imtrans.regular_files import why_not_folder
 from imtrans.report.compare import ComparedRun, render_comparison
 from imtrans.report.data import read_run
 from imtrans.report.page import render_page
-from imtrans.rundir import RunDir
+from imtrans.runs.directory import RunDir
 
 __all__ = ["run_labels", "write_comparison", "write_report"]
 
@@ -38,7 +38,7 @@ def write_report(run_dir: Path, *, live: bool = False) -> Path:
 
     Missing files are shown as such ("no metrics yet"), and a half-written last line of
     ``metrics.jsonl`` is skipped, so this can run at any point of training. The page is written
-    atomically (:func:`imtrans.atomic.atomic_write`), so a browser never shows half a report.
+    atomically (:func:`imtrans.core.atomic.atomic_write`), so a browser never shows half a report.
 
     Args:
         run_dir: A run directory (it may still be empty).

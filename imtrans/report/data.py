@@ -18,18 +18,18 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from imtrans.core.jsonfile import loads_bounded
+from imtrans.core.regular_files import open_regular_file, read_regular_file
 from imtrans.errors import ImtransError
-from imtrans.jsonfile import loads_bounded
-from imtrans.metrics_file import parse_record, read_metrics_lines, warn_damaged
-from imtrans.regular_files import open_regular_file, read_regular_file
-from imtrans.rundir import RunDir
+from imtrans.runs.directory import RunDir
+from imtrans.runs.metrics_file import parse_record, read_metrics_lines, warn_damaged
 
 __all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
 
 _SAMPLE_FILE = re.compile(r"step_(\d+)\.png")
 #: The largest recipe, environment or result file shown: each is a few KB when training wrote it.
 _MAX_TEXT_BYTES = 16 << 20
-# The checkpoint names of imtrans.checkpoint.files (checkpoint_name, parse_checkpoint_name):
+# The checkpoint names of imtrans.runs.checkpoints.files (checkpoint_name, parse_checkpoint_name):
 # ``step_<8+ digits>.safetensors`` mid-epoch, ``step_<8+ digits>_epoch_<4+ digits>.safetensors``
 # as an epoch ends. Not imported from there: that module imports torch, three seconds that
 # `imtrans report` would wait for; tests/test_report.py checks that the two agree.
@@ -175,7 +175,7 @@ def _keys(tables: Iterable[dict[str, Any]]) -> list[str]:
 
 def _metrics_records(path: Path) -> list[dict[str, Any]]:
     """The usable records of ``metrics.jsonl``; damaged lines are skipped with one warning
-    (:mod:`imtrans.metrics_file`), and the line training may be writing is left out."""
+    (:mod:`imtrans.runs.metrics_file`), and the line training may be writing is left out."""
     try:  # a FIFO in its place would block the report: only a regular file is read
         with open_regular_file(path, what="metrics file") as handle:
             data = handle.read()

@@ -16,7 +16,7 @@ __all__ = ["checkpoints", "environment", "evaluation", "last_checkpoint", "recip
 NEWEST_SAMPLES = 12
 OLDER_SAMPLES = 12
 _EAGER = 4  # the newest grids load at once; the rest only when scrolled near
-_GRID_PADDING = 2  # pixels around each image of a grid (imtrans.engine.sample_grid.save_grid)
+_GRID_PADDING = 2  # pixels around each image of a grid (imtrans.training.sample_grid.save_grid)
 _LABELLED_COLUMN = 96  # display pixels a column needs for a label such as "reconstructed A"
 _COLUMNS = {"pix2pix": "input | output | target",
             "cyclegan": "input | output | reconstruction (output translated back)"}

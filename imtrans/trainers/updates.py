@@ -3,7 +3,7 @@
 A trainer's step clears gradients, backwards a loss and steps optimisers. Run eagerly, these
 are the usual ``zero_grad(set_to_none=True)``, ``loss.backward()`` and ``optimizer.step()``,
 so the numbers of an eager run are exactly what they were. Inside a whole-step compile
-(``speed.compile = "step"``, see :mod:`imtrans.engine.step`), each becomes what the compiler can
+(``speed.compile = "step"``, see :mod:`imtrans.training.step`), each becomes what the compiler can
 capture in the same graph: torch's ``zero_grad`` and ``step`` are deliberately opaque to it, so
 gradients are set to ``None`` directly, the backward goes into exactly the parameters of the
 optimisers that step (the discriminators need no freezing: they get no gradient), and Adam runs
@@ -28,7 +28,7 @@ from torch.optim.adam import adam as functional_adam
 __all__ = ["VIEW", "CompiledView", "GroupView", "backward", "clear_grads", "optimizer_step"]
 
 #: The attribute of an optimiser holding its :class:`CompiledView`, set by the engine before
-#: each compiled step (see :class:`imtrans.engine.step.TrainingStep`).
+#: each compiled step (see :class:`imtrans.training.step.TrainingStep`).
 VIEW = "_imtrans_compiled_view"
 
 

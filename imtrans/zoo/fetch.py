@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imtrans.checkpoint.files import list_checkpoints
 from imtrans.data.download import Downloaded, Progress, download
 from imtrans.errors import CheckpointError
-from imtrans.rundir import RunDir
+from imtrans.runs.checkpoints.files import list_checkpoints
+from imtrans.runs.directory import RunDir
 from imtrans.zoo.catalog import ModelEntry, get_model
 
 if TYPE_CHECKING:  # the importer pulls in torch and the networks: only when a model is fetched

@@ -43,21 +43,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from imtrans.assembly import build_networks, build_trainer, network_specs
-from imtrans.checkpoint import training as training_checkpoint
-from imtrans.checkpoint.files import list_checkpoints
-from imtrans.checkpoint.foreign import suggested_run_name
-from imtrans.engine.build import build_training
-from imtrans.engine.device import device_memory, seed_everything
+from imtrans.catalogue.assembly import build_networks, build_trainer, network_specs
+from imtrans.catalogue.plugins import Components, components
+from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.core.device import device_memory, seed_everything
+from imtrans.core.regular_files import check_regular_file
 from imtrans.errors import CheckpointError, RecipeError
-from imtrans.feasibility import check_network_sizes
-from imtrans.output_guard import run_file_of
-from imtrans.plugins import Components, components
-from imtrans.recipe import Recipe, recipe_from_dict
-from imtrans.regular_files import check_regular_file
-from imtrans.run_files import LinkedRunFileError, check_run_dir
-from imtrans.run_lock import LOCK_NAME
-from imtrans.rundir import RunDir, write_run_record
+from imtrans.recipe import Recipe
+from imtrans.runs.checkpoints.files import list_checkpoints
+from imtrans.runs.checkpoints.foreign import suggested_run_name
+from imtrans.runs.directory import RunDir, write_run_record
+from imtrans.runs.file_access import LinkedRunFileError, check_run_dir
+from imtrans.runs.lock import LOCK_NAME
+from imtrans.runs.output_guard import run_file_of
+from imtrans.training import checkpointing as training_checkpoint
+from imtrans.training.build import build_training
+from imtrans.training.feasibility import check_network_sizes
 from imtrans.zoo.infer import discriminator_options, generator_options
 from imtrans.zoo.options import official_trainer, read_train_opt, recipe_from_options
 from imtrans.zoo.state_dicts import FittedState, fit_state_dict, read_official_state_dict

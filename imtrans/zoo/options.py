@@ -3,8 +3,8 @@
 The official ``train.py`` writes every option it ran with to ``checkpoints/<name>/
 train_opt.txt``, one ``name: value`` line each (with ``[default: ...]`` after values that
 differ from the default). :func:`read_train_opt` reads that file; :func:`recipe_from_options`
-turns the options into a raw recipe for :func:`imtrans.recipe.recipe_from_dict`. Only the
-options that decide the networks, the losses, the data and the schedule are read; display,
+turns the options into a raw recipe for :func:`imtrans.catalogue.recipe_loader.recipe_from_dict`.
+Only the options that decide the networks, the losses, the data and the schedule are read; display,
 GPU and path options are ignored. An option left out keeps the imtrans trainer's default,
 which is the paper's (and the official code's for that model).
 
@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from imtrans.core.regular_files import read_regular_file
 from imtrans.errors import CheckpointError
-from imtrans.regular_files import read_regular_file
 
 __all__ = ["IMPORTED_OPTIONS", "official_trainer", "read_train_opt", "recipe_from_options"]
 
@@ -201,7 +201,8 @@ def _training(options: Mapping[str, str], raw: dict[str, Any], trainer: str) -> 
 
 def recipe_from_options(options: Mapping[str, str], *, trainer: str | None = None
                         ) -> dict[str, Any]:
-    """A raw recipe (for :func:`imtrans.recipe.recipe_from_dict`) from official options.
+    """A raw recipe (for :func:`imtrans.catalogue.recipe_loader.recipe_from_dict`) from official
+    options.
 
     Args:
         options: Official option names and values as strings (``train_opt.txt``).

@@ -34,9 +34,9 @@ from typing import IO
 import torch
 from torch import Tensor
 
-from imtrans.engine.device import device_memory
+from imtrans.core.device import device_memory
+from imtrans.core.regular_files import size_text
 from imtrans.errors import CheckpointError
-from imtrans.regular_files import size_text
 
 __all__ = ["check_load_size", "check_real_storage", "refused_pickle_message",
            "unreadable_file_message"]

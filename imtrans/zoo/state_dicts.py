@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from imtrans.checkpoint.tensors import check_module_shapes
+from imtrans.core.regular_files import check_regular_file
 from imtrans.errors import CheckpointError
-from imtrans.regular_files import check_regular_file
+from imtrans.runs.checkpoints.tensors import check_module_shapes
 from imtrans.zoo.pth_checks import (
     check_load_size,
     check_real_storage,

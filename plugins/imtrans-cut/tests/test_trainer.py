@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import imtrans
-from imtrans.recipe import recipe_from_dict
+from imtrans.catalogue.recipe_loader import recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 #: Tiny networks at 32 px: a step takes a fraction of a second on one CPU core.

@@ -1,0 +1,224 @@
+"""The run directory: where a run writes its recipe, environment, metrics, samples, checkpoints.
+
+    runs/<name>/
+      recipe.toml        the fully resolved recipe (every default written out)
+      environment.json   versions of python, torch, imtrans and every plugin; git commit
+      metrics.jsonl      one record per logging interval
+      samples/           sample grids (input | output | reconstruction) as PNG
+      checkpoints/       safetensors checkpoints
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imtrans.core.atomic import atomic_write
+from imtrans.errors import RecipeError
+from imtrans.core.git_head import head_commit
+from imtrans.core.printable import printable_path
+from imtrans.core.regular_files import why_not_folder
+from imtrans.core.tomlwriter import dumps
+from imtrans.version import __version__
+
+if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay free of torch
+    import torch
+
+    from imtrans.catalogue.plugins import Components
+
+__all__ = ["RunDir", "check_output_dir", "check_run_name", "create_run_dir", "latest_run_dir",
+           "write_run_record"]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory, by what they hold: the one place that spells the layout.
+
+    Example:
+        >>> run = RunDir(Path("runs/cyclegan"))
+        >>> run.metrics
+        PosixPath('runs/cyclegan/metrics.jsonl')
+        >>> run.sample(500)
+        PosixPath('runs/cyclegan/samples/step_00000500.png')
+        >>> RunDir.of_checkpoint(Path("/runs/cyclegan/checkpoints/step_00000500.safetensors"))
+        RunDir(root=PosixPath('/runs/cyclegan'))
+    """
+
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        """The fully resolved recipe, as TOML."""
+        return self.root / "recipe.toml"
+
+    @property
+    def environment(self) -> Path:
+        """Versions, device, plugins and git commit, as JSON."""
+        return self.root / "environment.json"
+
+    @property
+    def metrics(self) -> Path:
+        """One JSON record per line: losses, evaluations, rollbacks."""
+        return self.root / "metrics.jsonl"
+
+    @property
+    def train_log(self) -> Path:
+        """The plain-text log: progress lines and notices, time-stamped."""
+        return self.root / "train.log"
+
+    @property
+    def samples(self) -> Path:
+        """The folder of sample grids."""
+        return self.root / "samples"
+
+    @property
+    def checkpoints(self) -> Path:
+        """The folder of checkpoints (and the best one with its record)."""
+        return self.root / "checkpoints"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """The best-scoring checkpoint of evaluation during training (a hard link)."""
+        return self.checkpoints / "best.safetensors"
+
+    @property
+    def best_record(self) -> Path:
+        """Which step scored best, on what, and how."""
+        return self.checkpoints / "best.json"
+
+    @property
+    def evaluations(self) -> Path:
+        """The folder of ``imtrans eval`` results."""
+        return self.root / "eval"
+
+    @property
+    def exports(self) -> Path:
+        """The folder of ``imtrans export`` files."""
+        return self.root / "export"
+
+    @property
+    def report(self) -> Path:
+        """The self-contained HTML report."""
+        return self.root / "report.html"
+
+    def sample(self, step: int) -> Path:
+        """The sample grid written after ``step``."""
+        return self.samples / f"step_{step:08d}.png"
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunDir | None:
+        """The run a checkpoint file belongs to (``<run>/checkpoints/<file>``), if any.
+
+        The path as given comes first: were ``checkpoints/`` a link to another folder, the
+        resolved path would make that folder's parent the run (and a resume would write
+        there). A link to a checkpoint file is followed to its run.
+        """
+        for path in (Path(os.path.abspath(checkpoint)), checkpoint.resolve()):
+            if path.parent.name == "checkpoints":
+                return cls(path.parent.parent)
+        return None
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it names one folder inside ``run.output_dir``.
+
+    Raises:
+        RecipeError: a name with a path separator, ``.``, ``..``, a NUL, or empty: it would
+            write outside ``run.output_dir`` (or nowhere).
+
+    Example:
+        >>> check_run_name("../../x")
+        Traceback (most recent call last):
+        ...
+        imtrans.errors.RecipeError: run.name = '../../x' is not a folder name ...
+    """
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute())
+    if bad:
+        raise RecipeError(f"run.name = {name!r} is not a folder name (no '/', '\\', '.' or "
+                          "'..'): runs are written inside run.output_dir, one folder each")
+    return name
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse a ``run.output_dir`` that cannot hold run directories: a file (or a link to
+    nothing), a path under a file, or a folder this user cannot write into. A folder that
+    does not exist yet is fine when the folder it would be made in can be written.
+
+    Raises:
+        RecipeError: naming the key, the path and what it is.
+    """
+    output_dir = Path(output_dir)
+    existing = output_dir
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    shown = printable_path(output_dir)
+    reason = why_not_folder(existing)  # a file, a FIFO, a device, a link loop: said which
+    if reason is not None:
+        what = (reason if existing == output_dir else
+                f"is inside {printable_path(existing)}, which {reason}")
+        raise RecipeError(f"run.output_dir = {shown!r} {what}: runs are written in a "
+                          "folder there; choose another run.output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == output_dir else f" (made in {printable_path(existing)})"
+        raise RecipeError(f"run.output_dir = {shown!r}{where}: this user may not write there; "
+                          "choose another run.output_dir")
+
+
+def create_run_dir(output_dir: Path, name: str) -> Path:
+    """Make a new run directory ``output_dir/name``, or ``name-2``, ``name-3``... if taken.
+
+    Raises:
+        RecipeError: ``name`` is not one folder name (see :func:`check_run_name`), or
+            ``output_dir`` cannot hold it (see :func:`check_output_dir`).
+    """
+    check_run_name(name)
+    check_output_dir(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    candidate, number = output_dir / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = output_dir / f"{name}-{number}"
+
+
+def latest_run_dir(output_dir: Path, name: str) -> Path | None:
+    """The most recent run directory of ``name`` (the highest ``-N`` suffix), if any."""
+    check_run_name(name)
+    pattern = re.compile(rf"{re.escape(name)}(?:-(\d+))?")
+    found = []
+    for path in output_dir.glob(f"{name}*"):
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1) or 1), path))
+    return max(found)[1] if found else None
+
+
+def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components,
+                     device: torch.device) -> dict[str, Any]:
+    """Write ``recipe.toml`` and ``environment.json``; return the environment record."""
+    import torch
+
+    run = RunDir(run_dir)
+    atomic_write(run.recipe, dumps(resolved))
+    environment = {
+        "imtrans": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "plugins": {p.name: {"distribution": p.distribution, "version": p.version}
+                    for p in loaded.plugins},
+        # Read from .git as files: running git would run what the checkout configures.
+        "git_commit": head_commit(),
+    }
+    atomic_write(run.environment, json.dumps(environment, indent=2) + "\n")
+    return environment

@@ -1,0 +1,76 @@
+"""Checkpoints and their retention: at the end, every ``train.checkpoint_every`` steps, at the
+epoch ends retention keeps, and at other epoch ends once ``train.checkpoint_minutes`` have
+passed (writing a large model after every short epoch would cost more time than it could save).
+A model with NaN or inf weights is never saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imtrans.errors import NonFiniteError
+from imtrans.recipe.schema import Recipe
+from imtrans.runs.directory import RunDir
+from imtrans.trainers.base import Trainer
+from imtrans.trainers.ema import GeneratorEMA
+from imtrans.training import checkpointing as training_checkpoint
+from imtrans.training.jobs.base import Job
+from imtrans.training.nonfinite import stop_message
+from imtrans.training.schedules import LRSchedule
+from imtrans.training.state import TrainingState
+
+__all__ = ["Checkpoint"]
+
+
+class Checkpoint(Job):
+    """Saves the whole training state and applies retention.
+
+    Args:
+        recipe: The run's recipe (retention, timing; recorded in every checkpoint).
+        trainer: What is saved (networks, optimisers, image pools).
+        schedule: Its state is saved too.
+        run_dir: The run directory (None on processes that do not write files).
+        environment: The versions record, saved in every manifest.
+        ema: The generators' moving average (``train.ema``), saved too.
+    """
+
+    def __init__(self, recipe: Recipe, trainer: Trainer, schedule: LRSchedule,
+                 run_dir: RunDir | None, environment: dict[str, Any],
+                 ema: GeneratorEMA | None = None) -> None:
+        self.recipe, self.trainer, self.schedule = recipe, trainer, schedule
+        self.run_dir, self.environment, self.ema = run_dir, environment, ema
+
+    def due(self, state: TrainingState) -> bool:
+        train, step = self.recipe.train, state.step
+        if state.finished or (train.checkpoint_every and step % train.checkpoint_every == 0):
+            return True
+        if not state.epoch_end:
+            return False
+        epochs_done = step // state.plan.steps_per_epoch
+        milestone = train.keep_every_epochs and epochs_done % train.keep_every_epochs == 0
+        return bool(milestone) or state.now - state.saved_clock >= 60 * train.checkpoint_minutes
+
+    def run(self, state: TrainingState) -> None:
+        self.save(state)
+        if self.run_dir is not None:
+            training_checkpoint.prune(self.run_dir.checkpoints, self.recipe.train)
+
+    def finish(self, state: TrainingState) -> None:
+        if not state.saved_now:
+            self.save(state)
+
+    def save(self, state: TrainingState) -> None:
+        """Write the checkpoint of ``state.step`` (on the writing process) and record it.
+
+        Raises:
+            NonFiniteError: a loss or weight became NaN or inf since the last check.
+        """
+        if self.run_dir is None:  # every rank holds the same weights; rank 0 writes them
+            state.saved(None)
+            return
+        fault = state.finite.check(state.step, self.trainer.modules())
+        if fault is not None:  # never save a broken model over the last good one
+            raise NonFiniteError(stop_message(fault, state.last_checkpoint,
+                                              self.recipe.train.on_nonfinite))
+        state.saved(training_checkpoint.save(
+            self.run_dir.checkpoints, self.trainer, self.schedule, state.step,
+            state.plan.steps_per_epoch, self.recipe, self.environment, ema=self.ema))

@@ -16,6 +16,14 @@ import torch
 from safetensors.torch import save as st_save
 from torch import nn
 
+from imtrans.core.state_tensors import (
+    load_module_tensors,
+    load_optimizer_tensors,
+    module_tensors,
+    optimizer_tensors,
+    restore_rng,
+    rng_tensors,
+)
 from imtrans.errors import CheckpointError
 from imtrans.runs.checkpoints import files as ckpt_module
 from imtrans.runs.checkpoints.files import (
@@ -26,14 +34,6 @@ from imtrans.runs.checkpoints.files import (
     parse_checkpoint_name,
     prune_checkpoints,
     save_checkpoint,
-)
-from imtrans.runs.checkpoints.tensors import (
-    load_module_tensors,
-    load_optimizer_tensors,
-    module_tensors,
-    optimizer_tensors,
-    restore_rng,
-    rng_tensors,
 )
 
 

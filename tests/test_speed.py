@@ -110,7 +110,7 @@ def test_fused_adam_on_the_cpu(builtins) -> None:
 @pytest.mark.parametrize(("saved", "resumed"), [(False, True), (True, False)])
 def test_resume_takes_fused_adam_from_the_recipe_not_the_checkpoint(saved: bool,
                                                                    resumed: bool) -> None:
-    from imtrans.runs.checkpoints.tensors import load_optimizer_tensors, optimizer_tensors
+    from imtrans.core.state_tensors import load_optimizer_tensors, optimizer_tensors
 
     torch.manual_seed(0)
     net = torch.nn.Linear(4, 2)

@@ -19,10 +19,10 @@ import torch
 
 import imtrans
 from imtrans.catalogue.plugins import load_components
+from imtrans.core.eta import ProgressStatus
 from imtrans.core.observer import TrainingObserver
 from imtrans.errors import NonFiniteError, RecipeError, TrainingInterrupted
 from imtrans.trainers.cyclegan import CycleGANTrainer
-from imtrans.training.progress import ProgressStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")

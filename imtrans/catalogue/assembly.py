@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.losses.adversarial import AdversarialLoss
 from imtrans.losses.feature import GeneratorFeatureLoss

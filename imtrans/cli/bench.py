@@ -7,18 +7,16 @@ to the ``imtrans`` group, which turns them into a message and an exit code.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from imtrans.cli.existing_path import ExistingPath
+from imtrans.cli.output import write_json_line
 from imtrans.core.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError
 
-__all__ = ["bench", "write_json_line"]
+__all__ = ["bench"]
 
 
 class _Notices(TrainingObserver):
@@ -103,13 +101,3 @@ def bench(ctx: click.Context, recipe_path: str | None, overrides: tuple[str, ...
                        registry=loaded, observer=_Notices())
     result["settings"] = {"recipe": recipe_path, "overrides": list(overrides)} | result["settings"]
     write_json_line(result, output)
-
-
-def write_json_line(record: dict[str, Any], output: str | None) -> None:
-    """Print ``record`` as one JSON line on stdout, and append it to ``output`` when given."""
-    line = json.dumps(record)
-    click.echo(line)
-    if output is not None:
-        with Path(output).open("a", encoding="utf-8") as file:
-            file.write(line + "\n")
-    sys.stdout.flush()

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.text import Text
 
-from imtrans.cli.bench import write_json_line
-from imtrans.cli.output import add_row, make_table, stderr_console
+from imtrans.cli.output import add_row, make_table, stderr_console, write_json_line
 from imtrans.errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # torch is imported when the command runs

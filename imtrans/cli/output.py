@@ -6,8 +6,12 @@ every command module can import it without an import cycle.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +27,7 @@ __all__ = [
     "print_error",
     "stderr_console",
     "stdout_console",
+    "write_json_line",
 ]
 
 #: Exit code of a failure the user can fix (bad recipe, missing data, broken plugin).
@@ -76,3 +81,13 @@ def print_error(text: str) -> None:
     # A file name that is not UTF-8 would make the error itself fail to print.
     message = Text("error: ", style="bold red") + Text(printable_path(text))
     Console(stderr=True, soft_wrap=True).print(message, highlight=False)
+
+
+def write_json_line(record: dict[str, Any], output: str | None) -> None:
+    """Print ``record`` as one JSON line on stdout, and append it to ``output`` when given."""
+    line = json.dumps(record)
+    click.echo(line)
+    if output is not None:
+        with Path(output).open("a", encoding="utf-8") as file:
+            file.write(line + "\n")
+    sys.stdout.flush()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.observer import TrainingObserver
 from imtrans.recipe import Recipe
 

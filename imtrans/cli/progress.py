@@ -3,7 +3,7 @@ on a rich console.
 
 On a terminal, a live bar shows the epoch, step, speed (images/s, or s/step when slower than
 one image a second), the ETA and the latest losses, all from the engine's own estimate
-(:mod:`imtrans.training.progress`), so they appear after the first step. Elsewhere (a file,
+(:mod:`imtrans.core.eta`), so they appear after the first step. Elsewhere (a file,
 nohup, Slurm, CI) there is no bar: the engine's plain progress lines are printed instead,
 one every ``train.print_every_seconds``.
 """
@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from imtrans.core.eta import ProgressStatus
 from imtrans.core.observer import TrainingObserver
-from imtrans.training.progress import ProgressStatus
 
 __all__ = ["RichProgress"]
 

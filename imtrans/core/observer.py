@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from imtrans.training.progress import ProgressStatus
+    from imtrans.core.eta import ProgressStatus
 
 __all__ = ["TrainingObserver"]
 

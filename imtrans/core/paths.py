@@ -22,9 +22,9 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from imtrans.errors import DataError, ImtransError
+from imtrans.errors import DataError, ImtransError, RecipeError
 
-__all__ = ["inside", "real_path", "refuse_overwrite"]
+__all__ = ["check_run_name", "inside", "real_path", "refuse_overwrite"]
 
 
 #: Why an output inside an input tree is refused, unless the caller says better.
@@ -94,3 +94,24 @@ def refuse_overwrite(inputs: Iterable[Path], outputs: Iterable[Path], *,
                      if sources is not None else "two outputs are the same file,")
             raise error(f"{named} {output}, one replacing the other; rename one or write "
                         "them to separate folders")
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it names one folder inside ``run.output_dir``.
+
+    Raises:
+        RecipeError: a name with a path separator, ``.``, ``..``, a NUL, or empty: it would
+            write outside ``run.output_dir`` (or nowhere).
+
+    Example:
+        >>> check_run_name("../../x")
+        Traceback (most recent call last):
+        ...
+        imtrans.errors.RecipeError: run.name = '../../x' is not a folder name ...
+    """
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+           or Path(name).is_absolute())
+    if bad:
+        raise RecipeError(f"run.name = {name!r} is not a folder name (no '/', '\\', '.' or "
+                          "'..'): runs are written inside run.output_dir, one folder each")
+    return name

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["STOP_SIGNALS"]
+__all__ = ["STOP_SIGNALS", "StopRequested"]
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+class StopRequested(Exception):
+    """Raised after a complete step when a stop was asked for: the loop finishes the jobs
+    (checkpoint, partial record, report) and reports how to resume."""

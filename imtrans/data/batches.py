@@ -23,7 +23,7 @@ from typing import TypeGuard
 import torch
 from torch import Tensor
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.contracts import CacheableDataset, TrainingDataset, is_cacheable
 from imtrans.core.observer import TrainingObserver
 from imtrans.data.build import build_dataset

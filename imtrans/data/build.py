@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.contracts import is_paired
 from imtrans.core.observer import TrainingObserver
 from imtrans.data.device_augment import DeviceAugment

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.errors import EvaluationError
 from imtrans.evaluation.caveats import degenerate_warnings, inception_warnings, standing_warnings
 from imtrans.evaluation.inception import InceptionFeatures, find_inception

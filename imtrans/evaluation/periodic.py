@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imtrans.catalogue.plugins import Components
 from imtrans.core.atomic import atomic_path, atomic_write
+from imtrans.core.components import Components
 from imtrans.core.jsonfile import loads_bounded
 from imtrans.core.regular_files import read_regular_file
 from imtrans.errors import EvaluationError, ImtransError

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from imtrans.catalogue.assembly import create_component
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.contracts import TrainingDataset, is_paired
 from imtrans.core.printable import printable_path
 from imtrans.data.resolve import resolve_root

@@ -24,6 +24,7 @@ from imtrans.catalogue.plugins import Components, components
 from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.core.contracts import size_multiple
 from imtrans.core.device import parse_device
+from imtrans.core.state_tensors import check_module_shapes, load_module_tensors
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
@@ -31,7 +32,6 @@ from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.recipe import Recipe
 from imtrans.runs.checkpoints.files import load_checkpoint
 from imtrans.runs.checkpoints.lookup import find_checkpoint
-from imtrans.runs.checkpoints.tensors import check_module_shapes, load_module_tensors
 from imtrans.trainers.ema import EMA_PREFIX
 
 __all__ = ["Mode", "Translator", "Weights", "load_translator", "to_uint8", "translator_for"]

@@ -48,8 +48,8 @@ def run_outcome() -> Literal["finished", "interrupted", "failed"]:
     exc = sys.exc_info()[1]
     if exc is None:
         return "finished"
+    from imtrans.core.stop_signals import StopRequested
     from imtrans.errors import TrainingInterrupted
-    from imtrans.training.jobs.stop import StopRequested  # the engine imports the loggers
 
     if isinstance(exc, KeyboardInterrupt | StopRequested | TrainingInterrupted):
         return "interrupted"

@@ -147,8 +147,8 @@ class RunTable(_Strict):
     @classmethod
     def _one_folder(cls, name: str | None) -> str | None:
         """A run is one folder inside ``output_dir``: refuse names that would leave it."""
+        from imtrans.core.paths import check_run_name  # the one rule, shared with the run layout
         from imtrans.errors import RecipeError
-        from imtrans.runs.directory import check_run_name  # the one rule, beside the run layout
 
         if name is not None:
             try:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from imtrans.core.atomic import atomic_write
 from imtrans.errors import RecipeError
 from imtrans.core.git_head import head_commit
+from imtrans.core.paths import check_run_name
 from imtrans.core.printable import printable_path
 from imtrans.core.regular_files import why_not_folder
 from imtrans.core.tomlwriter import dumps
@@ -29,7 +30,7 @@ from imtrans.version import __version__
 if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay free of torch
     import torch
 
-    from imtrans.catalogue.plugins import Components
+    from imtrans.core.components import Components
 
 __all__ = ["RunDir", "check_output_dir", "check_run_name", "create_run_dir", "latest_run_dir",
            "write_run_record"]
@@ -122,27 +123,6 @@ class RunDir:
             if path.parent.name == "checkpoints":
                 return cls(path.parent.parent)
         return None
-
-
-def check_run_name(name: str) -> str:
-    """``name`` if it names one folder inside ``run.output_dir``.
-
-    Raises:
-        RecipeError: a name with a path separator, ``.``, ``..``, a NUL, or empty: it would
-            write outside ``run.output_dir`` (or nowhere).
-
-    Example:
-        >>> check_run_name("../../x")
-        Traceback (most recent call last):
-        ...
-        imtrans.errors.RecipeError: run.name = '../../x' is not a folder name ...
-    """
-    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-           or Path(name).is_absolute())
-    if bad:
-        raise RecipeError(f"run.name = {name!r} is not a folder name (no '/', '\\', '.' or "
-                          "'..'): runs are written inside run.output_dir, one folder each")
-    return name
 
 
 def check_output_dir(output_dir: Path) -> None:

@@ -40,8 +40,8 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from imtrans.core.state_tensors import check_module_shapes, tensors_with_prefix
 from imtrans.errors import InvalidArgumentError
-from imtrans.runs.checkpoints.tensors import check_module_shapes, tensors_with_prefix
 
 __all__ = ["EMA_PREFIX", "GeneratorEMA"]
 

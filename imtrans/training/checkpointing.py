@@ -16,15 +16,7 @@ from typing import Any
 import torch
 
 from imtrans.core.distributed import unwrap
-from imtrans.errors import CheckpointError
-from imtrans.recipe import Recipe, TrainTable
-from imtrans.runs.checkpoints.files import (
-    checkpoint_name,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from imtrans.runs.checkpoints.tensors import (
+from imtrans.core.state_tensors import (
     load_module_tensors,
     load_optimizer_tensors,
     module_tensors,
@@ -32,6 +24,14 @@ from imtrans.runs.checkpoints.tensors import (
     restore_rng,
     rng_tensors,
     tensors_with_prefix,
+)
+from imtrans.errors import CheckpointError
+from imtrans.recipe import Recipe, TrainTable
+from imtrans.runs.checkpoints.files import (
+    checkpoint_name,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
 )
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import EMA_PREFIX, GeneratorEMA

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from imtrans.catalogue.assembly import build_networks, build_trainer, network_specs
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.contracts import size_multiple
 from imtrans.core.device import device_memory, parse_device
 from imtrans.errors import InvalidArgumentError, RecipeError

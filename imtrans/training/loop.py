@@ -20,6 +20,7 @@ from imtrans.core.atomic import remove_temporaries
 from imtrans.core.device import seed_everything, select_device
 from imtrans.core.observer import TrainingObserver
 from imtrans.core.printable import printable_path
+from imtrans.core.stop_signals import StopRequested
 from imtrans.errors import CheckpointError, TrainingInterrupted
 from imtrans.evaluation.periodic import PeriodicEvaluation
 from imtrans.recipe.schema import Recipe
@@ -29,7 +30,6 @@ from imtrans.runs.file_access import check_run_dir
 from imtrans.runs.lock import RunLock, lock_run_dir
 from imtrans.training.build import Training, build_training
 from imtrans.training.jobs import Job, RolledBack, default_jobs
-from imtrans.training.jobs.stop import StopRequested
 from imtrans.training.loss_log import MetricsLog
 from imtrans.training.run_log import RunLog, open_trackers
 from imtrans.training.state import TrainingState

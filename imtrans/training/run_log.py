@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from imtrans.catalogue.plugins import Components
+from imtrans.core.components import Components
 from imtrans.core.contracts import MetricsLogger
 from imtrans.core.observer import TrainingObserver
 from imtrans.errors import ImtransError

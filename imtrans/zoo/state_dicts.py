@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from imtrans.core.regular_files import check_regular_file
+from imtrans.core.state_tensors import check_module_shapes
 from imtrans.errors import CheckpointError
-from imtrans.runs.checkpoints.tensors import check_module_shapes
 from imtrans.zoo.pth_checks import (
     check_load_size,
     check_real_storage,

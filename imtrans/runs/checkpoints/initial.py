@@ -20,7 +20,7 @@ from torch import nn
 
 from imtrans.runs.checkpoints.files import load_checkpoint
 from imtrans.runs.checkpoints.lookup import find_checkpoint
-from imtrans.runs.checkpoints.tensors import load_module_tensors, tensors_with_prefix
+from imtrans.core.state_tensors import load_module_tensors, tensors_with_prefix
 from imtrans.errors import CheckpointError, RecipeError
 from imtrans.recipe import InitTable
 

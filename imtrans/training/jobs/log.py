@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from imtrans.core.eta import ProgressStatus, Throughput
 from imtrans.core.observer import TrainingObserver
 from imtrans.training.jobs.base import Job
 from imtrans.training.loss_log import MetricsLog
-from imtrans.training.progress import ProgressStatus, Throughput
 from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
 

@@ -5,15 +5,11 @@ different steps), so they vote; one process only reads its own flag."""
 from __future__ import annotations
 
 from imtrans.core.distributed import Distributed
+from imtrans.core.stop_signals import StopRequested
 from imtrans.training.jobs.base import Job
 from imtrans.training.state import TrainingState
 
 __all__ = ["StopRequested", "StopVote"]
-
-
-class StopRequested(Exception):
-    """Raised after a complete step when a stop was asked for: the loop finishes the jobs
-    (checkpoint, partial record, report) and reports how to resume."""
 
 
 class StopVote(Job):

@@ -125,9 +125,11 @@ def build_losses(recipe: Recipe, registry: Components, trainer: Trainer
     return losses
 
 
-def summarize(recipe: Recipe, registry: Components) -> list[ComponentSummary]:
-    """Build everything on the meta device and describe it, one line per component."""
-    trainer = build_trainer(recipe, registry)
+def summarize(recipe: Recipe, registry: Components, trainer: Trainer | None = None
+              ) -> list[ComponentSummary]:
+    """Build everything on the meta device and describe it, one line per component
+    (``trainer``: the recipe's trainer when the caller built it already)."""
+    trainer = trainer if trainer is not None else build_trainer(recipe, registry)
     rows = [_row("trainer", "trainers", recipe.trainer.name, registry, None)]
     rows.append(_row("data", "datasets", recipe.data.name, registry, None, _data_detail(recipe)))
     specs = network_specs(trainer, recipe)

@@ -59,11 +59,10 @@ def load_recipe(
     Raises:
         RecipeError: with the TOML path and value of the first problem found; when the file
             is not a regular file (a FIFO, a device, a folder) or is larger than
-            :data:`MAX_RECIPE_BYTES` (refused before it is read); also when the
-            recipe cannot run here (see :func:`imtrans.training.feasibility.check_feasible`).
+            :data:`MAX_RECIPE_BYTES` (refused before it is read). Whether the recipe can
+            run on this machine is the build's check
+            (:func:`imtrans.training.feasibility.check_feasible`): loading builds nothing.
     """
-    from imtrans.training.feasibility import check_feasible  # builds networks: imports the engine
-
     path = Path(path)
     registry = registry or components()
     # A regular file of at most MAX_RECIPE_BYTES, checked before a byte is read: a FIFO
@@ -83,9 +82,6 @@ def load_recipe(
         apply_override(raw, override)
     try:
         recipe = recipe_from_dict(raw, registry=registry)
-        # What a run needs beyond valid values: a device this machine has, networks that take
-        # the crop size, and memory for them; so that a recipe validate accepts also runs.
-        check_feasible(recipe, registry)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
     return recipe

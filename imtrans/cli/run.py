@@ -58,6 +58,9 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     # What validate checks too: data folders, the output folder, [eval] (before any process).
     check_runnable(recipe, loaded, new_run=checkpoint is None)
     if nproc > 1:
+        from imtrans.training.feasibility import check_feasible
+
+        check_feasible(recipe, loaded)  # before any process starts (each rank's build checks too)
         _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device,
                           Path(recipe.run.output_dir))
     console = stderr_console()

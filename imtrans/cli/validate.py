@@ -30,15 +30,18 @@ def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool)
     listed, the output folder checked, and the evaluation's test split and Inception weights
     found. A recipe that validates runs.
     """
-    from imtrans.catalogue.assembly import summarize
+    from imtrans.catalogue.assembly import build_trainer, summarize
     from imtrans.catalogue.recipe_loader import load_recipe
     from imtrans.cli.preflight import check_runnable
     from imtrans.core.tomlwriter import dumps
+    from imtrans.training.feasibility import check_feasible
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    trainer = build_trainer(recipe, loaded)
+    check_feasible(recipe, loaded, trainer)  # what the build of `imtrans run` refuses
     check_runnable(recipe, loaded)  # the refusals of `imtrans run` before its first step
-    rows = summarize(recipe, loaded)
+    rows = summarize(recipe, loaded, trainer)
     table = make_table("role", "component", "parameters", "source", "detail")
     for row in rows:
         params = f"{row.parameters:,}" if row.parameters is not None else ""

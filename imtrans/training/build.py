@@ -41,6 +41,7 @@ from imtrans.runs.checkpoints.initial import load_initial_weights
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import GeneratorEMA
 from imtrans.training import checkpointing as training_checkpoint
+from imtrans.training.feasibility import check_feasible
 from imtrans.training.schedules import LRSchedule
 from imtrans.training.speed import apply_speed
 from imtrans.training.state import Plan
@@ -95,7 +96,7 @@ class Training:
 def build_training(recipe: Recipe, registry: Components | None = None, *,
                    device: torch.device, data: bool = True, speed: bool = True,
                    ddp: Distributed | None = None, observer: TrainingObserver | None = None,
-                   initialise: bool = True) -> Training:
+                   initialise: bool = True, check: bool = True) -> Training:
     """Build the run ``recipe`` describes on ``device``.
 
     Seed first (:func:`~imtrans.core.device.seed_everything`) for a reproducible run: the
@@ -112,17 +113,23 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
         observer: Receives notices such as the bundled-sample fallback.
         initialise: Load the recipe's ``[init]`` weights, if it names any (a resumed run
             does not: its checkpoint holds the weights).
+        check: Refuse, before any data is read or memory taken, a recipe that cannot run on
+            ``run.device`` (:func:`~imtrans.training.feasibility.check_feasible`); never on
+            the meta device, where nothing is allocated.
 
     Raises:
+        RecipeError: the recipe cannot run on this machine (its device, sizes, memory).
         ImtransError: bad data, a recipe the components refuse, a switch the device lacks.
         DataError: the images' size does not suit the generators.
     """
     registry = registry or components()
     observer = observer or TrainingObserver()
     rank, world_size = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
+    trainer = build_trainer(recipe, registry)  # the one trainer of the run
+    if check and device.type != "meta":
+        check_feasible(recipe, registry, trainer)
     batches = (training_data(recipe, registry, observer, device, rank=rank,
                              world_size=world_size) if data else None)
-    trainer = build_trainer(recipe, registry)
     networks = build_networks(recipe, registry, trainer, device)
     if initialise and recipe.init.source is not None:
         observer.message(load_initial_weights(recipe.init, networks).describe())

@@ -1,17 +1,18 @@
 """Whether a valid recipe can run here: its device exists, its networks take its crop size,
 and their weights, optimiser state and activations fit in the device's memory.
 
-:func:`imtrans.catalogue.recipe_loader.load_recipe` calls :func:`check_feasible`, so ``imtrans
-validate``, ``imtrans run`` and ``imtrans bench`` refuse the same recipes, before any data is read
-or memory taken.
+:func:`imtrans.training.build.build_training` calls :func:`check_feasible` with the trainer
+it builds, before any data is read or memory taken; ``imtrans validate`` calls it too, so
+``validate``, ``run`` and ``bench`` refuse the same recipes. Loading a recipe builds nothing.
 Everything is built and run on the meta device: shapes only, no weights, no compute.
 
 Example:
-    >>> from imtrans.catalogue.recipe_loader import load_recipe
-    >>> load_recipe("recipes/pix2pix_facades.toml", ["discriminator.n_layers=9",
-    ...             "run.device=cpu"])  # doctest: +ELLIPSIS
+    >>> from imtrans import components, load_recipe
+    >>> recipe = load_recipe("recipes/pix2pix_facades.toml", ["discriminator.n_layers=9",
+    ...                      "run.device=cpu"])
+    >>> check_feasible(recipe, components())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    imtrans.errors.RecipeError: ...discriminator.n_layers = 9: the discriminator (patchgan) ...
+    imtrans.errors.RecipeError: discriminator.n_layers = 9: the discriminator (patchgan) ...
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from imtrans.core.contracts import size_multiple
 from imtrans.core.device import device_memory, parse_device
 from imtrans.errors import InvalidArgumentError, RecipeError
 from imtrans.recipe.schema import Recipe
-from imtrans.trainers.base import NetworkSpec
+from imtrans.trainers.base import NetworkSpec, Trainer
 
 __all__ = ["check_feasible", "check_network_sizes", "estimate_bytes"]
 
@@ -52,8 +53,12 @@ _MAX_WIDTH = 1 << 20
 _BYTES_PER_PARAMETER = 4 * 4
 
 
-def check_feasible(recipe: Recipe, registry: Components) -> None:
+def check_feasible(recipe: Recipe, registry: Components, trainer: Trainer | None = None
+                   ) -> None:
     """Refuse a recipe that cannot run on this machine, naming the key to change.
+
+    ``trainer``: the recipe's trainer when the caller built it already (it is only asked
+    which networks it needs); built here otherwise.
 
     Raises:
         RecipeError: ``run.device`` names no device here; ``data.crop_size`` is not a
@@ -64,7 +69,7 @@ def check_feasible(recipe: Recipe, registry: Components) -> None:
         device = parse_device(recipe.run.device, "run.device")
     except InvalidArgumentError as exc:
         raise RecipeError(str(exc)) from None
-    trainer = build_trainer(recipe, registry)
+    trainer = trainer if trainer is not None else build_trainer(recipe, registry)
     specs = network_specs(trainer, recipe)
     check_network_sizes(recipe, specs)
     try:

@@ -267,7 +267,7 @@ def import_official(source: Path | str, run_dir: Path | str, *,
     fitted = _fit_on_meta(recipe, registry, trainer_name, states)
     seed_everything(recipe.run.seed)  # the networks the import lacks start as a run would
     training = build_training(recipe, registry, device=torch.device("cpu"), data=False,
-                              speed=False)
+                              speed=False, check=False)  # checked on the meta device above
     for role, fit in fitted.items():
         training.networks[role].load_state_dict(fit.tensors, strict=True)
     zero_biases = {role: fit.zero_biases for role, fit in fitted.items()}

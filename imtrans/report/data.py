@@ -24,7 +24,7 @@ from imtrans.errors import ImtransError
 from imtrans.runs.directory import RunDir
 from imtrans.runs.metrics_file import parse_record, read_metrics_lines, warn_damaged
 
-__all__ = ["Checkpoint", "RunData", "Sample", "Series", "downsample", "read_run"]
+__all__ = ["CheckpointEntry", "RunData", "Sample", "Series", "downsample", "read_run"]
 
 _SAMPLE_FILE = re.compile(r"step_(\d+)\.png")
 #: The largest recipe, environment or result file shown: each is a few KB when training wrote it.
@@ -62,7 +62,7 @@ class Sample:
 
 
 @dataclass
-class Checkpoint:
+class CheckpointEntry:
     """A file under ``checkpoints/``: its step and, for one saved as an epoch ended, the
     epochs completed, both from its name (None for others, such as ``best.safetensors``)."""
 
@@ -87,7 +87,7 @@ class RunData:
     last_step: int | None = None
     last_epoch: int | None = None
     samples: list[Sample] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoints: list[CheckpointEntry] = field(default_factory=list)
     best: dict[str, Any] | None = None
     eval_results: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
 
@@ -231,7 +231,7 @@ def _read_labels(path: Path) -> list[str] | None:
     return None
 
 
-def _read_checkpoints(folder: Path) -> list[Checkpoint]:
+def _read_checkpoints(folder: Path) -> list[CheckpointEntry]:
     found = []
     for path in folder.glob("*.safetensors"):
         try:
@@ -241,7 +241,7 @@ def _read_checkpoints(folder: Path) -> list[Checkpoint]:
         match = _CHECKPOINT_FILE.fullmatch(path.name)
         step = int(match[1]) if match else None
         epoch = int(match[2]) if match and match[2] is not None else None
-        found.append(Checkpoint(path.name, step, size, epoch))
+        found.append(CheckpointEntry(path.name, step, size, epoch))
     # Step checkpoints by step as a number, then the others (best.safetensors...) by name.
     return sorted(found, key=lambda c: (c.step is None, c.step or 0, c.name))
 

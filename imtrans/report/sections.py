@@ -8,7 +8,7 @@ from html import escape
 from pathlib import PurePath
 from typing import Any
 
-from imtrans.report.data import Checkpoint, RunData, Sample
+from imtrans.report.data import CheckpointEntry, RunData, Sample
 
 __all__ = ["checkpoints", "environment", "evaluation", "last_checkpoint", "recipe", "samples",
            "select_samples"]
@@ -100,7 +100,7 @@ def checkpoints(data: RunData) -> str:
     return "".join(parts) + "</section>"
 
 
-def last_checkpoint(found: list[Checkpoint]) -> Checkpoint | None:
+def last_checkpoint(found: list[CheckpointEntry]) -> CheckpointEntry | None:
     """The checkpoint of the highest step (what resuming and ``imtrans translate`` take)."""
     stepped = [c for c in found if c.step is not None]
     return max(stepped, key=lambda c: c.step or 0) if stepped else None
@@ -166,7 +166,7 @@ def _labels(sample: Sample) -> str:
 
 
 def _best_callout(best: dict[str, Any], best_name: str | None,
-                  found: list[Checkpoint]) -> str:
+                  found: list[CheckpointEntry]) -> str:
     metric = escape(str(best.get("metric", "the evaluation metric")))
     value = best.get("value")
     shown = f"{value:.4g}" if isinstance(value, int | float) else escape(str(value))
@@ -185,7 +185,7 @@ def _best_callout(best: dict[str, Any], best_name: str | None,
             "with other runs. The last checkpoint is the run's result.</div></div>")
 
 
-def _checkpoint_row(found: Checkpoint, is_last: bool, is_best: bool,
+def _checkpoint_row(found: CheckpointEntry, is_last: bool, is_best: bool,
                     best: dict[str, Any] | None) -> str:
     badges = ('<span class="badge last">LAST</span>' if is_last else "") + (
         '<span class="badge best">BEST</span>' if is_best else "")

@@ -39,7 +39,7 @@ from imtrans.core.regular_files import open_regular_file
 
 __all__ = [
     "FORMAT_VERSION",
-    "Checkpoint",
+    "LoadedCheckpoint",
     "checkpoint_name",
     "latest_checkpoint",
     "list_checkpoints",
@@ -88,7 +88,7 @@ _SWAP_UNITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class LoadedCheckpoint:
     """A loaded checkpoint.
 
     Attributes:
@@ -365,7 +365,7 @@ def _check_manifest(manifest: dict[str, Any], path: Path) -> None:
             raise refuse(f"recipe [{section}]", table, "a table")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Read a checkpoint written by :func:`save_checkpoint`, executing nothing from it.
 
     Args:
@@ -419,7 +419,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoin
     _check_manifest(manifest, path)
     if torch.device(device).type != "cpu":
         tensors = {name: tensor.to(device) for name, tensor in tensors.items()}
-    return Checkpoint(path=path, tensors=tensors, manifest=manifest)
+    return LoadedCheckpoint(path=path, tensors=tensors, manifest=manifest)
 
 
 _NAME = re.compile(r"step_(\d{8,})(?:_epoch_(\d{4,}))?\.safetensors")

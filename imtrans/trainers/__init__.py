@@ -6,8 +6,9 @@ Besides the built-in trainers, this module exports what a plugin's trainer is bu
 :class:`LossTerms`, :class:`OptimizerFactory`, :func:`set_requires_grad`,
 :func:`discriminator_loss`, :func:`check_adversarial_settings`, :class:`ImagePool`, and
 :class:`TrainableTerms` with :func:`bind_feature_terms` for loss terms that own parameters,
-and the update calls :func:`clear_grads`, :func:`backward` and :func:`optimizer_step`, which a
-whole-step compile can capture (see :mod:`imtrans.trainers.updates`).
+and :func:`update`, one network group's update (freeze, clear, backward, step) that a
+whole-step compile can capture, with the calls it is made of, :func:`clear_grads`,
+:func:`backward` and :func:`optimizer_step` (see :mod:`imtrans.trainers.updates`).
 """
 
 from imtrans.trainers.adversarial import (
@@ -23,7 +24,7 @@ from imtrans.trainers.loss_terms import LossTerms
 from imtrans.trainers.optim import OptimizerFactory
 from imtrans.trainers.pix2pix import Pix2PixTrainer
 from imtrans.trainers.trainable_terms import TrainableTerms, bind_feature_terms
-from imtrans.trainers.updates import backward, clear_grads, optimizer_step
+from imtrans.trainers.updates import backward, clear_grads, optimizer_step, update
 
 __all__ = [
     "AdversarialTrainer",
@@ -43,4 +44,5 @@ __all__ = [
     "discriminator_loss",
     "optimizer_step",
     "set_requires_grad",
+    "update",
 ]

@@ -12,10 +12,9 @@ from imtrans.trainers.adversarial import (
     AdversarialTrainer,
     check_adversarial_settings,
     discriminator_loss,
-    set_requires_grad,
 )
 from imtrans.trainers.base import DomainChannels, NetworkSpec
-from imtrans.trainers.updates import backward, clear_grads, optimizer_step
+from imtrans.trainers.updates import update
 
 __all__ = ["CycleGANTrainer"]
 
@@ -107,7 +106,7 @@ class CycleGANTrainer(AdversarialTrainer):
         # One Adam for both generators and one for both discriminators, as in the paper's code.
         self.opt_gen = self.optimizer("gen", [self.gen_ab, self.gen_ba])
         self.opt_disc = self.optimizer("disc", [self.disc_a, self.disc_b])
-        self.trainable_terms(self.features_ab + self.features_ba)
+        self.heads = self.trainable_terms(self.features_ab + self.features_ba)  # with opt_gen
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
@@ -115,12 +114,20 @@ class CycleGANTrainer(AdversarialTrainer):
         rec_a = self.gen_ba(fake_b)
         fake_a = self.gen_ba(real_b)
         rec_b = self.gen_ab(fake_a)
+        # Generators first, against both discriminators (frozen); then the discriminators.
+        total, terms = update(self.opt_gen, self.heads, frozen=[self.disc_a, self.disc_b],
+                              loss=lambda: self.generator_objective(real_a, fake_b, rec_a,
+                                                                    real_b, fake_a, rec_b))
+        _, loss_d_a, loss_d_b = update(self.opt_disc, loss=lambda: self.discriminator_objective(
+            real_a, fake_b, real_b, fake_a))
+        return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()}
 
-        # Generators: fool both (frozen) discriminators, reconstruct, keep identities.
-        discs = [self.disc_a, self.disc_b]
-        set_requires_grad(discs, False)
-        clear_grads(self.opt_gen)
-        self.trainable.zero_grad()
+    def generator_objective(self, real_a: Tensor, fake_b: Tensor, rec_a: Tensor,
+                            real_b: Tensor, fake_a: Tensor, rec_b: Tensor
+                            ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generators' objective and its terms: fool both discriminators, reconstruct
+        through the cycle, keep identities."""
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
             terms["G_adv"] = (self.adversarial.generator_loss(self.disc_b(fake_b))
@@ -136,22 +143,17 @@ class CycleGANTrainer(AdversarialTrainer):
         for (key, loss_ab), (_, loss_ba) in zip(self.features_ab, self.features_ba, strict=True):
             terms[key.removesuffix("_ab")] = (loss_ab(self.gen_ab, real_a, fake_b)
                                               + loss_ba(self.gen_ba, real_b, fake_a))
-        total = torch.stack(list(terms.values())).sum()
-        backward(total, self.opt_gen, *self.trainable.optims.values())
-        optimizer_step(self.opt_gen)
-        self.trainable.step()
+        return torch.stack(list(terms.values())).sum(), terms
 
-        # Discriminators: real images vs generated ones drawn through the history pools.
-        set_requires_grad(discs, True)
-        clear_grads(self.opt_disc)
+    def discriminator_objective(self, real_a: Tensor, fake_b: Tensor, real_b: Tensor,
+                                fake_a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Both discriminators' loss, then each one's (A's, B's): real images vs generated
+        ones drawn through the history pools, B's first."""
         loss_d_b = discriminator_loss(self.adversarial, self.disc_b, real_b,
                                       self.pool_b.query(fake_b), self.d_loss_scale)
         loss_d_a = discriminator_loss(self.adversarial, self.disc_a, real_a,
                                       self.pool_a.query(fake_a), self.d_loss_scale)
-        backward(loss_d_a + loss_d_b, self.opt_disc)
-        optimizer_step(self.opt_disc)
-        return {"D_A": loss_d_a.detach(), "D_B": loss_d_b.detach(), "G": total.detach()} | {
-            k: v.detach() for k, v in terms.items()}
+        return loss_d_a + loss_d_b, loss_d_a, loss_d_b
 
     def by_domain(self, against_a: Tensor, against_b: Tensor) -> Tensor:
         """The sum of a term's two parts, the one against domain A times ``weight_a``, the one

@@ -11,10 +11,9 @@ from imtrans.trainers.adversarial import (
     AdversarialTrainer,
     check_adversarial_settings,
     discriminator_loss,
-    set_requires_grad,
 )
 from imtrans.trainers.base import DomainChannels, NetworkSpec
-from imtrans.trainers.updates import backward, clear_grads, optimizer_step
+from imtrans.trainers.updates import update
 
 __all__ = ["Pix2PixTrainer"]
 
@@ -74,25 +73,30 @@ class Pix2PixTrainer(AdversarialTrainer):
         self.pool = self.image_pool("pool", self.pool_size)
         self.opt_gen = self.optimizer("gen", [self.gen])
         self.opt_disc = self.optimizer("disc", [self.disc])
-        self.trainable_terms(self.feature_terms)
+        self.heads = self.trainable_terms(self.feature_terms)  # step with the generator
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         real_a, real_b = batch["A"], batch["B"]
         fake_b = self.gen(real_a)
+        # Discriminator first, as in the paper's code; then the generator against it, frozen.
+        loss_d = update(self.opt_disc,
+                        loss=lambda: self.discriminator_objective(real_a, real_b, fake_b))
+        total, terms = update(self.opt_gen, self.heads, frozen=[self.disc],
+                              loss=lambda: self.generator_objective(real_a, real_b, fake_b))
+        return {"D": loss_d.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()}
 
-        # Discriminator first, as in the paper's code: real pairs vs generated pairs.
-        set_requires_grad([self.disc], True)
-        clear_grads(self.opt_disc)
+    def discriminator_objective(self, real_a: Tensor, real_b: Tensor, fake_b: Tensor) -> Tensor:
+        """Real pairs (input, target) vs generated pairs (input, G(input)), drawn through the
+        image pool."""
         fake_ab = self.pool.query(torch.cat([real_a, fake_b], 1))
-        loss_d = discriminator_loss(self.adversarial, self.disc, torch.cat([real_a, real_b], 1),
-                                    fake_ab, self.d_loss_scale)
-        backward(loss_d, self.opt_disc)
-        optimizer_step(self.opt_disc)
+        return discriminator_loss(self.adversarial, self.disc, torch.cat([real_a, real_b], 1),
+                                  fake_ab, self.d_loss_scale)
 
-        # Generator: fool the (frozen) discriminator and stay close to the target.
-        set_requires_grad([self.disc], False)
-        clear_grads(self.opt_gen)
-        self.trainable.zero_grad()
+    def generator_objective(self, real_a: Tensor, real_b: Tensor, fake_b: Tensor
+                            ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's objective and its terms: fool the discriminator and stay close to
+        the target."""
         terms: dict[str, Tensor] = {}
         if self.generator_adversarial:
             terms["G_adv"] = self.adversarial.generator_loss(
@@ -101,12 +105,7 @@ class Pix2PixTrainer(AdversarialTrainer):
             terms[key] = loss(fake_b, real_b)
         for key, loss in self.feature_terms:
             terms[key] = loss(self.gen, real_a, fake_b)
-        total = torch.stack(list(terms.values())).sum()
-        backward(total, self.opt_gen, *self.trainable.optims.values())
-        optimizer_step(self.opt_gen)
-        self.trainable.step()
-        return {"D": loss_d.detach(), "G": total.detach()} | {
-            k: v.detach() for k, v in terms.items()}
+        return torch.stack(list(terms.values())).sum(), terms
 
     @torch.no_grad()
     def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

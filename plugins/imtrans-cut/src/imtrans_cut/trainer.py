@@ -13,12 +13,9 @@ from imtrans.trainers import (
     AdversarialTrainer,
     DomainChannels,
     NetworkSpec,
-    backward,
     check_adversarial_settings,
-    clear_grads,
     discriminator_loss,
-    optimizer_step,
-    set_requires_grad,
+    update,
 )
 
 __all__ = ["CUTTrainer"]
@@ -94,7 +91,7 @@ class CUTTrainer(AdversarialTrainer):
         self.nce_terms = self.feature_terms_of("nce", self.gen)
         self.opt_gen = self.optimizer("gen", [self.gen])
         self.opt_disc = self.optimizer("disc", [self.disc])
-        self.trainable_terms(self.nce_terms)
+        self.heads = self.trainable_terms(self.nce_terms)  # step with the generator
 
     def prepare_step(self) -> None:
         """Draw the flip before a compiled step: its graph is one per branch, not a draw."""
@@ -114,19 +111,20 @@ class CUTTrainer(AdversarialTrainer):
             inputs = inputs.flip(3)
         fake = self.gen(inputs)
         fake_b, idt_b = fake[:count], fake[count:]
+        # Discriminator first (real B vs the detached G(a)), then the generator and the heads.
+        loss_d = update(self.opt_disc, loss=lambda: discriminator_loss(
+            self.adversarial, self.disc, real_b, fake_b, self.d_loss_scale))
+        total, terms, parts = update(
+            self.opt_gen, self.heads, frozen=[self.disc],
+            loss=lambda: self.generator_objective(real_a, real_b, fake_b, idt_b, flipped))
+        return {"D": loss_d.detach(), "G": total.detach()} | {
+            k: v.detach() for k, v in terms.items()} | parts
 
-        # Discriminator first: real B vs the detached G(a).
-        set_requires_grad([self.disc], True)
-        clear_grads(self.opt_disc)
-        loss_d = discriminator_loss(self.adversarial, self.disc, real_b, fake_b,
-                                    self.d_loss_scale)
-        backward(loss_d, self.opt_disc)
-        optimizer_step(self.opt_disc)
-
-        # Generator and heads: fool the (frozen) discriminator, keep patches to their source.
-        set_requires_grad([self.disc], False)
-        clear_grads(self.opt_gen)
-        self.trainable.zero_grad()
+    def generator_objective(self, real_a: Tensor, real_b: Tensor, fake_b: Tensor,
+                            idt_b: Tensor, flipped: bool
+                            ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """The generator's objective, its terms, and the parts of the NCE terms (logged beside
+        them, not added again): fool the discriminator, keep patches to their source."""
         terms: dict[str, Tensor] = {}
         parts: dict[str, Tensor] = {}  # logged beside the terms, not added again
         if self.generator_adversarial:
@@ -139,12 +137,7 @@ class CUTTrainer(AdversarialTrainer):
                 terms[key] = 0.5 * (nce_x + nce_y)
             else:
                 terms[key] = nce_x
-        total = torch.stack(list(terms.values())).sum()
-        backward(total, self.opt_gen, *self.trainable.optims.values())
-        optimizer_step(self.opt_gen)
-        self.trainable.step()
-        return {"D": loss_d.detach(), "G": total.detach()} | {
-            k: v.detach() for k, v in terms.items()} | parts
+        return torch.stack(list(terms.values())).sum(), terms, parts
 
     @torch.no_grad()
     def sample_images(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -29,6 +29,7 @@ from imtrans.core.registry import Entry, Registry, accepted_arguments
 from imtrans.errors import DataError
 from imtrans.losses import AdversarialLoss, GeneratorFeatureLoss
 from imtrans.trainers import Trainer
+from imtrans.trainers.base import ADVERSARIAL_SLOT, loss_slots
 
 COMPONENTS = load_components()
 WIDTH = 4  # ngf / ndf of every network built here
@@ -391,9 +392,9 @@ def test_trainer_defaults_make_a_valid_recipe(entry: Entry, tmp_path: Path) -> N
     assert inspect.isclass(trainer_cls) and issubclass(trainer_cls, Trainer)
     defaults = trainer_cls.recipe_defaults()
     assert isinstance(defaults, dict) and defaults
-    slots = trainer_cls.slots()
+    slots = loss_slots(trainer_cls)
     assert is_str_dict(slots) and slots and all(slots.values()), slots
-    assert trainer_cls.adversarial_slot in slots
+    assert ADVERSARIAL_SLOT in slots
     assert is_str_dict(trainer_cls.translators), trainer_cls.translators
     assert trainer_cls.translators and set(trainer_cls.translators) <= {"AtoB", "BtoA"}
 

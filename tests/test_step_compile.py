@@ -28,6 +28,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from imtrans.catalogue.plugins import components
 from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.trainers import LossTerms, OptimizerFactory, Trainer
+from imtrans.trainers.base import attach, set_train_mode
 from imtrans.trainers.updates import VIEW
 from imtrans.training.build import build_training
 from imtrans.training.step import TrainingStep
@@ -71,7 +73,7 @@ def train(trainer: str, backend=None, ema: float | None = None
     step = TrainingStep(training.trainer, training.ema,
                         compile_mode=None if backend is None else "default",
                         backend=backend or "inductor")
-    training.trainer.train()
+    set_train_mode(training.trainer)
     training.schedule.begin_epoch(0)
     rows = []
     for index, batch in enumerate(batches(STEPS)):
@@ -149,7 +151,7 @@ def test_explain_finds_no_graph_break_in_a_warm_step() -> None:
     training = build_training(recipe_from_dict(tiny_recipe("cyclegan"), registry=REGISTRY),
                               REGISTRY, device=torch.device("cpu"), data=False)
     step = TrainingStep(training.trainer, compile_mode="default", backend="eager")
-    training.trainer.train()
+    set_train_mode(training.trainer)
     first, second = batches(2)
     step(first)  # the uncompiled first step
     step._prepare()
@@ -176,7 +178,7 @@ def test_inductor_step_matches_eager_and_dispatches_fewer_operators() -> None:
         recipe = recipe_from_dict(tiny_recipe("pix2pix"), registry=REGISTRY)
         training = build_training(recipe, REGISTRY, device=torch.device("cpu"), data=False)
         step = TrainingStep(training.trainer, compile_mode=backend and "default")
-        training.trainer.train()
+        set_train_mode(training.trainer)
         data = batches(4)
         # Dropout draws from torch's generator in the compiled graph too, so the two runs
         # see the same masks and can be compared.
@@ -191,28 +193,21 @@ def test_inductor_step_matches_eager_and_dispatches_fewer_operators() -> None:
     assert counts["inductor"] < counts[None] / 2, counts
 
 
-class _HostReadingTrainer:
+class _HostReadingTrainer(Trainer):
     """A step that branches on a tensor's value on the host: it cannot be one graph."""
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         total = batch["A"].sum()
         return {"G": total if total > 0 else -total}
 
-    def prepare_step(self) -> None:
-        pass
-
-    def pools(self) -> dict:
-        return {}
-
-    def optimizers(self) -> dict:
-        return {}
-
 
 def test_a_step_that_cannot_be_one_graph_is_a_clear_recipe_error() -> None:
     from imtrans.errors import RecipeError
 
     torch._dynamo.reset()
-    step = TrainingStep(_HostReadingTrainer(), compile_mode="default", backend="eager")
+    trainer = _HostReadingTrainer()
+    attach(trainer, {}, LossTerms({}, {}), OptimizerFactory())  # nothing to train
+    step = TrainingStep(trainer, compile_mode="default", backend="eager")
     batch = batches(1)[0]
     step(batch)  # uncompiled: fine
     with pytest.raises(RecipeError, match=r'speed.compile = "step": the _HostReadingTrainer '

@@ -83,6 +83,7 @@ def test_the_documented_trainer_registers_its_optimisers_and_networks(registry,
 def test_the_documented_trainer_compiles_as_one_graph(registry, tmp_path: Path) -> None:
     from torch._dynamo.testing import CompileCounterWithBackend
 
+    from imtrans.trainers.base import set_train_mode
     from imtrans.training.step import TrainingStep
 
     torch._dynamo.reset()
@@ -90,7 +91,7 @@ def test_the_documented_trainer_compiles_as_one_graph(registry, tmp_path: Path) 
                                       device=torch.device("cpu"), data=False)
     counter = CompileCounterWithBackend("aot_eager")
     step = TrainingStep(training.trainer, compile_mode="default", backend=counter)
-    training.trainer.train()
+    set_train_mode(training.trainer)
     rows = []
     for seed in range(3):
         generator = torch.Generator().manual_seed(seed)

@@ -32,6 +32,7 @@ from imtrans.core.distributed import Distributed
 from imtrans.core.observer import TrainingObserver
 from imtrans.data.batches import TrainingData
 from imtrans.recipe import Recipe
+from imtrans.trainers.base import set_train_mode
 from imtrans.training.build import build_training
 from imtrans.version import __version__
 
@@ -79,7 +80,7 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
     batch_size, image_size = first["A"].shape[0], list(first["A"].shape[-2:])
     if flops_per_image is None:
         flops_per_image = _count_flops(recipe, registry, device, first) / batch_size
-    trainer.train()
+    set_train_mode(trainer)
     cuda = device.type == "cuda"
     started = time.perf_counter()
     for _ in range(warmup):
@@ -148,7 +149,7 @@ def _count_flops(recipe: Recipe, registry: Components, device: torch.device,
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the timed trainer's stream stays as seeded
         trainer = build_training(recipe, registry, device=device, data=False, speed=False).trainer
-        trainer.train()
+        set_train_mode(trainer)
         with FlopCounterMode(display=False) as counter:
             trainer.training_step(batch)
     del trainer

@@ -20,7 +20,7 @@ from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.losses.adversarial import AdversarialLoss
 from imtrans.losses.feature import GeneratorFeatureLoss
 from imtrans.recipe import OptimTable, Recipe
-from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
+from imtrans.trainers.base import ADVERSARIAL_SLOT, DomainChannels, NetworkSpec, Trainer
 from imtrans.trainers.loss_terms import LossTerms
 from imtrans.trainers.optim import OptimizerFactory
 
@@ -110,7 +110,7 @@ def build_losses(recipe: Recipe, registry: Components, trainer: Trainer
     for key, term in recipe.losses.items():
         loss = create_component(registry, "losses", term.name, f"losses.{key}", term.kwargs)
         slot = term.on or key
-        if slot == trainer.adversarial_slot:
+        if slot == ADVERSARIAL_SLOT:
             fits, wanted = isinstance(loss, AdversarialLoss), "an adversarial loss"
         elif slot in trainer.feature_slots:
             fits = isinstance(loss, GeneratorFeatureLoss)

@@ -33,7 +33,7 @@ from imtrans.core.registry import accepted_arguments, check_arguments
 from imtrans.core.regular_files import read_regular_file
 from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
-from imtrans.trainers.base import DomainChannels, NetworkSpec, Trainer
+from imtrans.trainers.base import ADVERSARIAL_SLOT, DomainChannels, NetworkSpec, Trainer, loss_slots
 
 __all__ = ["apply_override", "check_components", "load_recipe", "parse_override",
            "recipe_from_dict"]
@@ -321,7 +321,7 @@ def _trainer_class(raw: Mapping[str, Any], registry: Components) -> type[Trainer
 
 
 def _check_slots(recipe: Recipe, trainer_cls: type[Trainer]) -> None:
-    slots = trainer_cls.slots()
+    slots = loss_slots(trainer_cls)
     for key, term in recipe.losses.items():
         slot = term.on or key
         if slot not in slots:
@@ -331,11 +331,11 @@ def _check_slots(recipe: Recipe, trainer_cls: type[Trainer]) -> None:
                 f"slots: {known} (set on = \"SLOT\" to add a term to one)"
             )
     adversarial = [k for k, t in recipe.losses.items()
-                   if (t.on or k) == trainer_cls.adversarial_slot]
+                   if (t.on or k) == ADVERSARIAL_SLOT]
     if len(adversarial) != 1:
         raise RecipeError(
             f"[losses]: trainer {recipe.trainer.name!r} needs exactly one term in slot "
-            f"{trainer_cls.adversarial_slot!r}, got {len(adversarial)}: {', '.join(adversarial)}")
+            f"{ADVERSARIAL_SLOT!r}, got {len(adversarial)}: {', '.join(adversarial)}")
 
 
 def _network_specs(trainer_cls: type[Trainer], kwargs: dict[str, Any], recipe: Recipe

@@ -2,7 +2,7 @@
 discriminators, and the settings they all check.
 
 pix2pix, CycleGAN and a plugin's CUT derive from :class:`AdversarialTrainer`: after
-:meth:`~imtrans.trainers.Trainer.attach`, ``self.adversarial`` is the recipe's adversarial loss
+:func:`~imtrans.trainers.base.attach`, ``self.adversarial`` is the recipe's adversarial loss
 and ``self.generator_adversarial`` says whether the generators' adversarial term is on (weight
 not 0); setup starts from there.
 """
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from imtrans.errors import InvalidArgumentError
-from imtrans.trainers.base import Trainer
+from imtrans.trainers.base import ADVERSARIAL_SLOT, Trainer
 from imtrans.trainers.trainable_terms import bind_feature_terms
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class AdversarialTrainer(Trainer):
 
     def setup(self) -> None:
         """Subclasses call ``super().setup()`` first, then build their part."""
-        self.adversarial = self.terms.only(self.adversarial_slot)
-        self.generator_adversarial = bool(self.terms.in_slot(self.adversarial_slot))
+        self.adversarial = self.terms.only(ADVERSARIAL_SLOT)
+        self.generator_adversarial = bool(self.terms.in_slot(ADVERSARIAL_SLOT))
 
     def feature_terms_of(self, slot: str, generator: nn.Module, *, suffix: str = ""
                       ) -> list[tuple[str, GeneratorFeatureLoss]]:
@@ -54,6 +54,8 @@ class AdversarialTrainer(Trainer):
 def set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
     """Freeze or unfreeze ``modules`` (the discriminators while the generators step).
 
+    :func:`~imtrans.trainers.updates.update` freezes what its ``frozen`` names for the
+    update and restores it after, so a trainer written with it needs no call of this.
     Inside a compiled step this does nothing: there the backward goes into the stepping
     optimisers' parameters only (see :func:`imtrans.trainers.updates.backward`), which
     leaves the discriminators' gradients alone just as freezing them does.

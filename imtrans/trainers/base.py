@@ -9,19 +9,26 @@ hyperparameters. A method writes three things:
 - :meth:`Trainer.setup`: what it builds from them (optimisers through :meth:`optimizer`,
   image pools through :meth:`image_pool`, loss terms that own parameters through
   :meth:`trainable_terms`);
-- :meth:`Trainer.training_step` (and :meth:`Trainer.sample_images` for the sample grids).
+- :meth:`Trainer.training_step`: one line per network group, each an
+  :func:`~imtrans.trainers.updates.update`.
 
-The base class does the rest: the engine calls :meth:`Trainer.attach` with the built networks,
+:meth:`Trainer.sample_images` and :meth:`Trainer.recipe_defaults` have defaults a method may
+replace. The base class does the rest: the engine calls :func:`attach` with the built networks,
 loss terms and optimiser factory; networks become attributes (``self.gen_ab``); and
 :meth:`modules`, :meth:`optimizers` and the checkpoint state follow from what setup registered.
+The engine's side of the contract is a handful of functions here (:func:`attach`,
+:func:`set_train_mode`, :func:`image_pools`, :func:`trainer_state_tensors`,
+:func:`load_trainer_state_tensors`, :func:`loss_slots`), not members a method author sees.
 Adversarial methods derive from :class:`~imtrans.trainers.adversarial.AdversarialTrainer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +39,13 @@ from imtrans.trainers.loss_terms import LossTerms
 from imtrans.trainers.optim import OptimizerFactory
 from imtrans.trainers.trainable_terms import TrainableTerms
 
-__all__ = ["DomainChannels", "NetworkSpec", "Trainer"]
+__all__ = ["ADVERSARIAL_SLOT", "DomainChannels", "NetworkSpec", "Trainer", "attach",
+           "image_pools", "load_trainer_state_tensors", "loss_slots", "set_train_mode",
+           "trainer_state_tensors"]
+
+#: The loss slot that takes the adversarial loss (an ``AdversarialLoss``): every trainer has it,
+#: and a recipe fills it with exactly one term.
+ADVERSARIAL_SLOT = "adversarial"
 
 
 @dataclass(frozen=True)
@@ -62,13 +75,11 @@ class NetworkSpec:
 class Trainer:
     """Base class of trainers (see the module doc for what a subclass writes).
 
-    Subclasses set :attr:`pair_slots`, :attr:`feature_slots` and :attr:`translators`, and
-    implement :meth:`recipe_defaults`, :meth:`networks`, :meth:`setup`,
-    :meth:`training_step` and :meth:`sample_images`.
+    A subclass implements :meth:`networks` and :meth:`training_step`, usually :meth:`setup`
+    (its optimisers), and where it has them sets :attr:`pair_slots`, :attr:`feature_slots`
+    and :attr:`translators` and replaces :meth:`recipe_defaults` and :meth:`sample_images`.
     """
 
-    #: The loss term slot that takes an adversarial loss (an ``AdversarialLoss``).
-    adversarial_slot: ClassVar[str] = "adversarial"
     #: Loss slots that compare two images (output, target), with what each compares. A recipe's
     #: ``[losses.NAME]`` term fills the slot NAME, or the slot given by its ``on`` key, so extra
     #: terms (a plugin loss, say) can be added to a slot beside the default one.
@@ -85,24 +96,23 @@ class Trainer:
     #: export find a trained translator through this.
     translators: ClassVar[dict[str, str]] = {}
 
-    #: Set by :meth:`attach`: the loss terms by slot.
+    #: Set by :func:`attach` before :meth:`setup`: the recipe's loss terms by slot.
     terms: LossTerms
-    #: Set by :meth:`attach`; replaced by :meth:`trainable_terms`.
-    trainable: TrainableTerms
+    # Set by attach: what setup registers, read by modules(), optimizers() and the engine.
+    _networks: dict[str, nn.Module]
+    _optimizer_factory: OptimizerFactory
+    _optimizers: dict[str, torch.optim.Optimizer]
+    _pools: dict[str, ImagePool]
+    _trainable: TrainableTerms
 
     @classmethod
     def recipe_defaults(cls) -> dict[str, Any]:
         """Recipe tables this method brings (generator, discriminator, loss terms, dataset).
 
-        A recipe states only what differs: its tables are merged over these, key by key.
+        A recipe states only what differs: its tables are merged over these, key by key. The
+        default brings none: the recipe states every table.
         """
-        raise NotImplementedError
-
-    @classmethod
-    def slots(cls) -> dict[str, str]:
-        """Every loss slot, adversarial included, with a one-line description."""
-        adversarial = {cls.adversarial_slot: "the generators' and discriminators' GAN loss"}
-        return adversarial | dict(cls.pair_slots) | dict(cls.feature_slots)
+        return {}
 
     def networks(self, channels: DomainChannels) -> dict[str, NetworkSpec]:
         """The networks this method trains, by attribute name (``gen_ab``, ``disc_b``...).
@@ -112,36 +122,18 @@ class Trainer:
         """
         raise NotImplementedError
 
-    def attach(self, networks: Mapping[str, nn.Module], terms: LossTerms,
-               optimizers: OptimizerFactory) -> None:
-        """Take the built networks and loss terms, then run :meth:`setup` (called once, by the
-        engine).
-
-        Args:
-            networks: Built networks by the names :meth:`networks` gave; each becomes an
-                attribute of the trainer.
-            terms: The recipe's loss terms with the slots they fill.
-            optimizers: Creates optimisers with the run's settings.
-        """
-        self._networks = dict(networks)
-        for role, network in self._networks.items():
-            setattr(self, role, network)
-        self.terms = terms
-        self._optimizer_factory = optimizers
-        self._optimizers: dict[str, torch.optim.Optimizer] = {}
-        self._pools: dict[str, ImagePool] = {}
-        self.trainable = TrainableTerms((), optimizers)
-        self.setup()
-
     def setup(self) -> None:
-        """Build what the step needs from the attached networks and terms (optimisers, pools)."""
-        raise NotImplementedError
+        """Build what the step needs from the attached networks and terms (optimisers, pools).
+
+        The networks are attributes by now (``self.gen``). The default builds nothing.
+        """
 
     def training_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Update every network once on ``batch``; return the loss terms, detached, on device.
 
-        Must not synchronise with the host (no ``.item()``): the loop reads the values only
-        every few steps.
+        Each group of networks (the discriminators, the generators) is one
+        :func:`~imtrans.trainers.updates.update`. Must not synchronise with the host (no
+        ``.item()``): the loop reads the values only every few steps.
         """
         raise NotImplementedError
 
@@ -164,8 +156,17 @@ class Trainer:
         ``output``, ``column 3``... The engine calls this in training mode with the RNG and
         batch-norm buffers restored afterwards, so extra generator passes here (the other
         direction, identity mappings) do not change training.
+
+        The default shows each of :attr:`translators` at work (``real A``, ``fake B``, then
+        ``real B``, ``fake A`` for a ``BtoA`` one); a trainer without translators shows its
+        batch (``real A``, ``real B``).
         """
-        raise NotImplementedError
+        columns: dict[str, Tensor] = {}
+        for direction, role in self.translators.items():
+            source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+            columns[f"real {source}"] = batch[source]
+            columns[f"fake {target}"] = self._networks[role](batch[source])
+        return columns or {"real A": batch["A"], "real B": batch["B"]}
 
     # What setup calls to register what it builds.
 
@@ -192,38 +193,112 @@ class Trainer:
         return pool
 
     def trainable_terms(self, terms: Iterable[tuple[str, nn.Module]]) -> TrainableTerms:
-        """Give the loss terms that own parameters (a PatchNCE head) one optimiser each; step
-        them with the generator's (see :class:`TrainableTerms`)."""
-        self.trainable = TrainableTerms(terms, self._optimizer_factory)
-        return self.trainable
+        """Give the loss terms that own parameters (a PatchNCE head) one optimiser each.
 
-    # What the engine reads.
+        Returns them as one :class:`TrainableTerms`: pass it to the generator's
+        :func:`~imtrans.trainers.updates.update` beside its optimiser, which clears, backwards
+        into and steps them with it. Checkpoints hold them (see :meth:`modules`).
+        """
+        self._trainable = TrainableTerms(terms, self._optimizer_factory)
+        return self._trainable
+
+    # What the engine, checkpoints and tests read.
 
     def modules(self) -> dict[str, nn.Module]:
-        """Every network by name, and loss terms with parameters (what checkpoints save)."""
-        return self._networks | self.trainable.modules()
+        """Every network by name, and loss terms with parameters as ``loss_<key>`` (what
+        checkpoints save)."""
+        return self._networks | self._trainable.modules()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser by name (what checkpoints save and schedules adjust)."""
-        return self._optimizers | self.trainable.optimizers()
+        return self._optimizers | self._trainable.optimizers()
 
-    def pools(self) -> dict[str, ImagePool]:
-        """Every image pool by checkpoint name (a compiled step plans them beforehand)."""
-        return dict(self._pools)
+    if not TYPE_CHECKING:  # the type checker should not take every missing name for these
+        def __getattr__(self, name: str) -> Any:
+            """The names that moved out of the class keep working, with a warning."""
+            moved = _MOVED.get(name)
+            if moved is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            get, instead = moved
+            warnings.warn(f"Trainer.{name} is deprecated; {instead}", DeprecationWarning,
+                          stacklevel=2)
+            return get(self)
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        """Extra state a checkpoint must hold: the image pools."""
-        tensors: dict[str, Tensor] = {}
-        for name, pool in self._pools.items():
-            tensors |= pool.state_tensors(name)
-        return tensors
 
-    def load_state_tensors(self, tensors: dict[str, Tensor], device: torch.device) -> None:
-        """Restore what :meth:`state_tensors` returned."""
-        for name, pool in self._pools.items():
-            pool.load_state_tensors(name, tensors, device)
+# The engine's side of the contract: what builds, runs and checkpoints a trainer.
 
-    def train(self, mode: bool = True) -> None:
-        """Put every network in training (or evaluation) mode."""
-        for module in self.modules().values():
-            module.train(mode)
+def attach(trainer: Trainer, networks: Mapping[str, nn.Module], terms: LossTerms,
+           optimizers: OptimizerFactory) -> None:
+    """Give ``trainer`` its built networks and loss terms, then run its
+    :meth:`~Trainer.setup` (once, by the engine).
+
+    Args:
+        trainer: A trainer as its class built it from the recipe's ``[trainer]`` table.
+        networks: Built networks by the names :meth:`Trainer.networks` gave; each becomes an
+            attribute of the trainer.
+        terms: The recipe's loss terms with the slots they fill.
+        optimizers: Creates optimisers with the run's settings.
+    """
+    trainer._networks = dict(networks)
+    for role, network in trainer._networks.items():
+        setattr(trainer, role, network)
+    trainer.terms = terms
+    trainer._optimizer_factory = optimizers
+    trainer._optimizers = {}
+    trainer._pools = {}
+    trainer._trainable = TrainableTerms((), optimizers)
+    trainer.setup()
+
+
+def set_train_mode(trainer: Trainer, mode: bool = True) -> None:
+    """Put every network of ``trainer`` (and its loss terms with parameters) in training (or
+    evaluation) mode."""
+    for module in trainer.modules().values():
+        module.train(mode)
+
+
+def image_pools(trainer: Trainer) -> dict[str, ImagePool]:
+    """Every image pool of ``trainer`` by checkpoint name (a compiled step plans them
+    beforehand)."""
+    return dict(trainer._pools)
+
+
+def trainer_state_tensors(trainer: Trainer) -> dict[str, Tensor]:
+    """The state a checkpoint holds beside networks and optimisers: the image pools."""
+    tensors: dict[str, Tensor] = {}
+    for name, pool in trainer._pools.items():
+        tensors |= pool.state_tensors(name)
+    return tensors
+
+
+def load_trainer_state_tensors(trainer: Trainer, tensors: dict[str, Tensor],
+                               device: torch.device) -> None:
+    """Restore what :func:`trainer_state_tensors` returned."""
+    for name, pool in trainer._pools.items():
+        pool.load_state_tensors(name, tensors, device)
+
+
+def loss_slots(trainer_cls: type[Trainer]) -> dict[str, str]:
+    """Every loss slot of a trainer class, the adversarial one first, with a one-line
+    description."""
+    adversarial = {ADVERSARIAL_SLOT: "the generators' and discriminators' GAN loss"}
+    return adversarial | dict(trainer_cls.pair_slots) | dict(trainer_cls.feature_slots)
+
+
+#: The members that left :class:`Trainer`, by old name: how to read each, and what to use now.
+_MOVED: dict[str, tuple[Callable[[Trainer], Any], str]] = {
+    "trainable": (lambda trainer: trainer._trainable,
+                  "keep what trainable_terms() returns and pass it to update()"),
+    "adversarial_slot": (lambda trainer: ADVERSARIAL_SLOT,
+                         "use imtrans.trainers.base.ADVERSARIAL_SLOT"),
+    "attach": (lambda trainer: partial(attach, trainer),
+               "use imtrans.trainers.base.attach(trainer, ...)"),
+    "train": (lambda trainer: partial(set_train_mode, trainer),
+              "use imtrans.trainers.base.set_train_mode(trainer)"),
+    "pools": (lambda trainer: partial(image_pools, trainer),
+              "use imtrans.trainers.base.image_pools(trainer)"),
+    "state_tensors": (lambda trainer: partial(trainer_state_tensors, trainer),
+                      "use imtrans.trainers.base.trainer_state_tensors(trainer)"),
+    "load_state_tensors": (lambda trainer: partial(load_trainer_state_tensors, trainer),
+                           "use imtrans.trainers.base.load_trainer_state_tensors(trainer, ...)"),
+}

@@ -38,7 +38,7 @@ from imtrans.data.batches import TrainingData, training_data
 from imtrans.errors import DataError, RecipeError
 from imtrans.recipe.schema import Recipe
 from imtrans.runs.checkpoints.initial import load_initial_weights
-from imtrans.trainers.base import Trainer
+from imtrans.trainers.base import Trainer, attach
 from imtrans.trainers.ema import GeneratorEMA
 from imtrans.training import checkpointing as training_checkpoint
 from imtrans.training.feasibility import check_feasible
@@ -139,8 +139,8 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
         apply_speed(networks, recipe.speed, device)  # in place: names and checkpoints unchanged
     attached = ddp.wrap(networks) if ddp is not None else networks
     with torch.device(device):  # loss terms with parameters build them on the device
-        trainer.attach(attached, loss_terms(recipe, losses),
-                       optimizer_factory(recipe.optim, fused=fused))
+        attach(trainer, attached, loss_terms(recipe, losses),
+               optimizer_factory(recipe.optim, fused=fused))
     schedule = LRSchedule(recipe.schedule, list(trainer.optimizers().values()))
     # After apply_speed (the average takes the networks' memory format) and [init] (it starts
     # from the weights training starts from).

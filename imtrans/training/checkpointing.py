@@ -33,7 +33,7 @@ from imtrans.runs.checkpoints.files import (
     prune_checkpoints,
     save_checkpoint,
 )
-from imtrans.trainers.base import Trainer
+from imtrans.trainers.base import Trainer, load_trainer_state_tensors, trainer_state_tensors
 from imtrans.trainers.ema import EMA_PREFIX, GeneratorEMA
 from imtrans.training.schedules import LRSchedule
 
@@ -60,7 +60,7 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
         state, optimizers[name] = optimizer_tensors(f"optim.{name}", optimizer)
         tensors |= state
     tensors |= rng_tensors("rng")
-    tensors |= {f"trainer.{k}": v for k, v in trainer.state_tensors().items()}
+    tensors |= {f"trainer.{k}": v for k, v in trainer_state_tensors(trainer).items()}
     if ema is not None:
         tensors |= ema.tensors(EMA_PREFIX)
     epoch_end = step // steps_per_epoch if step % steps_per_epoch == 0 else None
@@ -112,7 +112,8 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
             load_optimizer_tensors(f"optim.{name}", optimizer, tensors,
                                    manifest["optimizers"][name])
         try:
-            trainer.load_state_tensors(tensors_with_prefix(tensors, "trainer"), device)
+            load_trainer_state_tensors(trainer, tensors_with_prefix(tensors, "trainer"),
+                                       device)
         except (CheckpointError, RuntimeError) as exc:
             # torch's own errors (a shape that does not fit a buffer) keep their words; the
             # keys the trainer names sit under "trainer." in the file.

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from imtrans.errors import RecipeError
-from imtrans.trainers.base import Trainer
+from imtrans.trainers.base import Trainer, image_pools
 from imtrans.trainers.image_pool import in_query_order
 from imtrans.trainers.updates import VIEW, CompiledView, GroupView
 
@@ -96,7 +96,7 @@ class TrainingStep:
         """Host work before a compiled step: the trainer's draws, the pools' plans (in the
         order the step queries them, as the uncompiled step draws), the rate tensors."""
         self.trainer.prepare_step()
-        for pool in in_query_order(list(self.trainer.pools().values())):
+        for pool in in_query_order(list(image_pools(self.trainer).values())):
             pool.prepare(self.device)
         for optimizer in self.trainer.optimizers().values():
             self._refresh_view(optimizer)

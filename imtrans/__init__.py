@@ -70,9 +70,9 @@ __all__ = [
 _LAZY = {
     "Recipe": "imtrans.recipe",
     "load_recipe": "imtrans.catalogue.recipe_loader",
-    "FitResult": "imtrans.training.loop",
-    "fit": "imtrans.training.loop",
-    "train": "imtrans.training.loop",
+    "FitResult": "imtrans.runner",
+    "fit": "imtrans.runner",
+    "train": "imtrans.runner",
     "Training": "imtrans.training.build",
     "build_training": "imtrans.training.build",
     "Job": "imtrans.training.jobs",

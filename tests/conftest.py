@@ -58,7 +58,7 @@ def train_tiny(tmp_path: Path, recipe: str, steps: int = 4, **overrides: object)
     """Train ``recipes/<recipe>.toml`` for ``steps`` tiny steps in ``tmp_path``; return the
     run directory. Pix2pix runs use a 6-level U-Net (64 px: the smallest with dropout)."""
     from imtrans.catalogue.recipe_loader import load_recipe
-    from imtrans.training.loop import fit
+    from imtrans.runner import fit
 
     settings: dict[str, object] = dict(TINY_RUN)
     if recipe.startswith("pix2pix"):

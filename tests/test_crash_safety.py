@@ -32,7 +32,7 @@ TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discrimina
 
 #: Training processes are forked from one server that has imported imtrans and torch once
 #: (a fresh interpreter spends seconds on imports before it trains a step).
-PRELOAD = ["torch", "albumentations", "kornia", "imtrans.cli", "imtrans.training.loop"]
+PRELOAD = ["torch", "albumentations", "kornia", "imtrans.cli", "imtrans.runner"]
 
 
 def train_in_child(args: list[str], log: str, full_after: int) -> None:

@@ -17,8 +17,8 @@ from imtrans.cli.app import cli
 from imtrans.core.observer import TrainingObserver
 from imtrans.errors import InvalidArgumentError
 from imtrans.inference import load_translator
+from imtrans.runner import train
 from imtrans.trainers.ema import GeneratorEMA
-from imtrans.training.loop import train
 
 CYCLEGAN = ROOT / "recipes" / "cyclegan_photo2monet.toml"
 TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discriminator.ndf=4",

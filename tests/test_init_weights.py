@@ -11,9 +11,9 @@ import torch
 from imtrans.catalogue.recipe_loader import load_recipe
 from imtrans.core.device import seed_everything
 from imtrans.errors import CheckpointError, RecipeError
+from imtrans.runner import fit
 from imtrans.runs.checkpoints.files import latest_checkpoint, load_checkpoint
 from imtrans.training.build import build_training
-from imtrans.training.loop import fit
 from tests.conftest import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
 """The ``imtrans run`` command: train a recipe, in this process or as several through torchrun.
 
-A thin command over :func:`imtrans.training.loop.fit`, with the rich progress bar of
-:mod:`imtrans.cli.progress` on stderr. The engine and torch are imported when the command runs,
-so that ``imtrans --help`` stays fast; library errors propagate to the ``imtrans`` group, which
-turns them into a message and an exit code.
+A thin command over :func:`imtrans.runner.fit` (training with evaluation during it and the
+report), with the rich progress bar of :mod:`imtrans.cli.progress` on stderr. The engine and
+torch are imported when the command runs, so that ``imtrans --help`` stays fast; library
+errors propagate to the ``imtrans`` group, which turns them into a message and an exit code.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.cli.preflight import check_runnable
     from imtrans.cli.progress import RichProgress
     from imtrans.core.distributed import is_main_process
+    from imtrans.runner import fit
     from imtrans.runs.checkpoints.lookup import find_resume_point
-    from imtrans.training.loop import fit
     from imtrans.training.torchrun import keep_rank_failure
 
     loaded = components()

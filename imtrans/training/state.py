@@ -1,8 +1,10 @@
 """The state the training loop and its periodic jobs share: where the run is, what it has saved,
 and the loss sums waiting to be read.
 
-The loop advances it once per step (:meth:`TrainingState.advance`); jobs read it to decide
-whether they are due and update it when they run (the checkpoint job records what it saved).
+The loop advances it once per step (:meth:`TrainingState.advance`), which starts the step's
+:class:`~imtrans.training.step_outcome.StepOutcome` (``published``); jobs read the state to
+decide whether they are due, and publish there what they did (the checkpoint job what it
+saved, the record job its record) for the jobs after them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from imtrans.data.sampler import batches_per_epoch
 from imtrans.recipe.schema import Recipe
 from imtrans.training.loss_log import LossMeter
 from imtrans.training.nonfinite import NonFiniteWatch
+from imtrans.training.step_outcome import StepOutcome
 
 __all__ = ["Plan", "TrainingState"]
 
@@ -62,41 +65,38 @@ class TrainingState:
         step: Optimiser steps done (global: the same on every process).
         epoch: The current epoch, from 0 (``step // steps_per_epoch`` during it).
         last_checkpoint: The newest checkpoint written (or resumed from), if any.
-        saved_at: The step of that checkpoint when this process wrote it (-1: none yet).
         saved_clock: ``time.monotonic()`` when it was written (or training started).
         now: ``time.monotonic()`` at the end of the current step: every job due this step
             decides on the same clock.
         losses: Loss sums since the last log record, on the device.
         epoch_losses: The generator loss summed over the current epoch (plateau schedule).
         finite: Per-step finiteness flags, read at checks.
-        rollbacks: Rollbacks made by this process.
         step_losses: The loss terms of the step just made (device tensors).
         window_clock: ``time.perf_counter()`` when the current logging window began.
         window_step: The step it began at (images/s covers the steps since).
         data_wait: Seconds spent waiting for batches since the window began.
         started: ``time.monotonic()`` when this process's training loop began.
         start_step: The step it began at (0, or the resumed step).
-        last_losses: The loss means of the latest metrics record (what progress shows).
+        published: What the jobs did in the current step (see
+            :class:`~imtrans.training.step_outcome.StepOutcome`).
     """
 
     plan: Plan
     step: int = 0
     epoch: int = 0
     last_checkpoint: Path | None = None
-    saved_at: int = -1
     saved_clock: float = field(default_factory=time.monotonic)
     now: float = field(default_factory=time.monotonic)
     losses: LossMeter = field(default_factory=LossMeter)
     epoch_losses: LossMeter = field(default_factory=LossMeter)
     finite: NonFiniteWatch = field(default_factory=NonFiniteWatch)
-    rollbacks: int = 0
     step_losses: dict[str, Tensor] = field(default_factory=dict)
     window_clock: float = field(default_factory=time.perf_counter)
     window_step: int = 0
     data_wait: float = 0.0
     started: float = field(default_factory=time.monotonic)
     start_step: int = 0
-    last_losses: dict[str, float] = field(default_factory=dict)
+    published: StepOutcome = field(default_factory=StepOutcome)
 
     def start(self) -> None:
         """The training loop begins now (the clock of speed and ETA)."""
@@ -122,13 +122,15 @@ class TrainingState:
         return self.step % self.plan.steps_per_epoch
 
     def advance(self, losses: dict[str, Tensor]) -> None:
-        """Count one step and add its losses to the sums (device work only, no read-back)."""
+        """Count one step and add its losses to the sums (device work only, no read-back);
+        the jobs have published nothing of it yet."""
         self.losses.add(losses)
         self.epoch_losses.add({"G": losses["G"]})
         self.step += 1
         self.finite.add(self.step, losses)
         self.step_losses = losses
         self.now = time.monotonic()
+        self.published = StepOutcome()
 
     @property
     def finished(self) -> bool:
@@ -142,13 +144,14 @@ class TrainingState:
 
     @property
     def saved_now(self) -> bool:
-        """Whether a checkpoint of the current step exists."""
-        return self.saved_at == self.step
+        """Whether a checkpoint of the current step exists (the checkpoint job published it)."""
+        return self.published.saved
 
     def saved(self, checkpoint: Path | None) -> None:
-        """Record a checkpoint of the current step (None: another process writes them)."""
-        self.last_checkpoint = checkpoint
-        self.saved_at, self.saved_clock = self.step, time.monotonic()
+        """Record and publish a checkpoint of the current step (None: another process writes
+        them)."""
+        self.last_checkpoint, self.saved_clock = checkpoint, time.monotonic()
+        self.published.saved, self.published.checkpoint = True, checkpoint
 
     def restart_window(self) -> None:
         """Start a logging window at the current step (images/s counts from here)."""
@@ -157,8 +160,8 @@ class TrainingState:
 
     def rolled_back(self, to_step: int) -> None:
         """Continue from ``to_step`` after a rollback: the loss sums (which hold the broken
-        steps) are dropped, and the step has no checkpoint of this process yet."""
+        steps) are dropped, and nothing is published of that step (it has no checkpoint)."""
         self.losses.flush()
         self.epoch_losses.flush()
-        self.step, self.saved_at = to_step, -1
+        self.step, self.published = to_step, StepOutcome()
         self.restart_window()

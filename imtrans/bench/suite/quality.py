@@ -152,7 +152,7 @@ def _train(options: QualityOptions, root: Path, registry: Components,
     """Train in the first mode of ``options.modes`` that trains; its record."""
     from imtrans.catalogue.recipe_loader import load_recipe
     from imtrans.core.device import select_device
-    from imtrans.training.loop import fit
+    from imtrans.runner import fit
 
     recipe_path = shipped_recipe("pix2pix_facades")
     base = load_recipe(recipe_path, options.overrides, registry=registry)

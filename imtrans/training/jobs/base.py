@@ -3,6 +3,10 @@
 The fit loop makes one step, then, for each job in order, asks :meth:`Job.due` and, when it
 is, calls :meth:`Job.run`. Both receive the one :class:`~imtrans.training.state.TrainingState`.
 A job that writes keeps what it needs (the run directory, the trainer) from its constructor.
+Jobs never hold each other: a job publishes what it did in the step on ``state.published``
+(:class:`~imtrans.training.step_outcome.StepOutcome`: the record, the sample grid, the
+checkpoint, the scores) and the jobs after it read that; what a job needs from the jobs
+*before* it (the NaN check, a checkpoint of the step) it declares in :attr:`Job.needs`.
 When training ends normally or stops on request (Ctrl-C or SIGTERM: after the step under way),
 :meth:`Job.finish` lets each job complete its work (the checkpoint job saves the last step, the
 record job writes the partial record, the report job rewrites the page). When it stops on a
@@ -11,7 +15,7 @@ keeps what was recorded (the partial metrics record, the report) and nothing els
 broken or half-updated weights are written.
 
 Adding a periodic behaviour is one new job in the list :func:`imtrans.training.jobs.default_jobs`
-returns (or passed to :func:`imtrans.training.loop.fit` with ``jobs=``).
+returns (or passed to :func:`imtrans.train` with ``jobs=``).
 
 Example:
     >>> class PrintEvery(Job):
@@ -25,7 +29,10 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from imtrans.training.state import TrainingState
+from imtrans.training.step_outcome import Need
 
 __all__ = ["Job", "RolledBack"]
 
@@ -34,9 +41,16 @@ class Job:
     """One periodic concern of training (log, samples, checkpoint, evaluation...).
 
     ``due`` must be cheap and must not read values from the device: it is asked after every
-    step. ``run`` may read (a log record reads the loss sums), write files, or raise
-    :class:`RolledBack` to make the loop restart the epoch from ``state.step``.
+    step. ``run`` may read (a log record reads the loss sums), write files, publish what it
+    did on ``state.published``, or raise :class:`RolledBack` to make the loop restart the
+    epoch from ``state.step``.
     """
+
+    #: What the jobs before this one must do in a step where it is due: the NaN check when
+    #: it reads values or keeps weights, a checkpoint when it needs the step's weights as a
+    #: file. The loop asks ``due`` of each job with needs before any job of the step runs,
+    #: so ``due`` must not depend on what earlier jobs publish in the step.
+    needs: ClassVar[frozenset[Need]] = frozenset()
 
     def due(self, state: TrainingState) -> bool:
         """Whether the job runs after the step just made."""

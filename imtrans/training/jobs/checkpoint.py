@@ -1,7 +1,9 @@
 """Checkpoints and their retention: at the end, every ``train.checkpoint_every`` steps, at the
 epoch ends retention keeps, and at other epoch ends once ``train.checkpoint_minutes`` have
-passed (writing a large model after every short epoch would cost more time than it could save).
-A model with NaN or inf weights is never saved."""
+passed (writing a large model after every short epoch would cost more time than it could save);
+and in any step where a later job needs the weights as a file (evaluation scores a checkpoint).
+What it saved is published (``state.published.checkpoint``). A model with NaN or inf weights is
+never saved."""
 
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from imtrans.training.jobs.base import Job
 from imtrans.training.nonfinite import stop_message
 from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
+from imtrans.training.step_outcome import Need
 
 __all__ = ["Checkpoint"]
 
 
 class Checkpoint(Job):
-    """Saves the whole training state and applies retention.
+    """Saves the whole training state, publishes it and applies retention.
 
     Args:
         recipe: The run's recipe (retention, timing; recorded in every checkpoint).
@@ -33,6 +36,8 @@ class Checkpoint(Job):
         ema: The generators' moving average (``train.ema``), saved too.
     """
 
+    needs = frozenset({Need.FINITE_CHECK})  # it keeps the weights
+
     def __init__(self, recipe: Recipe, trainer: Trainer, schedule: LRSchedule,
                  run_dir: RunDir | None, environment: dict[str, Any],
                  ema: GeneratorEMA | None = None) -> None:
@@ -40,6 +45,14 @@ class Checkpoint(Job):
         self.run_dir, self.environment, self.ema = run_dir, environment, ema
 
     def due(self, state: TrainingState) -> bool:
+        """On the recipe's cadence (:meth:`scheduled`), or when a job due after it in the step
+        needs the weights as a file."""
+        return self.scheduled(state) or Need.CHECKPOINT in state.published.needs
+
+    def scheduled(self, state: TrainingState) -> bool:
+        """Whether the recipe's cadence saves this step: the last step, every
+        ``train.checkpoint_every``, the epoch ends retention keeps, and other epoch ends once
+        ``train.checkpoint_minutes`` have passed."""
         train, step = self.recipe.train, state.step
         if state.finished or (train.checkpoint_every and step % train.checkpoint_every == 0):
             return True
@@ -50,8 +63,12 @@ class Checkpoint(Job):
         return bool(milestone) or state.now - state.saved_clock >= 60 * train.checkpoint_minutes
 
     def run(self, state: TrainingState) -> None:
+        # Retention runs on the cadence: a checkpoint saved only for another job's sake
+        # (the weights evaluation scores) is pruned with the next scheduled one. Asked
+        # before saving, which restarts the clock of checkpoint_minutes.
+        scheduled = self.scheduled(state)
         self.save(state)
-        if self.run_dir is not None:
+        if self.run_dir is not None and scheduled:
             training_checkpoint.prune(self.run_dir.checkpoints, self.recipe.train)
 
     def finish(self, state: TrainingState) -> None:
@@ -59,7 +76,8 @@ class Checkpoint(Job):
             self.save(state)
 
     def save(self, state: TrainingState) -> None:
-        """Write the checkpoint of ``state.step`` (on the writing process) and record it.
+        """Write the checkpoint of ``state.step`` (on the writing process), record it and
+        publish it.
 
         Raises:
             NonFiniteError: a loss or weight became NaN or inf since the last check.

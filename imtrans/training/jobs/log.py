@@ -6,6 +6,8 @@ console when it is not a terminal). :class:`LogRecord` writes the metrics record
 first step, every ``train.log_every`` steps and at the last one, the mean of each loss term
 since the previous record, the learning rate, images/s and the share of time spent waiting
 for data. The loss sums are read from the device there, the one read-back of the interval.
+The record is published on the step's outcome (``state.published.record``), where progress
+takes the losses it shows and the report sees that a run has its first record.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from imtrans.training.jobs.base import Job
 from imtrans.training.loss_log import MetricsLog
 from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
+from imtrans.training.step_outcome import Need
 
 __all__ = ["LogRecord", "Progress"]
 
@@ -27,7 +30,7 @@ class Progress(Job):
     """Tells the observer of every step, and prints a progress line now and then.
 
     Nothing is read from the device: the speed comes from the host clock, the losses from the
-    latest metrics record.
+    latest metrics record (published by the record job, which runs before).
 
     Args:
         observer: Receives the step, the status and the lines.
@@ -38,6 +41,12 @@ class Progress(Job):
         self.observer, self.print_every_seconds = observer, print_every_seconds
         self.clock: Throughput | None = None
         self.printed_at: float | None = None
+        self.losses: dict[str, float] = {}  # the loss means of the latest record
+
+    def _take_record(self, state: TrainingState) -> None:
+        """Keep the losses of a record published in this step."""
+        if state.published.record is not None:
+            self.losses = state.published.record["losses"]
 
     def due(self, state: TrainingState) -> bool:
         return True
@@ -45,6 +54,7 @@ class Progress(Job):
     def run(self, state: TrainingState) -> None:
         if self.clock is None:  # the first step of this process: time from the loop's start
             self.clock = Throughput(start_step=state.start_step, start_time=state.started)
+        self._take_record(state)
         self.clock.mark(state.step, state.now)
         self.observer.on_step(state.step, state.epoch)
         status = self.status(state)
@@ -55,6 +65,7 @@ class Progress(Job):
             self.printed_at = state.now
 
     def finish(self, state: TrainingState) -> None:
+        self._take_record(state)  # the partial record the record job just wrote, if any
         if self.clock is not None and self.printed_at != state.now:  # the last line
             self.observer.on_progress_line(self.status(state).line())
 
@@ -68,11 +79,12 @@ class Progress(Job):
             epochs=plan.epochs, images_per_step=plan.global_batch,
             images_per_sec=plan.global_batch / per_step if per_step else None,
             eta_seconds=self.clock.eta_seconds(step=state.step, total=plan.total_steps),
-            losses=state.last_losses)
+            losses=self.losses)
 
 
 class LogRecord(Job):
-    """Writes one metrics record per logging interval (the first after the first step).
+    """Writes one metrics record per logging interval (the first after the first step), and
+    publishes it (``state.published.record``).
 
     Args:
         every: ``train.log_every``.
@@ -80,6 +92,8 @@ class LogRecord(Job):
         schedule: Where the current learning rate is read.
         observer: Receives every record.
     """
+
+    needs = frozenset({Need.FINITE_CHECK})  # it reads the loss sums
 
     def __init__(self, every: int, log: MetricsLog | None, schedule: LRSchedule,
                  observer: TrainingObserver) -> None:
@@ -113,6 +127,6 @@ class LogRecord(Job):
         if self.log is not None:  # rank 0's losses, not the ranks' average
             self.log.write(record)
         self.observer.on_log(record)
-        state.last_losses = record["losses"]
+        state.published.record = record
         self.written = True
         state.restart_window()

@@ -1,7 +1,11 @@
 """The NaN/inf watch: wherever training reads values anyway (a log record, a checkpoint, an
 evaluation), first read the step flags gathered since the last check and test the weights.
 On a fault, stop (``train.on_nonfinite = "stop"``, the default) or roll back: reload the last
-checkpoint and go on after the batch that broke, up to ``train.max_rollbacks`` times."""
+checkpoint and go on after the batch that broke, up to ``train.max_rollbacks`` times.
+
+The check runs first among a step's jobs, in the steps where a job due declares
+:attr:`Need.FINITE_CHECK <imtrans.training.step_outcome.Need.FINITE_CHECK>` (the record,
+the checkpoint and evaluation jobs do): it knows them by what they need, not by holding them."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from imtrans.training.jobs.base import Job, RolledBack
 from imtrans.training.loss_log import MetricsLog
 from imtrans.training.nonfinite import NonFinite, stop_message
 from imtrans.training.state import TrainingState
+from imtrans.training.step_outcome import Need
 
 __all__ = ["NonFiniteCheck"]
 
@@ -25,22 +30,21 @@ class NonFiniteCheck(Job):
     Args:
         train: The recipe's ``[train]`` (the policy and the rollback limit).
         trainer: Whose weights are checked.
-        guarded: The jobs that read values or persist weights; the check runs when one is due.
         restore: Loads a checkpoint into the trainer and schedule; returns its step.
         log: Where a rollback is recorded (None on processes that do not write files).
         observer: Receives the rollback notice.
         can_roll_back: False with several processes (a rollback there stops instead).
     """
 
-    def __init__(self, train: TrainTable, trainer: Trainer, guarded: list[Job],
-                 restore: Callable[..., int], log: MetricsLog | None,
-                 observer: TrainingObserver, *, can_roll_back: bool = True) -> None:
-        self.train, self.trainer, self.guarded = train, trainer, guarded
-        self.restore, self.log, self.observer = restore, log, observer
-        self.can_roll_back = can_roll_back
+    def __init__(self, train: TrainTable, trainer: Trainer, restore: Callable[..., int],
+                 log: MetricsLog | None, observer: TrainingObserver, *,
+                 can_roll_back: bool = True) -> None:
+        self.train, self.trainer, self.restore = train, trainer, restore
+        self.log, self.observer, self.can_roll_back = log, observer, can_roll_back
+        self.rollbacks = 0  # made by this process
 
     def due(self, state: TrainingState) -> bool:
-        return any(job.due(state) for job in self.guarded)
+        return Need.FINITE_CHECK in state.published.needs
 
     def run(self, state: TrainingState) -> None:
         fault = state.finite.check(state.step, self.trainer.modules())
@@ -48,14 +52,14 @@ class NonFiniteCheck(Job):
             return
         last = state.last_checkpoint
         if (self.train.on_nonfinite == "stop" or not self.can_roll_back or last is None
-                or state.rollbacks >= self.train.max_rollbacks):
+                or self.rollbacks >= self.train.max_rollbacks):
             raise NonFiniteError(stop_message(fault, last, self.train.on_nonfinite))
-        state.rollbacks += 1
+        self.rollbacks += 1
         restored = self.restore(last)
         self._record(fault, restored, state)
         self.observer.message(
             f"{fault.describe()}: rolled back to {last.name} (step {restored}) and skipped the "
-            f"batches up to step {fault.step} (rollback {state.rollbacks} of "
+            f"batches up to step {fault.step} (rollback {self.rollbacks} of "
             f"{self.train.max_rollbacks})")
         # Go on from the step that broke: its batch and the ones before it since the
         # checkpoint are skipped (replaying them would break again).

@@ -1,7 +1,9 @@
 """Sample grids: every ``train.sample_every`` steps and at the last one, the fixed batch
 translated (the trainer's labelled columns: ``real A | fake B | reconstructed A``...) to
-``samples/step_N.png``, with the labels in ``samples/step_N.json``. With ``train.ema`` the
-generators' moving average translates: it is what translate, eval and export use."""
+``samples/step_N.png``, with the labels in ``samples/step_N.json``, published for the jobs
+after it (``state.published.samples``: the trackers send it, the report shows it). With
+``train.ema`` the generators' moving average translates: it is what translate, eval and export
+use."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ __all__ = ["SampleGrid", "write_samples"]
 
 
 class SampleGrid(Job):
-    """Writes the sample grid of the fixed batch (on the process that writes files).
+    """Writes the sample grid of the fixed batch (on the process that writes files) and
+    publishes it.
 
     Args:
         every: ``train.sample_every``.
@@ -41,6 +44,7 @@ class SampleGrid(Job):
 
     def run(self, state: TrainingState) -> None:
         write_samples(self.trainer, self.batch, self.run_dir, state.step, ema=self.ema)
+        state.published.samples = self.run_dir.sample(state.step)
 
 
 def write_samples(trainer: Trainer, batch: dict[str, Tensor], run_dir: RunDir, step: int,

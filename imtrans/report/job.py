@@ -1,10 +1,13 @@
-"""``report.html``: written at the first metrics record, rewritten after each sample grid and
-evaluation, and when training ends or stops. While training runs, the page reloads itself; the
-last rewrite turns that off. A failure to write it is reported, never fatal to training."""
+"""``report.html`` as a job of the fit loop: written at the first metrics record, rewritten after
+each sample grid and evaluation, and when training ends or stops.
+
+The job reads what the jobs before it published in the step (``state.published``: a record,
+a grid, scores) rather than holding them. While training runs, the page reloads itself; the
+last rewrite turns that off. A failure to write it is reported, never fatal to training.
+:func:`imtrans.runner.fit` adds the job to a run.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from imtrans.core.observer import TrainingObserver
 from imtrans.errors import ImtransError
@@ -13,28 +16,26 @@ from imtrans.runs.directory import RunDir
 from imtrans.training.jobs.base import Job
 from imtrans.training.state import TrainingState
 
-__all__ = ["Report", "refresh_report"]
+__all__ = ["ReportJob", "refresh_report"]
 
 
-class Report(Job):
-    """Rewrites the report when one of ``after`` (the sample and evaluation jobs) ran, and
-    once at the first of ``first`` (the metrics record), so a just started run has a page.
+class ReportJob(Job):
+    """Rewrites the report when a sample grid or scores were published in the step, and once
+    at the first published metrics record, so a just started run has a page.
 
     Args:
         run_dir: The run directory the report describes.
         observer: Receives a warning when the report cannot be written.
-        after: The jobs whose output the report shows.
-        first: Jobs whose first run makes the first page.
     """
 
-    def __init__(self, run_dir: RunDir, observer: TrainingObserver, after: Sequence[Job],
-                 first: Sequence[Job] = ()) -> None:
-        self.run_dir, self.observer, self.after, self.first = run_dir, observer, after, first
+    def __init__(self, run_dir: RunDir, observer: TrainingObserver) -> None:
+        self.run_dir, self.observer = run_dir, observer
         self.written = False
 
     def due(self, state: TrainingState) -> bool:
-        return (any(job.due(state) for job in self.after)
-                or (not self.written and any(job.due(state) for job in self.first)))
+        published = state.published
+        return (published.samples is not None or published.eval is not None
+                or (not self.written and published.record is not None))
 
     def run(self, state: TrainingState) -> None:
         refresh_report(self.run_dir, self.observer, live=not state.finished)

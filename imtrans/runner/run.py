@@ -1,0 +1,82 @@
+"""Training a recipe as ``imtrans run`` does: the fit loop with evaluation and the report.
+
+:func:`fit` takes a loaded recipe and a resolved checkpoint; :func:`train` (``imtrans.train``)
+also takes a recipe file, ``--set`` overrides and what ``--resume`` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from imtrans.catalogue.plugins import Components, components
+from imtrans.core.observer import TrainingObserver
+from imtrans.recipe.schema import Recipe
+from imtrans.runner.jobs import EvaluationAndReport
+from imtrans.training import loop
+from imtrans.training.jobs import Job
+from imtrans.training.run_session import FitResult
+
+__all__ = ["FitResult", "fit", "train"]
+
+
+def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | None = None,
+        run_dir: Path | None = None, observer: TrainingObserver | None = None,
+        jobs: Sequence[Job] = (), allow_changes: bool = False) -> FitResult:
+    """Train ``recipe`` with evaluation during training and the report; with ``resume`` (a
+    checkpoint), continue exactly where it stopped.
+
+    ``registry``: the components (default: built-ins and plugins); ``run_dir``: where to write
+    (default: the resumed run's, else a new one under ``run.output_dir``); ``observer``:
+    progress and notices (default: silent); ``jobs``: periodic jobs run after the standard
+    ones (:mod:`imtrans.training.jobs`); ``allow_changes``: resume with other task settings
+    (see :func:`imtrans.training.checkpointing.task_changes`), recorded in the metrics.
+    Returns the run directory, last step and checkpoint.
+    Raises TrainingInterrupted after Ctrl-C or SIGTERM (a checkpoint of the step under way is
+    saved first), and ImtransError for bad data, an incompatible checkpoint, ...
+    """
+    registry = registry or components()
+    return loop.fit(recipe, registry=registry, resume=resume, run_dir=run_dir,
+                    observer=observer, jobs=EvaluationAndReport(recipe, registry, jobs),
+                    allow_changes=allow_changes)
+
+
+def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
+          registry: Components | None = None, resume: str | Path | None = None,
+          run_dir: Path | None = None, observer: TrainingObserver | None = None,
+          jobs: Sequence[Job] = (), allow_changes: bool = False) -> FitResult:
+    """Train a recipe (a :class:`Recipe` or a TOML path), as ``imtrans run`` does.
+
+    Args:
+        recipe: A loaded recipe, or the path of a recipe file.
+        overrides: ``section.key=value`` strings, as ``--set`` takes them.
+        registry: The components (default: built-ins and installed plugins).
+        resume: Continue a run exactly: ``"latest"`` (the newest run of the recipe's name),
+            a run directory or a checkpoint file.
+        run_dir: Where to write (default: see :func:`fit`).
+        observer: Receives progress (a :class:`TrainingObserver`; default: silent).
+        jobs: Periodic jobs of your own, run after the standard ones.
+        allow_changes: Resume with other task settings than the checkpoint's (recorded).
+
+    Returns:
+        The run directory, the step reached and the last checkpoint.
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C or SIGTERM (a checkpoint is saved first).
+        ImtransError: a bad recipe, bad data, an incompatible checkpoint...
+    """
+    from imtrans.catalogue.recipe_loader import apply_override, load_recipe, recipe_from_dict
+    from imtrans.runs.checkpoints.lookup import find_resume_point
+
+    registry = registry or components()
+    overrides = list(overrides)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides, registry=registry)
+    elif overrides:
+        raw = recipe.resolved()
+        for override in overrides:
+            apply_override(raw, override)
+        recipe = recipe_from_dict(raw, registry=registry)
+    checkpoint = (find_resume_point(str(resume), recipe) if resume is not None else None)
+    return fit(recipe, registry=registry, resume=checkpoint, run_dir=run_dir,
+               observer=observer, jobs=jobs, allow_changes=allow_changes)

@@ -28,6 +28,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from imtrans.core.open_flags import open_flags
 from imtrans.errors import DataError, ImtransError
 
 __all__ = ["check_regular_file", "describe_kind", "open_regular_file", "read_regular_file",
@@ -171,14 +172,14 @@ def open_regular_file(path: Path | str, *, what: str, max_bytes: int | None = No
     """
     path = Path(path)
     check_regular_file(path, what=what, max_bytes=max_bytes, error=error, missing=missing)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    non_blocking = open_flags("O_NONBLOCK")  # POSIX only; Windows has no FIFOs to block on
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | non_blocking | open_flags("O_BINARY"))
     except OSError as exc:
         raise _unreadable(what, path, exc, missing, error) from None
     try:
         _check_stat(path, os.fstat(fd), what, max_bytes, error)
-        if hasattr(os, "set_blocking"):
+        if non_blocking:  # (Windows' set_blocking, from Python 3.12, takes pipes only)
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

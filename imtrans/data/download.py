@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.core.atomic import atomic_path
+from imtrans.core.open_flags import open_flags
 from imtrans.data.catalog import CatalogEntry, get_entry
 from imtrans.errors import DataError
 from imtrans.version import __version__
@@ -181,9 +182,12 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
         total = offset + length if length is not None else size
         deadline = bounds.deadline(total)
         done = offset
-        # O_NOFOLLOW: a link planted at the .part after _check_part is not written through.
+        # O_NOFOLLOW: a link planted at the .part after _check_part is not written through
+        # (Windows has none: there _check_part's look is all). O_BINARY: Windows' text mode
+        # would turn each 0x0A byte into 0D 0A.
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
-        with os.fdopen(os.open(part, flags | getattr(os, "O_NOFOLLOW", 0)), "wb") as handle:
+        with os.fdopen(os.open(part, flags | open_flags("O_NOFOLLOW", "O_BINARY")),
+                       "wb") as handle:
             try:
                 while True:
                     if progress is not None:

@@ -27,8 +27,9 @@ import stat
 from pathlib import Path
 from typing import TextIO
 
-from imtrans.errors import ImtransError
+from imtrans.core.open_flags import open_flags
 from imtrans.core.printable import printable_path
+from imtrans.errors import ImtransError
 from imtrans.runs.directory import RunDir
 
 __all__ = ["LinkedRunFileError", "append_text", "check_run_dir", "open_run_file",
@@ -55,28 +56,54 @@ def _link_text(path: Path) -> str:
 
 def open_run_file(path: Path, flags: int, mode: int = 0o644) -> int:
     """``os.open(path, flags)`` that refuses links: the descriptor of a regular file with one
-    name.
+    name, opened in binary mode.
+
+    Where the platform has no ``O_NOFOLLOW`` (Windows), a symbolic link is refused from
+    ``lstat`` before the open, and the opened file must be the one that then has the name
+    (not a link's target), before a byte is written.
 
     Raises:
         LinkedRunFileError: ``path`` is a symbolic link, a hard link (a file with other
             names), a FIFO, a device or a folder.
         OSError: the system's own failure (a full disk, no permission).
     """
+    no_follow, non_blocking = open_flags("O_NOFOLLOW"), open_flags("O_NONBLOCK")
+    if not no_follow:
+        _refuse_symbolic_link(path)
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | no_follow | non_blocking
+                     | open_flags("O_CLOEXEC", "O_BINARY"), mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
             raise _refusal(path, _link_text(path)) from None
-        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO without reader, a folder
+        # A FIFO without reader, a folder (Windows says "permission denied" for a folder).
+        if exc.errno in (errno.ENXIO, errno.EISDIR) or os.path.isdir(path):
             raise _refusal(path, "not a regular file") from None
         raise
-    status = os.fstat(fd)
-    if not stat.S_ISREG(status.st_mode) or status.st_nlink > 1:
+    try:
+        status = os.fstat(fd)
+        if not no_follow:
+            _refuse_symbolic_link(path)
+            if not os.path.samestat(status, os.lstat(path)):
+                raise _refusal(path, "replaced while it was opened")
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink > 1:
+            raise _refusal(path, "not a regular file" if not stat.S_ISREG(status.st_mode)
+                           else f"a hard link (a file with {status.st_nlink} names)")
+        if non_blocking:
+            os.set_blocking(fd, True)
+    except BaseException:
         os.close(fd)
-        raise _refusal(path, "not a regular file" if not stat.S_ISREG(status.st_mode)
-                       else f"a hard link (a file with {status.st_nlink} names)")
-    os.set_blocking(fd, True)
+        raise
     return fd
+
+
+def _refuse_symbolic_link(path: Path) -> None:
+    try:
+        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if is_link:
+        raise _refusal(path, _link_text(path))
 
 
 def append_text(path: Path) -> TextIO:

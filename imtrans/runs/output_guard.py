@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.core.atomic import atomic_write
-from imtrans.errors import DataError, ImtransError
 from imtrans.core.jsonfile import loads_bounded
+from imtrans.core.open_flags import open_flags
 from imtrans.core.paths import real_path
 from imtrans.core.regular_files import describe_kind, why_not_folder
-from imtrans.runs.lock import LOCK_NAME
+from imtrans.errors import DataError, ImtransError
 from imtrans.runs.directory import RunDir
+from imtrans.runs.lock import LOCK_NAME
 
 __all__ = ["RECORD_NAME", "OutputRecord", "guard_outputs", "refuse_run_file", "run_file_of"]
 
@@ -136,7 +137,9 @@ class OutputRecord:
             self.foreign = True  # a link, FIFO or folder of that name: never ours
             return
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            # (Windows has neither flag, nor FIFOs; the lstat above refused a link.)
+            flags = open_flags("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY")
+            fd = os.open(self.path, os.O_RDONLY | flags)
             with os.fdopen(fd, "rb") as file:
                 lines = file.read(64 << 20).splitlines()
         except OSError:
@@ -183,8 +186,8 @@ class OutputRecord:
             # The user allowed replacing it (--overwrite): start a record of our own.
             atomic_write(self.path, json.dumps(_HEADER) + "\n")
             self.foreign, self._lines = False, 0
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self.path, flags, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = os.open(self.path, flags | open_flags("O_NOFOLLOW", "O_CLOEXEC", "O_BINARY"), 0o644)
         with os.fdopen(fd, "ab") as file:
             if os.fstat(file.fileno()).st_size == 0:
                 file.write((json.dumps(_HEADER) + "\n").encode())

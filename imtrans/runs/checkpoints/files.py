@@ -32,10 +32,11 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from imtrans.core.atomic import atomic_path
-from imtrans.runs.checkpoints.foreign import foreign_file_message
-from imtrans.errors import CheckpointError
 from imtrans.core.jsonfile import JsonTooDeepError, loads_bounded
+from imtrans.core.open_flags import open_flags
 from imtrans.core.regular_files import open_regular_file
+from imtrans.errors import CheckpointError
+from imtrans.runs.checkpoints.foreign import foreign_file_message
 
 __all__ = [
     "FORMAT_VERSION",
@@ -260,7 +261,8 @@ def _write_bytes(path: Path, data: bytes | _SafetensorsFile) -> None:
 
     A :class:`_SafetensorsFile` is streamed piece by piece, never joined in memory.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    # O_BINARY (Windows): a text-mode descriptor would turn each 0x0A byte into 0D 0A.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | open_flags("O_BINARY"), 0o644)
     with os.fdopen(fd, "wb") as handle:
         if isinstance(data, _SafetensorsFile):
             for piece in data.pieces():

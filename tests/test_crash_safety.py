@@ -18,7 +18,7 @@ import torch
 from imtrans.core.atomic import TEMP_PREFIX
 from imtrans.runs.checkpoints import files as checkpoint
 from imtrans.runs.checkpoints.files import list_checkpoints, load_checkpoint
-from imtrans.training.loss_log import MetricsLog
+from imtrans.training.records import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLEGAN = str(ROOT / "recipes" / "cyclegan_photo2monet.toml")

@@ -105,7 +105,7 @@ def test_a_damaged_metrics_line_is_skipped_with_a_warning_and_the_run_resumes(
 
 def test_a_torn_last_metrics_line_is_dropped_without_a_warning(
         base_run: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
-    from imtrans.training.loss_log import MetricsLog
+    from imtrans.training.records import MetricsLog
 
     run_dir = copy_run(base_run, tmp_path)
     metrics = run_dir / "metrics.jsonl"

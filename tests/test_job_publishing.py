@@ -20,7 +20,7 @@ from imtrans.runs.directory import RunDir
 from imtrans.training import loop
 from imtrans.training.build import build_training
 from imtrans.training.jobs import Job, JobContext, JobList, Need, default_jobs
-from imtrans.training.run_log import RunLog
+from imtrans.training.records import RunLog
 from imtrans.training.state import Plan, TrainingState
 
 PIX2PIX = ROOT / "recipes" / "pix2pix_edges2shoes.toml"
@@ -100,7 +100,7 @@ def test_a_whole_run_places_evaluation_and_the_report_among_the_training_jobs(
                          log=RunLog(run.metrics))
     jobs = default_jobs(context, extra)
     assert [type(job).__name__ for job in jobs] == [
-        "NonFiniteCheck", "LogRecord", "Progress", "SampleGrid", "EpochEnd", "Checkpoint",
+        "NonFiniteCheck", "LogRecord", "Progress", "SampleGrid", "EpochEnd", "CheckpointJob",
         "EvaluationJob", "Trackers", "ReportJob", "StopVote", "Published"]
     # No job holds another: they meet on the state only.
     for job in jobs:

@@ -12,8 +12,8 @@ from torch import nn
 from imtrans.errors import NonFiniteError
 from imtrans.runs.checkpoints.files import list_checkpoints, load_checkpoint
 from imtrans.trainers.cyclegan import CycleGANTrainer
-from imtrans.training.loss_log import MetricsLog
 from imtrans.training.nonfinite import NonFiniteWatch
+from imtrans.training.records import MetricsLog
 
 #: Every step logged and saved is checked; a checkpoint every 2 steps to roll back to.
 SETTINGS = {"train__checkpoint_every": 2, "train__log_every": 3, "train__sample_every": 100,

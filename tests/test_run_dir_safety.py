@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from imtrans.cli import cli
 from imtrans.runs.lock import LOCK_NAME
-from imtrans.training.loss_log import MetricsLog
+from imtrans.training.records import MetricsLog
 from tests.conftest import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]

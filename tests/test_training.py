@@ -184,13 +184,13 @@ def test_image_size_the_generator_cannot_take_is_refused_before_writing(tmp_path
 def test_checkpoint_cadence() -> None:
     from imtrans.catalogue.plugins import load_components
     from imtrans.catalogue.recipe_loader import load_recipe
-    from imtrans.training.jobs import Checkpoint
+    from imtrans.training.jobs import CheckpointJob
     from imtrans.training.state import Plan, TrainingState
 
     def due(step: int, minutes_ago: float, **train: object) -> bool:
         overrides = [f"train.{k}={v}" for k, v in train.items()]
         recipe = load_recipe(CYCLEGAN, overrides, registry=load_components(autoload=False))
-        job = Checkpoint(recipe, trainer=None, schedule=None, run_dir=None,  # type: ignore[arg-type]
+        job = CheckpointJob(recipe, trainer=None, schedule=None, run_dir=None,  # type: ignore[arg-type]
                          environment={})
         now = time.monotonic()
         state = TrainingState(Plan(steps_per_epoch=10, total_steps=1000, epochs=100,

@@ -19,7 +19,7 @@ from imtrans.runs.directory import RunDir
 from imtrans.trainers.base import Trainer
 from imtrans.trainers.ema import GeneratorEMA
 from imtrans.training.jobs.base import Job
-from imtrans.training.loss_log import MetricsLog
+from imtrans.training.records import MetricsLog
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need
 

@@ -38,10 +38,8 @@ from imtrans.runs.file_access import check_run_dir
 from imtrans.runs.lock import RunLock, lock_run_dir
 from imtrans.training.build import Training
 from imtrans.training.jobs import JobContext, JobList
-from imtrans.training.loss_log import MetricsLog
-from imtrans.training.run_log import RunLog, open_trackers
+from imtrans.training.records import LoggedObserver, MetricsLog, RunLog, TrainLog, open_trackers
 from imtrans.training.state import TrainingState
-from imtrans.training.train_log import LoggedObserver, TrainLog
 
 __all__ = ["FitResult", "RunSession"]
 

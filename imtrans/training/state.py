@@ -19,8 +19,8 @@ from torch import Tensor
 
 from imtrans.data.sampler import batches_per_epoch
 from imtrans.recipe.schema import Recipe
-from imtrans.training.loss_log import LossMeter
 from imtrans.training.nonfinite import NonFiniteWatch
+from imtrans.training.records import LossMeter
 from imtrans.training.step_outcome import StepOutcome
 
 __all__ = ["Plan", "TrainingState"]

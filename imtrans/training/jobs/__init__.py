@@ -12,7 +12,7 @@ the sample grid, the checkpoint, the scores) for the jobs after it, and declares
 3. :class:`Progress`: the observer hears of every step (speed, ETA, a line now and then);
 4. :class:`SampleGrid`: a sample grid every ``train.sample_every`` steps;
 5. :class:`EpochEnd`: the schedule hears the epoch's generator loss;
-6. :class:`Checkpoint`: checkpoints and retention (and the step's weights when a job after
+6. :class:`CheckpointJob`: checkpoints and retention (and the step's weights when a job after
    it needs them as a file);
 7. the jobs the caller adds after the checkpoint (:class:`ExtraJobs`): evaluation during
    training, scores and the best checkpoint (``[eval]``, :mod:`imtrans.evaluation.job`);
@@ -30,11 +30,11 @@ on the process that writes (rank 0).
 from __future__ import annotations
 
 from imtrans.training.jobs.base import Job, RolledBack
-from imtrans.training.jobs.checkpoint import Checkpoint
+from imtrans.training.jobs.checkpoint import CheckpointJob
 from imtrans.training.jobs.extra import ExtraJobs, JobContext
 from imtrans.training.jobs.job_list import JobList
-from imtrans.training.jobs.log import LogRecord, Progress
 from imtrans.training.jobs.nonfinite import NonFiniteCheck
+from imtrans.training.jobs.record import LogRecord, Progress
 from imtrans.training.jobs.samples import SampleGrid
 from imtrans.training.jobs.schedule import EpochEnd
 from imtrans.training.jobs.stop import StopVote
@@ -42,7 +42,7 @@ from imtrans.training.jobs.trackers import Trackers
 from imtrans.training.step_outcome import Need
 
 __all__ = [
-    "Checkpoint",
+    "CheckpointJob",
     "EpochEnd",
     "ExtraJobs",
     "Job",
@@ -81,7 +81,7 @@ def default_jobs(context: JobContext, extra: ExtraJobs | None = None) -> list[Jo
         jobs.append(SampleGrid(recipe.train.sample_every, trainer, training.sample_batch,
                                run_dir, ema=training.ema))
     jobs += [EpochEnd(schedule),
-             Checkpoint(recipe, trainer, schedule, run_dir if writes else None,
+             CheckpointJob(recipe, trainer, schedule, run_dir if writes else None,
                         context.environment, ema=training.ema),
              *extra.after_checkpoint(context)]
     if log is not None:

@@ -21,10 +21,10 @@ from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need
 
-__all__ = ["Checkpoint"]
+__all__ = ["CheckpointJob"]
 
 
-class Checkpoint(Job):
+class CheckpointJob(Job):
     """Saves the whole training state, publishes it and applies retention.
 
     Args:

@@ -20,7 +20,7 @@ from imtrans.core.observer import TrainingObserver
 from imtrans.runs.directory import RunDir
 from imtrans.training.build import Training
 from imtrans.training.jobs.base import Job
-from imtrans.training.run_log import RunLog
+from imtrans.training.records import RunLog
 
 __all__ = ["ExtraJobs", "JobContext"]
 

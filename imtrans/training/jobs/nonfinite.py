@@ -16,8 +16,8 @@ from imtrans.errors import NonFiniteError
 from imtrans.recipe.schema import TrainTable
 from imtrans.trainers.base import Trainer
 from imtrans.training.jobs.base import Job, RolledBack
-from imtrans.training.loss_log import MetricsLog
 from imtrans.training.nonfinite import NonFinite, stop_message
+from imtrans.training.records import MetricsLog
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need
 

@@ -1,11 +1,11 @@
 """The logger backends' part of the loop: each sample grid as an image (the one the sample job
 published in the step), and closing at the end. (The recipe reaches them at the start, and
-scalars with each metrics record, through :class:`imtrans.training.run_log.RunLog`.)"""
+scalars with each metrics record, through :class:`imtrans.training.records.RunLog`.)"""
 
 from __future__ import annotations
 
 from imtrans.training.jobs.base import Job
-from imtrans.training.run_log import RunLog
+from imtrans.training.records import RunLog
 from imtrans.training.state import TrainingState
 
 __all__ = ["Trackers"]

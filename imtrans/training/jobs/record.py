@@ -18,7 +18,7 @@ from typing import Any
 from imtrans.core.eta import ProgressStatus, Throughput
 from imtrans.core.observer import TrainingObserver
 from imtrans.training.jobs.base import Job
-from imtrans.training.loss_log import MetricsLog
+from imtrans.training.records import MetricsLog
 from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need

@@ -122,7 +122,9 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
                *(["--resume", str(checkpoint)] if checkpoint else []),
                *(["--allow-changes"] if ctx.params.get("allow_changes") else [])]
     started = time.time()
-    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_launcher)
+    # Windows refuses any preexec_fn (and has no prctl to call in one).
+    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_launcher
+                               if sys.platform != "win32" else None)
     signalled = []
 
     def forward(signum: int, frame: Any) -> None:

@@ -43,8 +43,10 @@ def run_ddp(recipe: Path, overrides: list[str], *, steps: int, warmup: int,
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=1", "-m", "imtrans.bench.suite.ddp_rank", spec]
     try:
+        # Windows refuses any preexec_fn (and has no prctl to call in one).
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+                              preexec_fn=(lambda: die_with_parent(signal.SIGTERM))
+                              if sys.platform != "win32" else None)
     except subprocess.TimeoutExpired:
         raise ImtransError(f"the DDP run took over {timeout_s:.0f} s (the deadline) and was "
                            "stopped") from None

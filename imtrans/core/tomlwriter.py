@@ -1,15 +1,19 @@
-"""A small TOML writer for recipes (the standard library reads TOML but cannot write it).
+"""TOML text from recipes, through tomli-w (the standard library reads TOML but cannot write it).
 
-It covers what a resolved recipe holds: nested tables of strings, numbers, booleans and
-arrays of those.
+:func:`dumps` writes whole tables (``recipe.toml``, ``imtrans validate --print``): any key
+(``"café" = 1`` is quoted), strings, numbers (``nan`` and ``inf`` included), booleans, arrays,
+nested tables and arrays of tables; what it writes, ``tomllib`` reads back equal. TOML has no
+null: a ``None`` is a ``TypeError``, as before (a resolved recipe leaves unset values out).
+:func:`toml_value` writes one value on one line, as ``--set KEY=VALUE`` and the component
+reference spell it.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from typing import Any
+
+import tomli_w
 
 __all__ = ["dumps", "toml_value"]
 
@@ -17,49 +21,44 @@ __all__ = ["dumps", "toml_value"]
 def dumps(data: Mapping[str, Any]) -> str:
     """Serialise nested tables to TOML text that ``tomllib.loads`` reads back equal.
 
+    Raises:
+        TypeError: a value TOML cannot hold (``None``, an object), or a key that is not a
+            string.
+
     Example:
         >>> print(dumps({"optim": {"lr": 0.0002, "betas": [0.5, 0.999]}}), end="")
         [optim]
         lr = 0.0002
-        betas = [0.5, 0.999]
+        betas = [
+            0.5,
+            0.999,
+        ]
     """
-    lines: list[str] = []
-    _table(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _table(data: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
-    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
-    if path and (scalars or not tables):
-        lines.append("")
-        lines.append(f"[{'.'.join(_key(p) for p in path)}]")
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {toml_value(value)}")
-    for key, value in tables.items():
-        _table(value, [*path, key], lines)
-
-
-def _key(key: str) -> str:
-    bare = key and all(c.isalnum() or c in "_-" for c in key)
-    return key if bare else json.dumps(key)
+    return tomli_w.dumps(data)
 
 
 def toml_value(value: Any) -> str:
-    """One value in TOML syntax: ``true``, ``0.0002``, ``"text"``, ``[1, 2]``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        # JSON's string escapes are valid TOML; TOML also forbids a raw DEL, which JSON keeps.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    """One value in TOML syntax, on one line: ``true``, ``0.0002``, ``"text"``, ``[1, 2]``,
+    ``{ a = 1 }``.
+
+    Example:
+        >>> print(toml_value(["café", 1.5, {"on": True}]))
+        ["café", 1.5, { on = true }]
+
+    Raises:
+        TypeError: a value TOML cannot hold (``None``, an object).
+    """
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_key(key)} = {toml_value(item)}"
+                                for key, item in value.items()) + " }"
+    # A scalar as tomli-w writes it; multiline_strings is off, so a newline is escaped.
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").removesuffix("\n")
+
+
+def _key(key: str) -> str:
+    """A key as tomli-w writes it: bare (``lr``) or quoted (``"café"``)."""
+    return tomli_w.dumps({key: 0}).removesuffix(" = 0\n")

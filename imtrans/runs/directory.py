@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imtrans.core.atomic import atomic_write
-from imtrans.errors import RecipeError
 from imtrans.core.git_head import head_commit
 from imtrans.core.paths import check_run_name
 from imtrans.core.printable import printable_path
 from imtrans.core.regular_files import why_not_folder
 from imtrans.core.tomlwriter import dumps
+from imtrans.errors import RecipeError
 from imtrans.version import __version__
 
 if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay free of torch

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from torch import nn
 
-from imtrans.runs.checkpoints.files import load_checkpoint
-from imtrans.runs.checkpoints.lookup import find_checkpoint
 from imtrans.core.state_tensors import load_module_tensors, tensors_with_prefix
 from imtrans.errors import CheckpointError, RecipeError
 from imtrans.recipe import InitTable
+from imtrans.runs.checkpoints.files import load_checkpoint
+from imtrans.runs.checkpoints.lookup import find_checkpoint
 
 __all__ = ["Initialised", "load_initial_weights"]
 

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imtrans.core.regular_files import check_regular_file
+from imtrans.errors import CheckpointError
 from imtrans.runs.checkpoints.files import latest_checkpoint, parse_checkpoint_name
 from imtrans.runs.checkpoints.foreign import official_folder_message
-from imtrans.errors import CheckpointError
-from imtrans.core.regular_files import check_regular_file
 from imtrans.runs.directory import RunDir, latest_run_dir
 
 if TYPE_CHECKING:

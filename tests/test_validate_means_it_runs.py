@@ -73,6 +73,8 @@ REFUSED = {
     "run.device='cpu:3'": ["run.device = 'cpu:3'"],
     "data.in_channels=5": ["[losses.identity]", "data.in_channels = data.out_channels"],
     "run.name=../x": ["run.name = '../x'", "is not a folder name"],
+    # Refused by run's build only, until validate checked the [speed] switches too.
+    "speed.cuda_graphs=true": ["speed.cuda_graphs = true needs a CUDA device", "'cpu'"],
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.autograd.grad_mode import _unsafe_preserve_version_counter
 from torch.nn.parallel import DistributedDataParallel
 
 from imtrans.core.stop_signals import STOP_SIGNALS
@@ -75,6 +76,20 @@ class GanDDP(DistributedDataParallel):
     """
 
     solo_group: Any = None  # a group of this rank alone, for sync batch norm without peers
+
+    def _sync_buffers(self) -> None:
+        """DDP's per-forward buffer broadcast, hidden from autograd's version counters.
+
+        A step calls a discriminator twice before one backward (on the fake, then on the
+        real), and batch norm saves its running statistics for that backward; the second
+        forward's broadcast writes them in place. On torch 2.11 that write bumped their
+        version counters and the backward failed ("modified by an inplace operation ... is
+        at version 4; expected version 3"); torch 2.13 wraps the broadcast as here. A
+        training-mode backward never reads the running statistics, so the gradients are the
+        same; on a torch that wraps it already, this wrap changes nothing.
+        """
+        with _unsafe_preserve_version_counter(tuple(self.module.buffers())):
+            super()._sync_buffers()
 
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.module.parameters()):

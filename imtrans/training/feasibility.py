@@ -29,6 +29,7 @@ from imtrans.core.device import device_memory, parse_device
 from imtrans.errors import InvalidArgumentError, RecipeError
 from imtrans.recipe.schema import Recipe
 from imtrans.trainers.base import NetworkSpec, Trainer
+from imtrans.training.speed import check_speed
 
 __all__ = ["check_feasible", "check_network_sizes", "estimate_bytes"]
 
@@ -61,7 +62,8 @@ def check_feasible(recipe: Recipe, registry: Components, trainer: Trainer | None
     which networks it needs); built here otherwise.
 
     Raises:
-        RecipeError: ``run.device`` names no device here; ``data.crop_size`` is not a
+        RecipeError: ``run.device`` names no device here; a ``[speed]`` switch it cannot
+            honour (:func:`~imtrans.training.speed.check_speed`); ``data.crop_size`` is not a
             multiple a generator needs, or too small for a network's depth; or the networks
             cannot fit in the device's memory.
     """
@@ -69,6 +71,7 @@ def check_feasible(recipe: Recipe, registry: Components, trainer: Trainer | None
         device = parse_device(recipe.run.device, "run.device")
     except InvalidArgumentError as exc:
         raise RecipeError(str(exc)) from None
+    check_speed(recipe.speed, device)  # what apply_speed refuses: `validate` refuses it too
     trainer = trainer if trainer is not None else build_trainer(recipe, registry)
     specs = network_specs(trainer, recipe)
     check_network_sizes(recipe, specs)

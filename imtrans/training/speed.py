@@ -38,7 +38,15 @@ from imtrans.errors import RecipeError
 if TYPE_CHECKING:
     from imtrans.recipe import SpeedTable
 
-__all__ = ["apply_speed", "check_speed"]
+__all__ = ["apply_speed", "check_speed", "compiler_settings"]
+
+#: The installed torch's (major, minor) release.
+_TORCH_RELEASE = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+#: The first torch whose CPU compiler builds a vectorised tile load with a computed index
+#: (see :func:`compiler_settings`).
+_CPU_TILE_FIXED = (2, 13)
+
 
 @dataclass(frozen=True)
 class _NetworkSpeed:
@@ -54,8 +62,9 @@ def check_speed(speed: SpeedTable, device: torch.device) -> None:
     """Refuse switches ``device`` cannot honour, before anything is built or written.
 
     Raises:
-        RecipeError: ``cuda_graphs`` off CUDA, ``bf16`` on a GPU without bf16, or
-            ``fused_adam`` on a device without the fused kernel.
+        RecipeError: ``cuda_graphs`` off CUDA, ``bf16`` on a GPU without bf16, ``compile =
+            "step"`` on a torch whose compiler cannot take a backward, or ``fused_adam`` on a
+            device without the fused kernel.
     """
     if speed.cuda_graphs and device.type != "cuda":
         raise RecipeError(
@@ -64,11 +73,11 @@ def check_speed(speed: SpeedTable, device: torch.device) -> None:
     if speed.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise RecipeError(f'speed.precision = "bf16", but {torch.cuda.get_device_name(device)} '
                           'has no bf16 support; use precision = "fp32"')
-    if speed.compile == "step" and not hasattr(torch._dynamo.config, "trace_autograd_ops"):
+    if speed.compile == "step" and not _compiler_traces_backward():
         raise RecipeError(
-            f'speed.compile = "step" needs a torch whose compiler traces backward calls '
-            f"(torch._dynamo.config.trace_autograd_ops); torch {torch.__version__} has none: "
-            'use speed.compile = "networks"')
+            f'speed.compile = "step": unsupported on torch {_release_text()}: needs torch >= '
+            "2.11, whose compiler traces backward calls (torch._dynamo.config."
+            'trace_autograd_ops); use speed.compile = "networks"')
     if speed.fused_adam:
         # Adam(fused=True) checks the device only at its first step; torch's own list (no
         # public API yet) lets a run stop before anything is written.
@@ -79,6 +88,38 @@ def check_speed(speed: SpeedTable, device: torch.device) -> None:
             raise RecipeError(
                 f"speed.fused_adam = true: torch {torch.__version__} has no fused Adam on "
                 f"{device.type!r} (only on {', '.join(supported)}); set it to false")
+
+
+def _compiler_traces_backward() -> bool:
+    """Whether torch's compiler can take ``backward()`` calls into a graph."""
+    return hasattr(torch._dynamo.config, "trace_autograd_ops")
+
+
+def _release_text() -> str:
+    """The installed torch's release without its build tag (``2.11.0``, not ``2.11.0+cu130``)."""
+    return torch.__version__.split("+")[0]
+
+
+def compiler_settings(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The inductor settings a compile for ``device`` runs under: none but on the CPU with a
+    torch before 2.13, which builds no vectorised kernels there.
+
+    Those releases' CPU code generator turns a load whose index is read from a tensor (the
+    image pool's query of its stored images, in a whole-step compile) into a 2-D vectorised
+    tile that uses the index before declaring it: the C++ compiler fails (``CppCompileError``,
+    "'tmp6' was not declared in this scope"; seen with CycleGAN at batch 1 on torch 2.11;
+    2.13's generator refuses such a tile). Scalar kernels have no tile, so they compile, more
+    slowly; GPUs use other kernels and keep every setting.
+
+    Example:
+        >>> compiler_settings(torch.device("cuda"))  # doctest: +ELLIPSIS
+        <contextlib.nullcontext object at ...>
+    """
+    if device.type != "cpu" or _TORCH_RELEASE >= _CPU_TILE_FIXED:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch({"cpp.simdlen": 0})  # 0: no vector width, scalar loops
 
 
 def apply_speed(networks: dict[str, nn.Module], speed: SpeedTable, device: torch.device

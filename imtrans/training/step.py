@@ -31,6 +31,7 @@ from imtrans.errors import RecipeError
 from imtrans.trainers.base import Trainer, image_pools
 from imtrans.trainers.image_pool import in_query_order
 from imtrans.trainers.updates import VIEW, CompiledView, GroupView
+from imtrans.training.speed import compiler_settings
 
 if TYPE_CHECKING:
     from imtrans.trainers.ema import GeneratorEMA
@@ -74,7 +75,8 @@ class TrainingStep:
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
         try:
-            with torch._dynamo.config.patch(trace_autograd_ops=True):
+            with (torch._dynamo.config.patch(trace_autograd_ops=True),
+                  compiler_settings(self.device)):  # the graph compiles in the first call
                 terms = self._compiled(self, batch)
         except torch._dynamo.exc.TorchDynamoException as exc:  # a graph break, a backend
             # failure: the recipe asked for what this trainer or torch cannot do

@@ -52,6 +52,7 @@ def tiny_suite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
     return result, output
 
 
+@pytest.mark.floor
 def test_one_line_per_case_and_mode(tiny_suite: tuple[Result, Path]) -> None:
     result, output = tiny_suite
     lines = lines_of(result)
@@ -78,6 +79,7 @@ def test_one_line_per_case_and_mode(tiny_suite: tuple[Result, Path]) -> None:
     assert [json.loads(line) for line in output.read_text().splitlines()] == lines
 
 
+@pytest.mark.floor
 def test_sweeps_and_the_ddp_line(tiny_suite: tuple[Result, Path]) -> None:
     lines = lines_of(tiny_suite[0])
     sweeps = {r["case"]: r for r in lines if "best_batch_size" in r}
@@ -94,6 +96,7 @@ def test_sweeps_and_the_ddp_line(tiny_suite: tuple[Result, Path]) -> None:
     assert ddp[0]["batch_size"] == sweeps["pix2pix_sweep"]["best_batch_size"]
 
 
+@pytest.mark.floor
 def test_summary_table_rows(tiny_suite: tuple[Result, Path]) -> None:
     stderr = tiny_suite[0].stderr.splitlines()
     header = next(i for i, line in enumerate(stderr) if line.split()[:3] == ["case", "mode",
@@ -206,6 +209,7 @@ def test_bad_options_are_one_clear_error(args: tuple[str, ...], expected: str) -
     assert expected in cli_error(invoke(*args))
 
 
+@pytest.mark.floor
 @pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")),
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_the_whole_step_compile_mode_on_the_cpu() -> None:

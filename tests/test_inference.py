@@ -16,6 +16,8 @@ from imtrans.errors import CheckpointError, InvalidArgumentError
 from imtrans.inference import load_translator
 from imtrans.inference.tiling import padded_size, reflect_pad, tile_starts, translate_tiled
 
+pytestmark = pytest.mark.floor  # translate: CI runs these on the torch floor too
+
 
 def test_padding_and_tiling_arithmetic() -> None:
     assert [padded_size(s, 4) for s in (1, 4, 5, 77)] == [4, 4, 8, 80]

@@ -27,6 +27,8 @@ from imtrans.losses import (
     wasserstein_loss,
 )
 
+pytestmark = pytest.mark.floor  # CI runs these on the torch floor too
+
 ADVERSARIAL = [VanillaGANLoss, LSGANLoss, HingeLoss, WGANGPLoss]
 PAIR = [L1Loss, CycleLoss, IdentityLoss]
 

@@ -32,6 +32,8 @@ from imtrans.nn import (
 from imtrans.nn.generators.resnet import ResnetBlock
 from imtrans.nn.layers import conv_bias, norm_layer
 
+pytestmark = pytest.mark.floor  # CI runs these on the torch floor too
+
 Builder = Callable[..., nn.Module]
 _GEN = (resnet, resnet_9blocks, resnet_6blocks, unet, unet_256, unet_128)
 GENERATORS: dict[str, Builder] = {b.__name__: b for b in _GEN}

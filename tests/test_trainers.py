@@ -19,6 +19,8 @@ from imtrans.trainers.image_pool import ImagePool
 from imtrans.training.build import build_training
 from imtrans.training.schedules import LRSchedule
 
+pytestmark = pytest.mark.floor  # CI runs these on the torch floor too
+
 
 @pytest.fixture(scope="module")
 def builtins() -> Components:

@@ -49,6 +49,7 @@ def final_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(latest)
 
 
+@pytest.mark.floor
 def test_mission_recipes_train_on_the_bundled_sample(tmp_path: Path) -> None:
     on_any_device = [o for o in TINY if not o.startswith("run.device")]
     proc = imtrans(tmp_path, "run", CYCLEGAN, *sets(*on_any_device, "train.max_steps=3",
@@ -85,10 +86,12 @@ def test_same_seed_same_losses_and_a_second_run_gets_its_own_directory(tmp_path:
 @pytest.mark.parametrize(("recipe", "extra"), ids=["cyclegan", "pix2pix", "cyclegan-cache"],
                          argvalues=[
     # CycleGAN with dropout and a small pool: the pool and the dropout RNG must resume too.
-    (CYCLEGAN, ["generator.dropout=true", "trainer.pool_size=2"]),
+    pytest.param(CYCLEGAN, ["generator.dropout=true", "trainer.pool_size=2"],
+                 marks=pytest.mark.floor),
     # pix2pix: batch norm statistics, dropout, a learning rate decaying across epochs, and
     # the random crop and flip drawn on the training device.
-    (PIX2PIX, [*TINY_UNET, "data.batch_size=2", "data.augment=device"]),
+    pytest.param(PIX2PIX, [*TINY_UNET, "data.batch_size=2", "data.augment=device"],
+                 marks=pytest.mark.floor),
     # The images held in memory (data.cache), with B drawn at random per item.
     (CYCLEGAN, ["data.cache=device", "trainer.pool_size=2"]),
 ])

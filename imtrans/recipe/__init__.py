@@ -3,8 +3,8 @@ nothing of imtrans but the errors. Loading TOML files with ``--set`` overrides a
 them against the registries is the catalogue's job (:mod:`imtrans.catalogue.recipe_loader`).
 
 Example:
-    >>> from imtrans.recipe import Recipe
-    >>> Recipe.model_fields["train"].default.log_every
+    >>> from imtrans.recipe import TrainTable
+    >>> TrainTable().log_every
     50
 """
 

@@ -573,18 +573,19 @@ def test_a_killed_rank_is_one_error_line_with_the_resume_command(tmp_path: Path)
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
         f"error: rank 1 (pid {victim}) was killed by SIGKILL, so torchrun stopped the other "
-        f"ranks; resume from its last checkpoint with: imtrans run {RECIPE} --resume "
+        f"ranks; resume from its last checkpoint with: imtrans run {RECIPE} --nproc 2 --resume "
         f"{run_dir} (torchrun's report: {run_dir / 'torchrun.log'})"], stderr
     assert "ChildFailedError" in (run_dir / "torchrun.log").read_text()  # kept, not shown
-    # The line's resume command works.
+    # The line's resume command works (with 2 processes: the checkpoint's global batch).
     from imtrans.runs.checkpoints.files import list_checkpoints
 
     step = list_checkpoints(run_dir / "checkpoints")[-1][0]
-    resumed = invoke("run", RECIPE, *tiny_sets(tmp_path / "runs", step + 1,
-                                               schedule__n_epochs=100000),
-                     "--resume", str(run_dir))
-    assert resumed.exit_code == 0, resumed.output
-    assert f"finished at step {step + 1}" in resumed.output
+    resumed = subprocess.run(
+        [sys.executable, "-m", "imtrans", "run", RECIPE, "--nproc", "2",
+         *tiny_sets(tmp_path / "runs", step + 1, schedule__n_epochs=100000),
+         "--resume", str(run_dir)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"finished at step {step + 1}" in resumed.stderr
     # An imtrans error that every rank meets is said once, by rank 0.
     changed = subprocess.run(
         [sys.executable, "-m", "imtrans", "run", RECIPE, "--nproc", "2", *sets,

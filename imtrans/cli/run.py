@@ -151,7 +151,7 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
         # run.output_dir.
         folders = [output_dir] + ([Path(checkpoint).resolve().parent.parent.parent]
                                   if checkpoint else [])
-        report_ranks(reports, code, recipe_path, folders, started)  # one line, if failed
+        report_ranks(reports, code, recipe_path, folders, started, nproc)  # one line, if failed
     sys.exit(code)
 
 

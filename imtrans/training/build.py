@@ -85,12 +85,14 @@ class Training:
         task settings that differ to ``changes``.
 
         Raises:
-            CheckpointError: unreadable, or made with other networks (see
+            CheckpointError: unreadable, made with other networks, or by another number of
+                processes at another global batch (see
                 :func:`imtrans.training.checkpointing.restore`).
         """
         return training_checkpoint.restore(checkpoint, self.trainer, self.schedule,
                                            self.recipe, self.device, notes=notes,
-                                           changes=changes, ema=self.ema)
+                                           changes=changes, ema=self.ema,
+                                           processes=self.plan.processes if self.plan else 1)
 
 
 def build_training(recipe: Recipe, registry: Components | None = None, *,

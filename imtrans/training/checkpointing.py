@@ -5,7 +5,9 @@ optimiser's state (``optim.<name>.*``), the RNG states (``rng.*``) and the train
 state such as image pools (``trainer.*``), and with ``train.ema`` the generators' moving
 average (``ema.<role>.*``, see :mod:`imtrans.trainers.ema`); and in its manifest: the step
 and epoch, the resolved recipe, the optimisers' hyperparameters, the schedule state, the
-environment and, with an average, its decay and roles (``ema``).
+environment, the number of processes that trained it and their batch size (``processes``,
+``batch_size``: the global batch decides where a step falls in the data and the schedule)
+and, with an average, its decay and roles (``ema``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from imtrans.trainers.base import Trainer, load_trainer_state_tensors, trainer_s
 from imtrans.trainers.ema import EMA_PREFIX, GeneratorEMA
 from imtrans.training.schedules import LRSchedule
 
-__all__ = ["TASK_DATA_KEYS", "TASK_TABLES", "prune", "restore", "save", "task_changes"]
+__all__ = ["TASK_DATA_KEYS", "TASK_TABLES", "check_processes", "prune", "restore", "save",
+           "task_changes"]
 
 #: Recipe tables that decide the shapes of the saved tensors; a resume must agree on them.
 ARCHITECTURE = ("trainer", "generator", "discriminator")
@@ -45,12 +48,14 @@ ARCHITECTURE = ("trainer", "generator", "discriminator")
 
 def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
          steps_per_epoch: int, recipe: Recipe, environment: dict[str, Any], *,
-         extra: dict[str, Any] | None = None, ema: GeneratorEMA | None = None) -> Path:
+         extra: dict[str, Any] | None = None, ema: GeneratorEMA | None = None,
+         processes: int = 1) -> Path:
     """Write the checkpoint of ``step`` into ``directory``; return its path.
 
     ``extra`` adds manifest entries (``imported``: where an imported run came from); ``ema``,
     the generators' moving average, is saved as ``ema.<role>.*`` (its decay and roles in the
-    manifest's ``ema``)."""
+    manifest's ``ema``); ``processes``, how many trained it (each with ``data.batch_size``),
+    is recorded for :func:`restore` to check."""
     tensors: dict[str, torch.Tensor] = {}
     optimizers: dict[str, Any] = {}
     for name, module in trainer.modules().items():
@@ -71,6 +76,8 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
         "optimizers": optimizers,
         "schedule": schedule.state(),
         "environment": environment,
+        "processes": processes,
+        "batch_size": recipe.data.batch_size,
     } | ({"ema": {"decay": ema.decay, "roles": ema.roles}} if ema is not None else {}) \
       | (extra or {})
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,7 +88,7 @@ def save(directory: Path, trainer: Trainer, schedule: LRSchedule, step: int,
 def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
             device: torch.device, *, notes: list[str] | None = None,
             changes: dict[str, list[Any]] | None = None,
-            ema: GeneratorEMA | None = None) -> int:
+            ema: GeneratorEMA | None = None, processes: int = 1) -> int:
     """Load ``path`` into a trainer built from ``recipe``; return the step to continue from.
 
     ``notes`` receives warnings about settings that make the continuation differ from the
@@ -89,15 +96,18 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     ``changes`` the task settings that differ (see :func:`task_changes`). ``ema`` (the run's
     ``train.ema``) is loaded from the checkpoint's average; a checkpoint without one starts it
     from the loaded weights, and an average the run does not keep is ignored (both noted).
+    ``processes`` is how many train the continuation (see :func:`check_processes`).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, was made with different networks
-            (the message names the component and the setting that differs), or holds trainer
-            state (such as an image pool) this trainer cannot take.
+            (the message names the component and the setting that differs), by another
+            number of processes at another global batch, or holds trainer state (such as an
+            image pool) this trainer cannot take.
     """
     checkpoint = load_checkpoint(path)
     manifest = checkpoint.manifest
     _check_architecture(manifest.get("recipe", {}), recipe.resolved(), path)
+    check_processes(manifest, recipe, processes, path, notes, changes)
     if notes is not None:
         notes += _changed_defaults(manifest.get("recipe", {}), recipe)
     if changes is not None and "imported" not in manifest:
@@ -125,6 +135,60 @@ def restore(path: Path, trainer: Trainer, schedule: LRSchedule, recipe: Recipe,
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: incomplete training checkpoint: missing or malformed "
                               f"{exc}") from None
+
+
+def check_processes(manifest: dict[str, Any], recipe: Recipe, processes: int, path: Path,
+                    notes: list[str] | None = None,
+                    changes: dict[str, list[Any]] | None = None) -> None:
+    """Refuse to continue a checkpoint with another global batch than it was trained with.
+
+    A step's place in the data (its epoch and batch) and in the schedule is reckoned at the
+    global batch, ``processes x data.batch_size``: over 4 images, 4 steps of 2 processes x 1
+    image are 2 epochs, of 1 process x 1 image 1 epoch. Another process count at the
+    same global batch continues in the same place: it goes into ``changes`` (recorded, like
+    the ``data.batch_size`` that changed with it). A checkpoint older than this record is
+    taken to have been trained as this run is (said in ``notes``); step 0 and imported
+    checkpoints have no place to keep.
+
+    Raises:
+        CheckpointError: another global batch, in one line naming both counts and batch sizes
+            and the commands that continue; or a malformed record.
+    """
+    step, saved = manifest.get("step"), manifest.get("processes")
+    if "imported" in manifest or step == 0:
+        return
+    batch = recipe.data.batch_size
+    if saved is None:
+        if notes is not None:
+            notes.append(f"{path.name} predates the record of the process count: it is taken "
+                         f"to have been trained as this run is, by {_processes(processes)} of "
+                         f"data.batch_size {batch}; if it was not, resume it with that count")
+        return
+    saved_batch = manifest.get("batch_size")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+               for n in (saved, saved_batch)):
+        raise CheckpointError(f"{path}: malformed process record (processes {saved!r}, "
+                              f"batch_size {saved_batch!r})")
+    if saved == processes:
+        return  # a batch size change is a task change (task_changes): as before
+    if saved * saved_batch == processes * batch:
+        if changes is not None:
+            changes["processes (--nproc)"] = [saved, processes]
+        return
+    global_batch = saved * saved_batch
+    same = (f", or keep {global_batch} images a step: --nproc {processes} --set "
+            f"data.batch_size={global_batch // processes} --allow-changes"
+            if global_batch % processes == 0 else "")
+    raise CheckpointError(
+        f"{path} was trained by {_processes(saved)} of data.batch_size {saved_batch} "
+        f"({global_batch} images a step), this run has {_processes(processes)} of "
+        f"data.batch_size {batch} ({processes * batch} a step): its step {step} would fall in "
+        f"another place of the epochs and the schedule. Resume it with {_processes(saved)} "
+        f"(--nproc {saved}){same}")
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count != 1 else ''}"
 
 
 def _restore_ema(ema: GeneratorEMA | None, tensors: dict[str, torch.Tensor], path: Path,

@@ -37,12 +37,15 @@ class Plan:
         total_steps: Steps of the whole run (all epochs, or ``train.max_steps``).
         epochs: Epochs of the schedule (constant plus decay).
         global_batch: Images per step over all processes (``data.batch_size`` x processes).
+        processes: How many processes train together (checkpoints record it: a step's place
+            in the data and the schedule depends on the global batch).
     """
 
     steps_per_epoch: int
     total_steps: int
     epochs: int
     global_batch: int
+    processes: int = 1
 
     @classmethod
     def of(cls, recipe: Recipe, dataset_length: int, world_size: int = 1) -> Plan:
@@ -53,7 +56,7 @@ class Plan:
         total = epochs * steps_per_epoch
         if recipe.train.max_steps is not None:
             total = min(total, recipe.train.max_steps)
-        return cls(steps_per_epoch, total, epochs, global_batch)
+        return cls(steps_per_epoch, total, epochs, global_batch, world_size)
 
 
 @dataclass

@@ -125,10 +125,12 @@ def _exit_quietly(code: int) -> NoReturn:
 
 
 def report_ranks(reports: Path, code: int, recipe_path: str, folders: list[Path],
-                 started: float) -> None:
+                 started: float, nproc: int = 1) -> None:
     """After torchrun ended with ``code``: when a rank failed, keep the reports as
     ``torchrun.log`` in the run directory (the one in ``folders`` whose ``train.log`` was
-    written last, after ``started``) and raise one error naming the rank and how it ended.
+    written last, after ``started``) and raise one error naming the rank and how it ended,
+    and the command that goes on (with ``--nproc nproc``: a checkpoint resumes with the
+    process count that trained it).
     When that rank met an imtrans error (every rank may), its own message is raised instead,
     once; nothing is raised when the rank printed its line itself (exit status 1).
 
@@ -169,7 +171,7 @@ def report_ranks(reports: Path, code: int, recipe_path: str, folders: list[Path]
     if how is None:
         return
     raise ImtransError(f"rank {first['rank']} (pid {first['pid']}) {how}, so torchrun stopped "
-                       f"the other ranks; {_resume_hint(recipe_path, run_dir)} (torchrun's "
+                       f"the other ranks; {_resume_hint(recipe_path, run_dir, nproc)} (torchrun's "
                        f"report: {kept})")
 
 
@@ -227,15 +229,16 @@ def _run_dir_written_since(folders: list[Path], started: float) -> Path | None:
     return newest[1] if newest else None
 
 
-def _resume_hint(recipe_path: str, run_dir: Path | None) -> str:
+def _resume_hint(recipe_path: str, run_dir: Path | None, nproc: int) -> str:
     """How to go on: from the run's last checkpoint, or from the start when it has none."""
     from imtrans.runs.checkpoints.files import latest_checkpoint
     from imtrans.runs.directory import RunDir
 
+    command = f"imtrans run {recipe_path}" + (f" --nproc {nproc}" if nproc > 1 else "")
     last = latest_checkpoint(RunDir(run_dir).checkpoints) if run_dir is not None else None
     if last is None:
-        return f"no checkpoint was saved: start again with imtrans run {recipe_path}"
-    return f"resume from its last checkpoint with: imtrans run {recipe_path} --resume {run_dir}"
+        return f"no checkpoint was saved: start again with {command}"
+    return f"resume from its last checkpoint with: {command} --resume {run_dir}"
 
 
 def _append(path: Path, text: str) -> None:

@@ -91,4 +91,5 @@ class CheckpointJob(Job):
                                               self.recipe.train.on_nonfinite))
         state.saved(training_checkpoint.save(
             self.run_dir.checkpoints, self.trainer, self.schedule, state.step,
-            state.plan.steps_per_epoch, self.recipe, self.environment, ema=self.ema))
+            state.plan.steps_per_epoch, self.recipe, self.environment, ema=self.ema,
+            processes=state.plan.processes))

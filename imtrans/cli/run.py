@@ -27,9 +27,11 @@ __all__ = ["run"]
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a recipe value (repeatable), e.g. --set train.max_steps=20.")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None,
-              metavar="[CHECKPOINT|RUN_DIR]",
+              metavar="[auto|CHECKPOINT|RUN_DIR]",
               help="Continue a run exactly: from the latest run of this recipe (no value), "
-                   "a run directory, or a checkpoint file.")
+                   "a run directory, or a checkpoint file. 'auto': resume this recipe's run "
+                   "(run.output_dir/run.name) if it has a checkpoint, else start it there; "
+                   "for jobs that rerun the same command (Slurm requeue, torchrun restarts).")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train with N processes on this machine (one per GPU), through torchrun; "
                    "data.batch_size is per process.")
@@ -49,24 +51,32 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.cli.progress import RichProgress
     from imtrans.core.distributed import is_main_process
     from imtrans.runner import fit
-    from imtrans.runs.checkpoints.lookup import find_resume_point
+    from imtrans.runs.checkpoints.lookup import AUTO, find_resume_point, resume_or_start
     from imtrans.training.torchrun import keep_rank_failure
 
     loaded = components()
     recipe = load_recipe(recipe_path, overrides, registry=loaded)
-    checkpoint = find_resume_point(resume, recipe) if resume else None
+    run_dir = None  # a resume writes into its checkpoint's run; a start into a new one...
+    if resume == AUTO:  # ...or, with auto, into the recipe's run directory (no -2)
+        found = resume_or_start(recipe)
+        checkpoint = found.checkpoint
+        run_dir = found.run_dir if checkpoint is None else None
+    else:
+        checkpoint = find_resume_point(resume, recipe) if resume else None
     # What validate checks too: data folders, the output folder, [eval] (before any process).
     check_runnable(recipe, loaded, new_run=checkpoint is None)
     if nproc > 1:
         from imtrans.training.feasibility import check_feasible
 
         check_feasible(recipe, loaded)  # before any process starts (each rank's build checks too)
-        _launch_processes(ctx, nproc, recipe_path, overrides, checkpoint, recipe.run.device,
+        # Every rank loads the checkpoint resolved here; a start stays "auto" (no -2 then).
+        forwarded = str(checkpoint) if checkpoint else (AUTO if resume == AUTO else None)
+        _launch_processes(ctx, nproc, recipe_path, overrides, forwarded, recipe.run.device,
                           Path(recipe.run.output_dir))
     console = stderr_console()
     try:
-        result = fit(recipe, registry=loaded, resume=checkpoint, observer=RichProgress(console),
-                     allow_changes=allow_changes)
+        result = fit(recipe, registry=loaded, resume=checkpoint, run_dir=run_dir,
+                     observer=RichProgress(console), allow_changes=allow_changes)
     except TrainingInterrupted as exc:
         if is_main_process():  # under torchrun, rank 0 speaks for all
             console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
@@ -88,11 +98,12 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
 
 
 def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
-                     overrides: tuple[str, ...], checkpoint: Any, device: str,
+                     overrides: tuple[str, ...], resume: str | None, device: str,
                      output_dir: Path) -> None:
     """Run this command again as ``nproc`` processes through torchrun; exit with their code.
 
-    ``--resume`` is passed as the checkpoint it resolved to, so every rank loads the same one.
+    ``resume`` is what the ranks get as ``--resume``: the checkpoint it resolved to, so every
+    rank loads the same one (or ``auto`` for a run that starts in its own run directory).
     ``nproc`` above the usable CPU cores, or above the GPUs when ``device`` (``run.device``)
     trains on them, is refused before anything starts. torchrun dies with this process (on
     Linux; each rank then stops as after SIGTERM), so a ``kill -9`` of it leaves no rank.
@@ -104,6 +115,7 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     import time
 
     from imtrans.core.stop_signals import STOP_SIGNALS
+    from imtrans.runs.checkpoints.lookup import AUTO
     from imtrans.training.torchrun import RANK_REPORTS, report_ranks
 
     if "RANK" in os.environ:
@@ -119,7 +131,7 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     command = [sys.executable, "-m", *launcher, "--standalone",
                f"--nproc_per_node={nproc}", "-m", "imtrans", *debug, "run", recipe_path,
                *(arg for o in overrides for arg in ("--set", o)),
-               *(["--resume", str(checkpoint)] if checkpoint else []),
+               *(["--resume", resume] if resume else []),
                *(["--allow-changes"] if ctx.params.get("allow_changes") else [])]
     started = time.time()
     # Windows refuses any preexec_fn (and has no prctl to call in one).
@@ -149,8 +161,8 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     if reports is not None:
         # A resume writes into the checkpoint's run (or a branch beside it), a new run under
         # run.output_dir.
-        folders = [output_dir] + ([Path(checkpoint).resolve().parent.parent.parent]
-                                  if checkpoint else [])
+        folders = [output_dir] + ([Path(resume).resolve().parent.parent.parent]
+                                  if resume and resume != AUTO else [])
         report_ranks(reports, code, recipe_path, folders, started, nproc)  # one line, if failed
     sys.exit(code)
 

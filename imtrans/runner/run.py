@@ -52,7 +52,10 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         overrides: ``section.key=value`` strings, as ``--set`` takes them.
         registry: The components (default: built-ins and installed plugins).
         resume: Continue a run exactly: ``"latest"`` (the newest run of the recipe's name),
-            a run directory or a checkpoint file.
+            a run directory or a checkpoint file; or ``"auto"``: resume the run directory
+            ``run_dir`` (default ``run.output_dir/run.name``) if it holds a checkpoint, else
+            start the run there (for jobs that rerun the same command; see
+            :func:`imtrans.runs.checkpoints.lookup.resume_or_start`).
         run_dir: Where to write (default: see :func:`fit`).
         observer: Receives progress (a :class:`TrainingObserver`; default: silent).
         jobs: Periodic jobs of your own, run after the standard ones.
@@ -66,7 +69,7 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         ImtransError: a bad recipe, bad data, an incompatible checkpoint...
     """
     from imtrans.catalogue.recipe_loader import apply_override, load_recipe, recipe_from_dict
-    from imtrans.runs.checkpoints.lookup import find_resume_point
+    from imtrans.runs.checkpoints.lookup import AUTO, find_resume_point, resume_or_start
 
     registry = registry or components()
     overrides = list(overrides)
@@ -77,6 +80,11 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         for override in overrides:
             apply_override(raw, override)
         recipe = recipe_from_dict(raw, registry=registry)
-    checkpoint = (find_resume_point(str(resume), recipe) if resume is not None else None)
+    if isinstance(resume, str) and resume == AUTO:  # a Path("auto") is a folder of that name
+        found = resume_or_start(recipe, run_dir)
+        checkpoint = found.checkpoint  # a resume writes into its checkpoint's run, as always
+        run_dir = found.run_dir if checkpoint is None else None
+    else:
+        checkpoint = find_resume_point(str(resume), recipe) if resume is not None else None
     return fit(recipe, registry=registry, resume=checkpoint, run_dir=run_dir,
                observer=observer, jobs=jobs, allow_changes=allow_changes)

@@ -8,9 +8,10 @@ steps that concerns the run directory and the files in it, in the order it happe
 2. :meth:`RunSession.restore`: the checkpoint's step, with its notes and task changes (a
    resume with other task settings is refused without ``allow_changes``);
 3. :meth:`RunSession.open`: the run directory named (a resume from a checkpoint older than its
-   run's newest continues in a branch), created and locked, its record written, its metrics
-   cut at the step resumed from and what a killed process was writing removed; then the
-   greeting, the resume notes and warnings, and the records opened;
+   run's newest continues in a branch), created and locked (a start in a given directory
+   only if it holds no checkpoint), its record written, its metrics cut at the step resumed
+   from and what a killed process was writing removed; every process checked to start at
+   rank 0's step; then the greeting, the resume notes and warnings, and the records opened;
 4. :meth:`RunSession.ending`: around the training loop, the end of the run: the jobs finish
    (a normal end, or a stop on request) or salvage what was recorded (a failure).
 """
@@ -33,6 +34,7 @@ from imtrans.core.printable import printable_path
 from imtrans.core.stop_signals import StopRequested
 from imtrans.errors import CheckpointError, TrainingInterrupted
 from imtrans.runs.checkpoints.files import list_checkpoints
+from imtrans.runs.checkpoints.lookup import check_start_in
 from imtrans.runs.directory import RunDir, create_run_dir, write_run_record
 from imtrans.runs.file_access import check_run_dir
 from imtrans.runs.lock import RunLock, lock_run_dir
@@ -149,6 +151,7 @@ class RunSession:
             run_dir = create_run_dir(Path(recipe.run.output_dir),
                                      recipe.run.name or recipe.trainer.name)
         run = RunDir(ddp.share_path(run_dir))  # rank 0 created it; the others know its name
+        _same_start_on_every_rank(ddp, state.step, self.resume)
         if not ddp.is_main:
             return run, {}
         if not any(lock.path.parent == run.root for lock in self.locks):
@@ -156,6 +159,10 @@ class RunSession:
                 lock.release()
             self.locks.append(lock_run_dir(run.root))  # before anything there is written
         check_run_dir(run.root)  # no link inside it would take a write elsewhere
+        if self.resume is None:  # a start: into a directory no run has a checkpoint in
+            started_over = check_start_in(run.root)  # (--resume auto found one stopped early)
+            if started_over is not None:
+                self.notes.append(started_over)
         return run, _write_run_start(training, registry, run, state)
 
     @contextmanager
@@ -188,6 +195,22 @@ class RunSession:
             ddp.close()  # what follows involves no other rank
             _warn_skipped(training.data.skipped if training.data else [], observer)
         jobs.finish(state)  # the trackers' job closes them last, after the final records
+
+
+def _same_start_on_every_rank(ddp: distributed.Distributed, step: int,
+                              resume: Path | None) -> None:
+    """Refuse a rank that starts at another step than rank 0: each found its checkpoint for
+    itself (``--resume auto``, ``latest``, a run directory), and one that cannot see rank 0's
+    files (another machine without the shared file system) would train another run."""
+    if not ddp.enabled:
+        return
+    # Rank 0's step travels as a path: the one thing the ranks already share that way.
+    first = int(ddp.share_path(Path(str(step))).name)
+    if first != step:
+        raise CheckpointError(
+            f"rank {ddp.rank} starts at step {step} ({resume or 'no checkpoint'}) but rank 0 "
+            f"at step {first}: every process must see the same run directory (a file system "
+            "they share); resume them all from one checkpoint file")
 
 
 def _write_run_start(training: Training, registry: Components, run: RunDir,

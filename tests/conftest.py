@@ -12,7 +12,34 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+# One thread for torch in each test process and in the processes tests start (they inherit
+# the environment): the suite's networks are tiny, and pytest-xdist runs one test process per
+# core (pyproject.toml), so more threads only fight over the cores; on a busy 2-core machine a
+# 2-thread Inception pass ran ten times slower than a 1-thread one. Set before torch is
+# imported (it reads the variable once); a value the user set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
+
+#: The files that take longest (half a minute to two minutes each on one core, measured with
+#: ``--durations=0``): they start first, so the test processes, which take whole files
+#: (``--dist loadfile``), finish together instead of one running a long file alone at the end.
+#: Longest first; the order of the other files and of the tests within a file is kept.
+LONGEST_FILES = [
+    "tests/test_training.py", "tests/test_evaluation.py", "tests/test_crash_safety.py",
+    "tests/test_distributed.py", "tests/test_cut_plugin.py", "tests/test_hostile_runs.py",
+    "tests/test_step_compile.py", "tests/test_hostile_bounds.py", "tests/test_no_hang.py",
+    "tests/test_hostile_inputs.py", "tests/test_soak.py", "tests/test_bench_suite.py",
+    "tests/test_example_plugin.py", "tests/test_portability.py", "tests/test_export.py",
+    "tests/test_types.py", "tests/test_run_dir_safety.py", "tests/test_bad_data.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of :data:`LONGEST_FILES` first (every test process orders them alike)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
 
 #: Tiny networks at 32 px on the CPU: a run of a few steps takes a second or two.
 TINY_RUN = {

@@ -35,6 +35,16 @@ LONGEST_FILES = [
 ]
 
 
+def pytest_xdist_auto_num_workers() -> int:
+    """``-n auto``: one test process per CPU this process may use (its affinity: taskset and
+    containers narrow it), hyperthreads included; pytest-xdist's own count, where psutil is
+    installed, is of physical cores, one on a 2-vCPU machine that shares a core."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the tests of :data:`LONGEST_FILES` first (every test process orders them alike)."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}

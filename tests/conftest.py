@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from filelock import FileLock
 
 # One thread for torch in each test process and in the processes tests start (they inherit
 # the environment): the suite's networks are tiny, and pytest-xdist runs one test process per
@@ -125,17 +126,31 @@ def cyclegan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- a real browser (report pages, translate --html) -------------------------------------
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """A headless Chromium: IMTRANS_CHROMIUM, one on PATH, or Debian's package installed now."""
+def find_chromium() -> str | None:
+    """IMTRANS_CHROMIUM, or a Chromium on PATH."""
     names = [os.environ.get("IMTRANS_CHROMIUM", ""), "chromium", "chromium-browser",
              "google-chrome"]
-    found = next((shutil.which(n) for n in names if n and shutil.which(n)), None)
+    return next((shutil.which(n) for n in names if n and shutil.which(n)), None)
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A headless Chromium: IMTRANS_CHROMIUM, one on PATH, or Debian's package installed now."""
+    found = find_chromium()
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.skip("no Chromium found (set IMTRANS_CHROMIUM, or install chromium); "
                     "installing it needs root and apt-get")
+    # The test processes (pytest-xdist) take turns, through a lock in the folder their
+    # temporary folders share: a second `apt-get update` at the same time would fail on apt's
+    # own lock and skip that process's browser tests. The next one in finds it installed.
+    with FileLock(tmp_path_factory.getbasetemp().parent / "chromium-install.lock"):
+        return find_chromium() or _install_chromium()
+
+
+def _install_chromium() -> str:
+    """Install Debian's chromium with apt-get (as root); skip the test when that fails."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     commands = [["apt-get", "update"],
                 ["apt-get", "install", "-y", "--no-install-recommends",

@@ -17,8 +17,7 @@ import inspect
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from torch import nn
 from torch.autograd.grad_mode import _unsafe_preserve_version_counter
 from torch.nn.parallel import DistributedDataParallel
 
-from imtrans.core.stop_signals import STOP_SIGNALS
+from imtrans.core.stop_signals import StopSignals
 from imtrans.errors import ImtransError
 
 __all__ = ["Distributed", "GanDDP", "die_with_parent", "is_main_process", "join", "unwrap"]
@@ -124,7 +123,9 @@ class Distributed:
         self.rank, self.world_size, self.device, self.owned = rank, world_size, device, owned
         self._stop_flag = torch.zeros(1)
         self._stop_work: Any = None
-        self._signalled = False
+        # With several processes the ranks agree on a stop one step later.
+        self._stops = StopSignals(stop_at_once=not self.enabled,
+                                  steps_to_agree=int(self.enabled))
         self._flag_group: Any = None
         self._solo_group: Any = None
         if self.enabled:
@@ -183,40 +184,21 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return Path(box[0])  # type: ignore[arg-type]
 
-    @contextlib.contextmanager
-    def interrupts(self, on_request: Callable[[str], None] | None = None) -> Iterator[None]:
+    def interrupts(self, on_request: Callable[[str], None] | None = None
+                   ) -> contextlib.AbstractContextManager[None]:
         """Turn SIGTERM, SIGHUP and Ctrl-C (:data:`STOP_SIGNALS`) into a request to stop that
-        :meth:`should_stop` reports.
+        :meth:`should_stop` reports, for the length of the ``with`` block (the handlers found
+        are put back after it; see :class:`~imtrans.core.stop_signals.StopSignals`).
 
         Raising at once would end the step half done (one network updated, not the other),
         and with several processes would leave the other ranks waiting at a gradient
         reduction this rank never joins; instead the run stops after the step under way (all
         ranks agree on which). ``on_request`` hears of the first signal at once, with a line
-        to show. A second Ctrl-C in one process raises ``KeyboardInterrupt`` there and then:
-        the way out of a step that takes too long, at the price of that step.
+        to show (how long the wait is, when long). A second Ctrl-C in one process raises
+        ``KeyboardInterrupt`` there and then: the way out of a step that takes too long, at
+        the price of that step.
         """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request(signum: int, frame: Any) -> None:
-            if self._signalled and signum == signal.SIGINT and not self.enabled:
-                raise KeyboardInterrupt
-            if self._signalled:
-                return
-            self._signalled = True
-            if on_request is not None:
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                again = "" if self.enabled else " (Ctrl-C again: stop at once, without it)"
-                on_request(f"{name}: stopping after this step, with a checkpoint of it..."
-                           + again)
-
-        previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return self._stops.installed(on_request)
 
     def should_stop(self) -> bool:
         """Whether any rank was signalled, agreed by all ranks at the same step.
@@ -224,13 +206,14 @@ class Distributed:
         Called once per step: it reads the previous step's vote (a CPU all-reduce that ran
         meanwhile) and starts this step's, so it costs no wait on the GPU.
         """
+        self._stops.step_ended()  # the host clock of the wait a stop notice announces
         if not self.enabled:
-            return self._signalled
+            return self._stops.requested
         stop = False
         if self._stop_work is not None:
             self._stop_work.wait()
             stop = bool(self._stop_flag.item())
-        self._stop_flag = torch.tensor([float(self._signalled)])
+        self._stop_flag = torch.tensor([float(self._stops.requested)])
         self._stop_work = dist.all_reduce(self._stop_flag, op=dist.ReduceOp.MAX,
                                           group=self._flag_group, async_op=True)
         return stop

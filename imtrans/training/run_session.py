@@ -31,8 +31,8 @@ from imtrans.core import distributed
 from imtrans.core.atomic import remove_temporaries
 from imtrans.core.observer import TrainingObserver
 from imtrans.core.printable import printable_path
-from imtrans.core.stop_signals import StopRequested
-from imtrans.errors import CheckpointError, TrainingInterrupted
+from imtrans.core.stop_signals import SignalInterrupted, StopRequested
+from imtrans.errors import CheckpointError
 from imtrans.runs.checkpoints.files import list_checkpoints
 from imtrans.runs.checkpoints.lookup import check_start_in
 from imtrans.runs.directory import RunDir, create_run_dir, write_run_record
@@ -172,21 +172,23 @@ class RunSession:
 
         A normal end lets the jobs finish (the last checkpoint, the report) once the other
         processes are let go. A stop on request (Ctrl-C or SIGTERM, after the step under way)
-        lets them finish too and raises TrainingInterrupted; a second Ctrl-C in the middle of
-        a step, or any failure, lets them salvage what was recorded (never the weights).
+        lets them finish too and raises TrainingInterrupted (a :class:`SignalInterrupted`,
+        also a ``KeyboardInterrupt``: a program training in its own process, pytest for one,
+        stops too); a second Ctrl-C in the middle of a step, or any failure, lets them
+        salvage what was recorded (never the weights).
         Either way, the unusable image files the data replaced are said at the end.
         """
         try:
             yield
         except StopRequested:
             jobs.finish(state)
-            raise TrainingInterrupted(
+            raise SignalInterrupted(
                 f"interrupted at step {state.step}; checkpoint saved to "
                 f"{state.last_checkpoint}. Resume with: imtrans run RECIPE --resume "
                 f"{state.last_checkpoint}") from None
         except KeyboardInterrupt:  # a second Ctrl-C, in the middle of a step: that step is lost
             jobs.salvage(state, observer)
-            raise TrainingInterrupted(_stopped_at_once(state)) from None
+            raise SignalInterrupted(_stopped_at_once(state)) from None
         except BaseException:
             jobs.salvage(state, observer)
             raise

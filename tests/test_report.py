@@ -167,10 +167,18 @@ def test_best_and_last_checkpoints_and_eval_results(cyclegan_run: Path, tmp_path
     assert rows == {"is-last": "step_00000004.safetensors", "is-best": "best.safetensors"}
     assert "Best seen by fid" in html and "fid = 120.5 (lower is better) at step 2" in html
     assert "optimistically biased" in html and "the result of this run" in html
-    assert "133.2" in html and "0.048 ± 0.003" in html and ">test<" in html
+    assert "133.2" in html and "0.04800 ± 0.00300" in html and ">test<" in html
     assert "half.json" in html and "unreadable" in html
-    assert "warning: FID on 8 images is strongly biased upward" in html
+    assert "<li>warning: FID on 8 images is strongly biased upward</li>" in html
     assert "no evaluation yet" not in html
+    # The scores come first; the protocol is no column but a folded list under its row.
+    table = html[html.index('<table class="results">'):]
+    head = re.findall(r"<th[^>]*>([^<]*)</th>", table[:table.index("</thead>")])
+    assert head == ["result", "fid", "kid", "psnr", "ssim", "step", "epoch", "split",
+                    "direction"]
+    assert re.search(r'<details class="protocol"><summary>protocol: 8 images</summary>'
+                     r"<dl class=\"protocol\"><dt>checkpoint</dt><dd>step_00000004"
+                     r"\.safetensors</dd>.*<dt>size</dt><dd>32</dd>", table)
 
 
 def test_empty_run_directory(tmp_path: Path) -> None:
@@ -700,3 +708,179 @@ def test_comparison_in_chromium(chromium: str, pix2pix_run: Path, cyclegan_run: 
     with Image.open(shot) as image:
         colours = image.convert("RGB").resize((320, 400)).getcolors(maxcolors=1 << 16) or []
     assert len(colours) > 100, "the screenshot looks blank"
+
+
+# --- the evaluation table ------------------------------------------------------------------
+
+
+def test_scores_and_spreads_share_one_formatter() -> None:
+    from imtrans.report.numbers import format_score, format_spread
+
+    # KID on a set no larger than its subset size: every subset is the same, kid_std is noise.
+    assert format_spread(0.30080000123, 3.142e-16) == "0.3008 ± <0.0001"
+    assert format_spread(0.4289, 0.01223) == "0.4289 ± 0.0122"
+    assert format_spread(0.3008, 0.0) == "0.3008 ± 0.0000"
+    assert format_spread(437.43, 12.345) == "437.4 ± 12.3"
+    assert format_spread(2101.1, 0.04) == "2101 ± <1"
+    assert format_spread(0.5, None) == "0.5000"
+    assert format_spread(None, 0.1) == "— ± 0.1000"
+    assert format_spread(3e-7, 1e-9) == "3.000e-07 ± 1.000e-09"  # too small for 4 decimals
+    # FID, KID, PSNR, SSIM: 4 significant digits, fixed-point, trailing zeros kept.
+    assert [format_score(v) for v in (437.4279413675595, 0.2629759396113877, 7.4926,
+                                      0.048, 133.25, 9.99996, 0, None, float("nan"))] == [
+        "437.4", "0.2630", "7.493", "0.04800", "133.2", "10.00", "0.000", "—", "nan"]
+
+
+def real_eval_result(checkpoint: str, warnings: list[str]) -> dict[str, Any]:
+    """A result as `imtrans eval --metrics fid,kid,psnr,ssim` writes it (its protocol copied
+    from one such file; KID on 5 images, so kid_std is rounding noise)."""
+    return {
+        "checkpoint": checkpoint, "step": 4, "epoch": 0, "split": "val", "direction": "AtoB",
+        "metrics": {"fid": 437.4279413675595, "kid": 0.30080000123, "kid_std": 3.142e-16,
+                    "psnr": 7.501740850704363, "ssim": 0.2629759396113877},
+        "warnings": warnings,
+        "protocol": {
+            "data_root": "/work/main/imtrans/samples/edges2shoes", "split": "val",
+            "paired": True, "images": {"generated": 5, "real": 5}, "image_size": 64,
+            "test_preprocessing": "resize to 64x64, no crop, no flip",
+            "generation": {"mode": "paper", "seed": 0},
+            "inception": {
+                "file": "/work/shared/weights/fid_inception_tf2015.pt",
+                "sha256": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+                "standard": True,
+                "input": "uint8 RGB -> [0, 1] -> bilinear resize to 299 (align_corners=False, "
+                         "no antialias) -> x * 2 - 1",
+                "features": "pool3, 2048-d; FID statistics in float64 (torchmetrics)"},
+            "kid": {"kernel": "cubic polynomial, gamma 1/2048, coef 1",
+                    "estimator": "unbiased MMD^2", "subsets": 100, "subset_size": 5, "seed": 0},
+            "psnr_ssim": "kornia, per image then averaged, [0, 1] range, SSIM 11x11 Gaussian "
+                         "window, PSNR capped at 100 dB"}}
+
+
+EVAL_WARNINGS = [
+    "FID on 5 images is strongly biased upward and comparable only with FID on as many "
+    "images; compare KID, or use at least 50 images (the papers use the full test split)",
+    "KID on 5 images is unbiased but noisy, and its subsets of 5 images overlap so much that "
+    "kid_std understates that noise; use at least 50 images (the papers use the full test "
+    "split)",
+    "FID and KID were computed with non-standard Inception weights /tmp/pytest-of-someone/"
+    "pytest-12/test_trust_flag_loads_a_nonsta0/pixels.pt (sha256 8da6332f25531a049f618047fc1b1c"
+    "7e65193b5eac534793f338d46618cd8842), trusted by the user: they are not comparable with "
+    "published scores or with scores of the standard weights"]
+
+# Measures the evaluation table in the browser's own layout: the box of every cell, warning
+# and protocol entry against its card's content box, with the protocols folded and unfolded,
+# and leaves the findings as JSON in the DOM.
+_TABLE_PROBE = """<script>
+window.addEventListener("load", function () { setTimeout(function () {
+  var card = document.getElementById("evaluation"), style = getComputedStyle(card);
+  var box = card.getBoundingClientRect();
+  var inner = {left: box.left + parseFloat(style.paddingLeft),
+               right: box.right - parseFloat(style.paddingRight)};
+  function measure(nodes) {
+    return Array.prototype.map.call(nodes, function (node) {
+      var r = node.getBoundingClientRect(), s = getComputedStyle(node);
+      var range = document.createRange();
+      range.selectNodeContents(node);
+      var content = range.getBoundingClientRect();
+      return {text: node.textContent, left: r.left, right: r.right, height: r.height,
+              blank: r.height - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom) -
+                     content.height,
+              clipped: node.scrollWidth > node.clientWidth + 1,
+              overflow: s.textOverflow, whiteSpace: s.whiteSpace};
+    });
+  }
+  function all() {
+    var table = card.querySelector("table"), scroll = table.parentNode, warned = [];
+    var walk = document.createTreeWalker(table, NodeFilter.SHOW_TEXT);
+    while (walk.nextNode()) {  // each element whose text starts "warning:"
+      if (walk.currentNode.data.indexOf("warning:") === 0) {
+        warned.push(walk.currentNode.parentNode);
+      }
+    }
+    return {cells: measure(table.querySelectorAll("th, tr:not(.details) > td")),
+            warnings: measure(warned),
+            entries: measure(table.querySelectorAll("details[open] dd")),
+            table: table.getBoundingClientRect().right,
+            scrolls: scroll.scrollWidth > scroll.clientWidth,
+            below: box.bottom - parseFloat(style.paddingBottom) -
+                   table.getBoundingClientRect().bottom,
+            page: [document.documentElement.scrollWidth, window.innerWidth]};
+  }
+  var out = {card: inner, folded: all()};
+  document.querySelectorAll("details.protocol").forEach(function (d) { d.open = true; });
+  box = card.getBoundingClientRect();
+  out.unfolded = all();
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 100); });
+</script>"""
+
+
+def eval_run(tmp_path: Path) -> Path:
+    """A run directory holding two real-looking results, one of them with every warning."""
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    checkpoint = str(tmp_path / "runs" / "pix2pix_edges2shoes" / "checkpoints" /
+                     "step_00000004.safetensors")
+    (run / "eval" / "step_00000004_val_AtoB.json").write_text(
+        json.dumps(real_eval_result(checkpoint, EVAL_WARNINGS), indent=2))
+    ema = real_eval_result(checkpoint, EVAL_WARNINGS[:1])
+    ema["protocol"]["generation"]["weights"] = "ema"
+    (run / "eval" / "step_00000004_val_AtoB-267dce7e.json").write_text(json.dumps(ema))
+    return run
+
+
+@pytest.mark.parametrize("width", [1280, 1920, 700])
+def test_evaluation_table_fits_its_card_in_chromium(chromium: str, tmp_path: Path,
+                                                   width: int) -> None:
+    """At 1280 and 1920 px the table fits its card; at 700 px, too narrow for the scores, it
+    scrolls inside its card, and the warnings and protocol still wrap in the visible width."""
+    narrow = width < 1000
+    run = eval_run(tmp_path)
+    page = write_report(run)
+    probed = page.with_name("probe-report.html")
+    probed.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", _TABLE_PROBE + "</body>", 1), encoding="utf-8")
+    dom = browse(chromium, probed, tmp_path / "profile", f"--window-size={width},1400",
+                 "--dump-dom")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S)
+    assert found, dom[-2000:]
+    layout = json.loads(unescape(found.group(1)))
+    card = layout["card"]
+
+    for state in ("folded", "unfolded"):
+        measured = layout[state]
+        assert measured["page"][0] <= measured["page"][1], "the page scrolls sideways"
+        assert measured["scrolls"] == narrow  # scrolling only as the last resort
+        for cell in measured["cells"]:  # every header and score inside the card, none cut
+            assert card["left"] - 0.5 <= cell["left"], cell
+            assert narrow or cell["right"] <= card["right"] + 0.5, cell
+            assert not cell["clipped"], cell
+            # No blank band: no cell is much taller than what it holds (the protocol column
+            # stretched each row to some 200 px).
+            assert narrow or cell["blank"] < 16, cell
+        shown = [w["text"] for w in measured["warnings"]]
+        assert shown == [f"warning: {w}" for w in EVAL_WARNINGS[:1] + EVAL_WARNINGS]
+        for warning in measured["warnings"]:  # wrapped inside the card, never cut
+            assert warning["right"] <= card["right"] + 0.5 and not warning["clipped"], warning
+            assert warning["overflow"] != "ellipsis" and warning["whiteSpace"] != "nowrap"
+        assert 0 <= measured["below"] < 24, "a blank band under the table"
+    entries = layout["unfolded"]["entries"]
+    digest = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+    assert digest in [entry["text"] for entry in entries]
+    for entry in entries:  # the protocol's paths and digests wrap inside the card
+        assert entry["right"] <= card["right"] + 0.5 and not entry["clipped"], entry
+    assert layout["folded"]["cells"][0]["text"] == "result"
+    scores = [c["text"] for c in layout["folded"]["cells"]]
+    assert "0.3008 ± <0.0001" in scores and "437.4" in scores and "0.2630" in scores
+    assert not any("e-16" in text for text in scores)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"report-evaluation-{width}.png"
+    shot.unlink(missing_ok=True)
+    browse(chromium, page, tmp_path / "profile", f"--window-size={width},1100",
+           f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000

@@ -49,6 +49,24 @@ th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--lin
 th { color: #374151; font-weight: 600; background: #f9fafb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.compact { width: auto; min-width: 50%; }
+.table-scroll { max-width: 100%; overflow-x: auto; container-type: inline-size; }
+table.results th.num { text-align: right; }
+table.results td.file { overflow-wrap: anywhere; min-width: 10em; }
+table.results tr.scores:not(:last-child) td { border-bottom: none; }
+table.results tr.details td { padding-top: 0; overflow-wrap: anywhere; }
+/* Of no width of its own, the warnings and protocol neither widen the table nor squeeze a
+   column: they take the width the scores leave and wrap in it. On a screen too narrow for the
+   scores, where the table scrolls, they keep to the visible width and stay in view. */
+table.results .details-body { width: 0; min-width: min(100%, 100cqw - 20px);
+                              position: sticky; left: 10px; }
+ul.warnings { list-style: none; margin: 0 0 4px; padding: 0; color: #92400e; font-size: 13px; }
+ul.warnings li { margin: 2px 0; }
+details.protocol { font-size: 13px; color: #374151; }
+details.protocol summary { color: var(--muted); cursor: pointer; }
+dl.protocol { display: grid; grid-template-columns: max-content minmax(0, 1fr);
+              gap: 2px 12px; margin: 4px 0; }
+dl.protocol dt { color: var(--muted); }
+dl.protocol dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
 tr.is-best td { background: #fffbeb; }
 tr.is-last td { background: #eff6ff; }
 code, pre, td.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;

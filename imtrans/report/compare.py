@@ -19,6 +19,7 @@ from typing import Any
 from imtrans.report.charts import ChartBook
 from imtrans.report.data import RunData, Series
 from imtrans.report.layout import document, freshness, smoothing_control
+from imtrans.report.numbers import format_score
 from imtrans.report.sections import last_checkpoint
 from imtrans.report.svg import PALETTE, Line
 
@@ -86,7 +87,7 @@ def _runs(runs: Sequence[ComparedRun], colours: list[str]) -> str:
         best_text = "—"
         if best is not None:
             value = best.get("value")
-            shown = f"{value:.4g}" if isinstance(value, int | float) else str(value)
+            shown = format_score(value)
             best_text = f"{best.get('metric', '?')} = {shown} at step {best.get('step', '?')}"
         cells = [f'<span class="swatch" style="background: {colour}"></span>'
                  f"{escape(run.label)}", escape(data.trainer or "—"),

@@ -9,6 +9,8 @@ from pathlib import PurePath
 from typing import Any
 
 from imtrans.report.data import CheckpointEntry, RunData, Sample
+from imtrans.report.numbers import format_score
+from imtrans.report.results_table import results_table
 
 __all__ = ["checkpoints", "environment", "evaluation", "last_checkpoint", "recipe", "samples",
            "select_samples"]
@@ -20,7 +22,6 @@ _GRID_PADDING = 2  # pixels around each image of a grid (imtrans.training.sample
 _LABELLED_COLUMN = 96  # display pixels a column needs for a label such as "reconstructed A"
 _COLUMNS = {"pix2pix": "input | output | target",
             "cyclegan": "input | output | reconstruction (output translated back)"}
-_METRIC_ORDER = ("fid", "kid", "psnr", "ssim")
 
 
 def evaluation(data: RunData, charts: str) -> str:
@@ -32,7 +33,7 @@ def evaluation(data: RunData, charts: str) -> str:
         parts.append("<h3>During training</h3><p class=\"hint\">Scores on the evaluation "
                      "subset, one chart per metric.</p>" + charts)
     if data.eval_results:
-        parts.append("<h3>Results (eval/*.json)</h3>" + _eval_table(data.eval_results))
+        parts.append("<h3>Results (eval/*.json)</h3>" + results_table(data.eval_results))
     return "".join(parts) + "</section>"
 
 
@@ -169,7 +170,7 @@ def _best_callout(best: dict[str, Any], best_name: str | None,
                   found: list[CheckpointEntry]) -> str:
     metric = escape(str(best.get("metric", "the evaluation metric")))
     value = best.get("value")
-    shown = f"{value:.4g}" if isinstance(value, int | float) else escape(str(value))
+    shown = escape(format_score(value))
     lower = best.get("lower_is_better")
     better = "" if lower is None else (" (lower is better)" if lower else " (higher is better)")
     where = f"step {escape(str(best.get('step', '?')))}"
@@ -201,48 +202,6 @@ def _checkpoint_row(found: CheckpointEntry, is_last: bool, is_best: bool,
     return (f'<tr{row_class}><td class="mono">{escape(found.name)}{badges}</td>'
             f'<td class="num">{shown}</td><td class="num">{escape(epoch)}</td>'
             f'<td class="num">{_format_bytes(found.bytes)}</td></tr>')
-
-
-def _eval_table(results: list[tuple[str, dict[str, Any] | None]]) -> str:
-    metrics: list[str] = []
-    for _, result in results:
-        listed = (result or {}).get("metrics")
-        for key in listed if isinstance(listed, dict) else {}:
-            if key not in metrics and key != "kid_std":
-                metrics.append(key)
-    metrics.sort(key=lambda k: (_METRIC_ORDER.index(k) if k in _METRIC_ORDER else 99, k))
-    head = ["file", "checkpoint", "step", "epoch", "split", "direction", *metrics, "protocol"]
-    rows = []
-    for name, result in results:
-        if result is None:
-            rows.append(f'<tr><td class="mono">{escape(name)}</td><td colspan="{len(head) - 1}">'
-                        "unreadable (not a JSON object)</td></tr>")
-            continue
-        found = result.get("metrics")
-        scores: dict[str, Any] = found if isinstance(found, dict) else {}
-        cells = [f'<td class="mono">{escape(name)}</td>']
-        cells += [f"<td>{escape(_describe(result.get(key)))}</td>"
-                  for key in ("checkpoint", "step", "epoch", "split", "direction")]
-        for key in metrics:
-            text = _score(scores.get(key))
-            if key == "kid" and scores.get("kid_std") is not None:
-                text += f" ± {_score(scores['kid_std'])}"
-            cells.append(f'<td class="num">{escape(text)}</td>')
-        protocol = result.get("protocol")
-        cells.append(f"<td><small>{escape(_describe(protocol))}</small></td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-        warnings = result.get("warnings")
-        for warning in warnings if isinstance(warnings, list) else []:  # few images, ...
-            rows.append(f'<tr><td></td><td colspan="{len(head) - 1}"><small>warning: '
-                        f"{escape(str(warning))}</small></td></tr>")
-    header = "".join(f"<th>{escape(h)}</th>" for h in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _score(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
 
 
 def _describe(value: Any) -> str:

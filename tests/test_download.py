@@ -146,6 +146,55 @@ def test_http_errors_and_bad_urls_are_data_errors(server: Server, tmp_path: Path
         download("http://127.0.0.1:1/nothing", tmp_path / "x", timeout=5)
 
 
+def test_a_failed_download_leaves_no_folder_it_created(server: Server, tmp_path: Path) -> None:
+    datasets = tmp_path / "new" / "datasets"
+    good = _tar_gz(FACADES)
+    with pytest.raises(DataError, match=r"cannot download http://127\.0\.0\.1:1/"):  # refused
+        fetch_dataset(_entry(server, good, url="http://127.0.0.1:1/x"), datasets, timeout=5)
+    assert list(tmp_path.iterdir()) == []
+    server.body = b"x" * len(good)  # a wrong file: verified, deleted
+    with pytest.raises(DataError, match="failed verification"):
+        fetch_dataset(_entry(server, good), datasets)
+    assert list(tmp_path.iterdir()) == []
+    server.body, server.cut_after = good, 0  # the connection closes before a byte: no .part
+    with pytest.raises(DataError) as caught:
+        fetch_dataset(_entry(server, good), datasets)
+    assert str(caught.value) == (f"download of {server.url} interrupted after 0 of "
+                                 f"{len(good):,} bytes")  # nothing to resume from
+    assert list(tmp_path.iterdir()) == []
+    server.cut_after = 1000  # bytes to resume from: the .part and its folders stay
+    with pytest.raises(DataError, match="run it again to resume from"):
+        fetch_dataset(_entry(server, good), datasets)
+    assert [p.name for p in datasets.iterdir()] == ["facades.tar.gz.part"]
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, empty or not
+    with pytest.raises(DataError):
+        download("http://127.0.0.1:1/x", tmp_path / "kept" / "f", timeout=5)
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_a_download_that_may_not_resume_keeps_nothing(server: Server, tmp_path: Path) -> None:
+    server.body, server.cut_after = _tar_gz(FACADES), 1000
+    dest = tmp_path / "cache" / "file.tar.gz"
+    with pytest.raises(DataError) as caught:
+        download(server.url, dest, resumable=False)
+    assert str(caught.value) == (f"download of {server.url} interrupted after 1,000 of "
+                                 f"{len(server.body):,} bytes; nothing was kept")
+    assert list(tmp_path.iterdir()) == []  # no .part, no folder
+    dest.parent.mkdir()
+    (tmp_path / "cache" / "file.tar.gz.part").write_bytes(server.body[:500])
+    got = download(server.url, dest, resumable=False)
+    assert server.ranges[-1] is None  # the earlier .part was not resumed
+    assert got.path.read_bytes() == server.body
+
+
+def test_a_failed_extraction_leaves_no_folder_it_created(tmp_path: Path) -> None:
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"neither zip nor tar")
+    with pytest.raises(DataError, match="neither a zip nor a tar"):
+        extract(archive, tmp_path / "new" / "datasets" / "facades")
+    assert list(tmp_path.iterdir()) == [archive]
+
+
 ATTACKS = [(kind, attack) for kind in ("tar", "zip")
            for attack in ("dotdot", "absolute", "symlink", "abs_symlink", "hardlink")
            if (kind, attack) != ("zip", "hardlink")]  # zip has no hard links
@@ -175,7 +224,8 @@ def test_extract_refuses_members_that_escape(tmp_path: Path, kind: str, attack: 
     with pytest.raises(DataError, match=r"refusing to extract .*outside the destination"):
         extract(archive, dest)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
-    assert list((tmp_path / "out").iterdir()) == []  # neither dest nor the staging folder
+    # Neither dest nor the staging folder, nor the folder extract created for them.
+    assert not (tmp_path / "out").exists()
 
 
 def test_extract_without_a_top_folder_and_into_a_non_empty_folder(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ standard library is used (urllib, zipfile, tarfile).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -21,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPResponse
 from pathlib import Path
@@ -33,7 +34,8 @@ from imtrans.data.catalog import CatalogEntry, get_entry
 from imtrans.errors import DataError
 from imtrans.version import __version__
 
-__all__ = ["Downloaded", "Fetched", "Progress", "download", "extract", "fetch_dataset"]
+__all__ = ["Downloaded", "Fetched", "Progress", "created_folder", "download", "extract",
+           "fetch_dataset"]
 
 #: Called with (bytes so far, total bytes or None when the server does not say).
 Progress = Callable[[int, int | None], None]
@@ -76,8 +78,33 @@ def _digests(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), md5.hexdigest()
 
 
-def _open(url: str, offset: int, timeout: float) -> HTTPResponse:
-    headers = {"User-Agent": f"imtrans/{__version__}"}
+@contextlib.contextmanager
+def created_folder(folder: Path) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents for the block; when the block fails, remove
+    those it created that are empty again, so that a failed download leaves no empty folders
+    (a folder holding a ``.part`` kept to resume stays, with its parents).
+
+    Example:
+        >>> with created_folder(Path("datasets")) as folder:  # doctest: +SKIP
+        ...     download(url, folder / "facades.tar.gz")
+    """
+    folder = Path(folder)
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:
+                break  # not empty (a file kept to resume), or already gone: keep the rest
+        raise
+
+
+def _open(url: str, offset: int, timeout: float,
+          extra: Mapping[str, str] | None = None) -> HTTPResponse:
+    headers = {"User-Agent": f"imtrans/{__version__}", **(extra or {})}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
@@ -145,8 +172,12 @@ def _check_part(part: Path) -> None:
                     "through it; delete it to start over")
 
 
+class _Interrupted(Exception):
+    """A download stopped part-way: what its ``.part`` holds is a prefix of the file."""
+
+
 def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
-            timeout: float) -> None:
+            timeout: float, headers: Mapping[str, str] | None) -> None:
     """Bring ``part`` to the full length of ``url``, resuming it when possible."""
     size = bounds.limit if bounds.size_known else None
     offset = part.stat().st_size if part.exists() else 0
@@ -156,7 +187,7 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
     if size is not None and offset == size:
         return  # an earlier run got every byte but stopped before verifying
     try:
-        response = _open(url, offset, timeout)
+        response = _open(url, offset, timeout, headers)
     except urllib.error.HTTPError as exc:
         if exc.code != 416 or not offset:
             raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
@@ -165,7 +196,7 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
             return
         part.unlink()
         offset = 0
-        response = _open(url, 0, timeout)
+        response = _open(url, 0, timeout, headers)
     with response:
         if offset and response.status == 206:
             answered = response.headers.get("Content-Range") or ""
@@ -204,17 +235,15 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
                         raise _too_long(part, url, f"the server sent more than {expected} "
                                                    f"{bounds.limit:,} bytes")
                     if time.monotonic() > deadline:
-                        raise DataError(
+                        raise _Interrupted(
                             f"download of {url} passed its deadline after {done:,} bytes (the "
-                            "server is too slow; see --deadline); run it again to resume "
-                            f"from {part}")
+                            "server is too slow; see --deadline)")
             except _NETWORK_ERRORS as exc:
-                raise DataError(f"download of {url} interrupted after {done:,} bytes ({exc}); "
-                                f"run it again to resume from {part}") from exc
+                raise _Interrupted(f"download of {url} interrupted after {done:,} bytes "
+                                   f"({exc})") from exc
     if total is not None and done < total:
         # http.client returns b"" rather than raising when the connection closes early.
-        raise DataError(f"download of {url} interrupted after {done:,} of {total:,} bytes; "
-                        f"run it again to resume from {part}")
+        raise _Interrupted(f"download of {url} interrupted after {done:,} of {total:,} bytes")
 
 
 def _verify(path: Path, size: int | None, sha256: str | None, md5: str | None,
@@ -239,7 +268,8 @@ def _verify(path: Path, size: int | None, sha256: str | None, md5: str | None,
 def download(url: str, dest: Path, *, expected_size: int | None = None,
              sha256: str | None = None, md5: str | None = None,
              progress: Progress | None = None, timeout: float = 60.0,
-             max_bytes: int | None = None, deadline: float | None = None) -> Downloaded:
+             max_bytes: int | None = None, deadline: float | None = None,
+             headers: Mapping[str, str] | None = None, resumable: bool = True) -> Downloaded:
     """Download ``url`` to ``dest``, resuming a partial download and verifying the result.
 
     Bytes go to ``<dest>.part``. An existing ``.part`` is resumed with ``Range: bytes=N-``;
@@ -253,7 +283,8 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
     is an error and a ``.part`` that cannot be the file is deleted. The whole download must end
     within ``deadline`` seconds (default: :data:`BASE_DEADLINE_S` plus the size at
     :data:`SLOWEST_RATE`), not only each read within ``timeout``; a download past its deadline
-    keeps its ``.part`` to resume.
+    keeps its ``.part`` to resume. A failed download leaves no empty ``.part`` and no folder it
+    created empty (:func:`created_folder`).
 
     Args:
         url: An ``http://`` or ``https://`` URL.
@@ -265,15 +296,18 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
         timeout: Seconds to wait for the server on connect and on each read.
         max_bytes: The most bytes accepted when ``expected_size`` is unknown.
         deadline: Seconds the whole download may take (default: derived from the size).
+        headers: More request headers (``Accept``, say).
+        resumable: False: an earlier ``.part`` is not resumed and a failed download keeps no
+            ``.part`` (for small files, or ones fetched through an index on each run).
 
     Returns:
         The file, its size, its sha256 and whether a checksum verified it.
 
     Raises:
         DataError: a bad URL, too little disk space, a network or HTTP error or a missed
-            deadline (the ``.part`` is kept for a resume), more bytes than expected or
-            accepted, an invalid ``Content-Length``, or a size or checksum other than expected
-            (the file is deleted; the message shows expected and got).
+            deadline (the ``.part`` is kept for a resume when ``resumable``), more bytes than
+            expected or accepted, an invalid ``Content-Length``, or a size or checksum other
+            than expected (the file is deleted; the message shows expected and got).
 
     Example:
         >>> download("http://example.org/facades.tar.gz", Path("datasets/facades.tar.gz"),
@@ -283,7 +317,16 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
     if not url.startswith(("http://", "https://")):
         raise DataError(f"cannot download {url!r}: only http:// and https:// URLs are supported")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with created_folder(dest.parent):
+        return _download(url, dest, expected_size, sha256, md5, progress, timeout, max_bytes,
+                         deadline, headers, resumable)
+
+
+def _download(url: str, dest: Path, expected_size: int | None, sha256: str | None,
+              md5: str | None, progress: Progress | None, timeout: float,
+              max_bytes: int | None, deadline: float | None,
+              headers: Mapping[str, str] | None, resumable: bool) -> Downloaded:
+    """:func:`download` once ``dest``'s folder exists."""
     verified = sha256 is not None or md5 is not None
     if dest.is_file():
         try:
@@ -292,6 +335,8 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
             pass  # _verify deleted the stale file: download it again
     part = dest.with_suffix(dest.suffix + ".part")
     _check_part(part)
+    if not resumable:
+        part.unlink(missing_ok=True)
     if expected_size is not None:
         missing = expected_size - (part.stat().st_size if part.exists() else 0)
         free = shutil.disk_usage(dest.parent).free
@@ -305,14 +350,29 @@ def download(url: str, dest: Path, *, expected_size: int | None = None,
     if deadline is not None:  # one blocked read may not outlast the whole download
         timeout = max(0.1, min(timeout, deadline))
     try:
-        _stream(url, part, bounds, progress, timeout)
+        _stream(url, part, bounds, progress, timeout, headers)
     except _NETWORK_ERRORS as exc:
-        resume = f"; run again to resume from {part}" if part.exists() else ""
-        raise DataError(f"cannot download {url}: {getattr(exc, 'reason', exc)}{resume}") from exc
+        reason = f"cannot download {url}: {getattr(exc, 'reason', exc)}"
+        raise _stopped(part, resumable, reason, "; run again to resume from") from exc
+    except _Interrupted as exc:
+        raise _stopped(part, resumable, str(exc), "; run it again to resume from") from exc
+    except BaseException:
+        if not resumable:
+            part.unlink(missing_ok=True)
+        raise
     size, digest = _verify(part, expected_size, sha256, md5, url)
     with atomic_path(dest) as temporary:  # flushed to disk before it takes the final name
         os.replace(part, temporary)
     return Downloaded(dest, size, digest, verified)
+
+
+def _stopped(part: Path, resumable: bool, reason: str, resume: str) -> DataError:
+    """The error of a download that stopped part-way. Its ``.part`` is kept to resume when it
+    holds bytes and the download is ``resumable``; otherwise it is deleted and not offered."""
+    if resumable and part.exists() and part.stat().st_size:
+        return DataError(f"{reason}{resume} {part}")
+    part.unlink(missing_ok=True)
+    return DataError(reason if resumable else f"{reason}; nothing was kept")
 
 
 def _outside(name: str) -> bool:
@@ -406,7 +466,13 @@ def extract(archive: Path, dest: Path) -> Path:
     archive, dest = Path(archive), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DataError(f"cannot extract {archive} into {dest}: it exists and is not empty")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with created_folder(dest.parent):
+        _extract(archive, dest)
+    return dest
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """:func:`extract` once ``dest``'s folder exists."""
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
         if zipfile.is_zipfile(archive):
@@ -431,7 +497,6 @@ def extract(archive: Path, dest: Path) -> Path:
         raise DataError(f"cannot extract {archive}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return dest
 
 
 @dataclass(frozen=True)

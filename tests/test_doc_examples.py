@@ -42,6 +42,8 @@ import io
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -397,8 +399,7 @@ def run_command(command: Command, block: Block, workspace: Workspace,
         check_pip(words[1:], where)
         workspace.note(block, f"static: pip {words[1] if len(words) > 1 else ''}")
     elif program in {"python", "python3"}:
-        check_python_command(words[1:], where)
-        workspace.note(block, "static: python -m")
+        workspace.note(block, run_python_command(words[1:], where))
     elif program in {".", "source"}:
         assert words[1:] == [".venv/bin/activate"], f"{where}: activates something unknown"
         workspace.note(block, "static: environment setup")
@@ -409,23 +410,30 @@ def run_command(command: Command, block: Block, workspace: Workspace,
                     "tests/test_doc_examples.py, or a <!-- not run: why --> marker")
 
 
+#: pip's options the examples use: flags, and options that take a value.
+PIP_FLAGS = {"-e", "--editable", "--no-deps", "-U", "--upgrade", "-q", "--quiet"}
+PIP_VALUED = {"--index-url", "-i", "--extra-index-url", "-d", "--dest"}
+
+
 def check_pip(args: list[str], where: str) -> None:
-    """``pip install``: imtrans from the clone with extras pyproject.toml defines, a local
-    plugin folder that is a package, or another distribution (not checked)."""
-    if args[:1] == ["download"]:
-        return  # downloads from the internet: nothing here to check
-    assert args and args[0] == "install", f"{where}: only pip install and download have rules"
+    """``pip install``: imtrans from the clone (``-e``) with extras pyproject.toml defines, a
+    local plugin folder that is a package (``-e``), or other distributions (not looked up);
+    ``pip download``: options it takes. Nothing is installed or fetched."""
+    assert args[:1] in (["install"], ["download"]), f"{where}: no rule for pip {args[:1]}"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
-    words = args[1:]
-    for index, word in enumerate(words):
-        if word.startswith("-"):
-            assert word == "-e", f"{where}: pip option {word} has no rule"
+    words, editable = iter(args[1:]), False
+    for word in words:
+        if word in PIP_VALUED:
+            next(words)
             continue
-        requirement = re.match(r"^([\w.\-/]+)(?:\[([\w,\-]+)\])?$", word)
+        if word.startswith("-"):
+            assert word in PIP_FLAGS, f"{where}: pip option {word} has no rule"
+            editable = word in {"-e", "--editable"}
+            continue
+        requirement = re.match(r"^([\w.\-/]+)(?:\[([\w,\-]+)\])?(?:[<>=!~]=?[\w.*]+)?$", word)
         assert requirement, f"{where}: cannot read the requirement {word!r}"
         name, wanted = requirement.group(1), requirement.group(2)
-        editable = index > 0 and words[index - 1] == "-e"
         from_clone = f'pip install -e ".[{wanted}]"' if wanted else "pip install -e ."
         assert name != "imtrans", (
             f"{where}: imtrans installs from a clone of the repository: {from_clone}")
@@ -436,16 +444,24 @@ def check_pip(args: list[str], where: str) -> None:
             if folder == ROOT:
                 for extra in (wanted or "").split(","):
                     assert not extra or extra in extras, f"{where}: no extra {extra!r}"
+        editable = False
 
 
-def check_python_command(args: list[str], where: str) -> None:
-    """``python -m venv|pytest|build``: pytest's paths exist."""
+def run_python_command(args: list[str], where: str) -> str:
+    """``python -c CODE`` runs (in a process of its own, as typed) and must exit 0;
+    ``python -m venv|pytest|build`` is checked: pytest's paths exist. Returns the outcome."""
+    if args[:1] == ["-c"]:
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"
+        return "ran"
     assert args[:1] == ["-m"], f"{where}: no rule for this python command"
     module, rest = args[1], args[2:]
     assert module in {"venv", "pytest", "build"}, f"{where}: no rule for python -m {module}"
     for arg in rest:
         if module == "pytest" and not arg.startswith("-"):
             assert (ROOT / arg.split("::")[0]).exists(), f"{where}: {arg} does not exist"
+    return f"static: python -m {module}"
 
 
 def imtrans_command(args: list[str], where: str) -> tuple[click.Command, list[str], list[str]]:

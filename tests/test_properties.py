@@ -149,7 +149,8 @@ def _not_a_number(text: str) -> bool:
 
 
 INVALID = {
-    "train.log_every": st.integers(max_value=0) | TEXT.filter(_not_a_number),
+    "train.log_every": st.integers(max_value=0)
+    | TEXT.filter(lambda t: _not_a_number(t) and t != "auto"),
     "train.keep_last": st.integers(max_value=0) | st.lists(st.integers(), min_size=1),
     "optim.lr": st.floats(max_value=0) | st.dictionaries(TEXT, SCALARS, min_size=1),
     "schedule.gamma": st.floats(min_value=1.0, exclude_min=True, allow_nan=False)

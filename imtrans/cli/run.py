@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.text import Text
 
 from imtrans.catalogue.plugins import components
 from imtrans.cli.output import EXIT_INTERRUPTED, error_text, stderr_console
@@ -52,6 +51,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.core.distributed import is_main_process
     from imtrans.runner import fit
     from imtrans.runs.checkpoints.lookup import AUTO, find_resume_point, resume_or_start
+    from imtrans.training.records import RunNotices
     from imtrans.training.torchrun import keep_rank_failure
 
     loaded = components()
@@ -74,12 +74,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
         _launch_processes(ctx, nproc, recipe_path, overrides, forwarded, recipe.run.device,
                           Path(recipe.run.output_dir))
     console = stderr_console()
+    notices = RunNotices(RichProgress(console))  # every notice in train.log, the last ones too
     try:
         result = fit(recipe, registry=loaded, resume=checkpoint, run_dir=run_dir,
-                     observer=RichProgress(console), allow_changes=allow_changes)
+                     observer=notices, allow_changes=allow_changes)
     except TrainingInterrupted as exc:
         if is_main_process():  # under torchrun, rank 0 speaks for all
-            console.print(Text(str(exc).replace("RECIPE", recipe_path)), highlight=False)
+            notices.say(str(exc).replace("RECIPE", recipe_path))
         sys.exit(EXIT_INTERRUPTED)
     except (ImtransError, OSError) as exc:
         # A rank started by `--nproc` leaves its line to the launcher, which prints one for all
@@ -93,8 +94,26 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
         raise
     if not is_main_process():
         return
-    console.print(Text(f"finished at step {result.step}: {result.run_dir} "
-                       f"(last checkpoint {result.checkpoint})"), highlight=False)
+    notices.say(f"finished at step {result.step}: {result.run_dir} "
+                f"(last checkpoint {result.checkpoint})")
+    for line in _short_run_lines(result.step, recipe_path, overrides, recipe):
+        notices.say(line)
+
+
+def _short_run_lines(steps: int, recipe_path: str, overrides: tuple[str, ...],
+                     recipe: Any) -> list[str]:
+    """What a short run's result is and what a real run needs, from the recipe as its file
+    states it (without ``--set``; see :func:`imtrans.runner.summary.short_run_lines`)."""
+    from imtrans.catalogue.recipe_loader import load_recipe
+    from imtrans.runner.summary import SMOKE_TEST_STEPS, short_run_lines
+
+    if steps >= SMOKE_TEST_STEPS:
+        return []
+    try:
+        full = load_recipe(recipe_path, registry=components()) if overrides else recipe
+    except ImtransError:  # the file alone is not a whole recipe: say it of the run's
+        full = recipe
+    return short_run_lines(steps, full, recipe_path)
 
 
 def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,

@@ -4,8 +4,8 @@ them against the registries is the catalogue's job (:mod:`imtrans.catalogue.reci
 
 Example:
     >>> from imtrans.recipe import TrainTable
-    >>> TrainTable().log_every
-    50
+    >>> TrainTable().log_every, TrainTable().log_interval(total_steps=20)
+    ('auto', 1)
 """
 
 from imtrans.recipe.schema import (

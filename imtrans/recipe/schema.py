@@ -131,6 +131,11 @@ SIZE_LIMIT = 16384
 #: ranks derive from it (seed * 1_000_003 + epoch, ...) then stay inside torch's 64 bits.
 SEED_LIMIT = 2**32
 
+#: ``train.log_every = "auto"``: a record every 50 steps (the official code prints its losses
+#: every 100 images), but at least about 20 records in a short run, so its curves have points.
+AUTO_LOG_EVERY = 50
+AUTO_RECORDS = 20
+
 #: An Adam beta: a decay rate, so in [0, 1) (torch.optim.Adam refuses anything else).
 _Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
@@ -196,8 +201,11 @@ class TrainTable(_Strict):
 
     max_steps: int | None = Field(
         default=None, ge=1, description="stop after this many steps (default: all epochs)")
-    log_every: int = Field(default=50, ge=1, description="steps between metric records (the "
-                           "first record is written after the first step)")
+    log_every: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto", description="steps between metric records (the first record is "
+        "written after the first step): `auto` is 50, or fewer in a short run so that it has "
+        "about 20 records (total steps // 20, at least 1); a run records the number it used "
+        "in its recipe.toml, and a resumed run keeps it")
     print_every_seconds: float = Field(
         default=30.0, gt=0, description="seconds between plain progress lines in "
         "<run>/train.log, and on the console when it is not a terminal")
@@ -221,6 +229,20 @@ class TrainTable(_Strict):
         default=None, gt=0, lt=1, description="keep an exponential moving average of each "
         "generator's weights with this decay (e.g. 0.999), updated every step; translate, "
         "eval, export and the sample grids use it (off by default: the papers have none)")
+
+
+    def log_interval(self, total_steps: int) -> int:
+        """The steps between metric records in a run of ``total_steps``: ``log_every``, or
+        for ``auto`` 50, fewer in a run too short for 20 records of 50 steps.
+
+        >>> TrainTable().log_interval(20), TrainTable().log_interval(10**6)
+        (1, 50)
+        >>> TrainTable(log_every=7).log_interval(20)
+        7
+        """
+        if self.log_every != "auto":
+            return self.log_every
+        return min(AUTO_LOG_EVERY, max(1, total_steps // AUTO_RECORDS))
 
 
 class EvalTable(_Strict):
@@ -314,6 +336,16 @@ class Recipe(_Strict):
     log: LogTable = Field(default_factory=LogTable)
     init: InitTable = Field(default_factory=InitTable)
     speed: SpeedTable = Field(default_factory=SpeedTable)
+
+    def with_log_interval(self, total_steps: int) -> Recipe:
+        """This recipe with ``train.log_every`` as the number a run of ``total_steps`` uses
+        (``auto`` resolved, see :meth:`TrainTable.log_interval`): what the run records, so
+        its recipe.toml says the number and a resumed run keeps it. The tables are shared
+        with this recipe, which is unchanged."""
+        if self.train.log_every != "auto":
+            return self
+        train = self.train.model_copy(update={"log_every": self.train.log_interval(total_steps)})
+        return self.model_copy(update={"train": train})
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as a plain dict, every default written out (what a run records)."""

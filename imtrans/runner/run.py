@@ -13,8 +13,10 @@ from imtrans.catalogue.plugins import Components, components
 from imtrans.core.observer import TrainingObserver
 from imtrans.recipe.schema import Recipe
 from imtrans.runner.jobs import EvaluationAndReport
+from imtrans.runner.resumed_settings import keep_log_interval
 from imtrans.training import loop
 from imtrans.training.jobs import Job
+from imtrans.training.records import RunNotices
 from imtrans.training.run_session import FitResult
 
 __all__ = ["FitResult", "fit", "train"]
@@ -31,11 +33,17 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
     progress and notices (default: silent); ``jobs``: periodic jobs run after the standard
     ones (:mod:`imtrans.training.jobs`); ``allow_changes``: resume with other task settings
     (see :func:`imtrans.training.checkpointing.task_changes`), recorded in the metrics.
+    Every notice goes to the run's ``train.log``, those said before the run directory existed
+    (the bundled-sample fallback) too; an ``observer`` that is a
+    :class:`~imtrans.training.records.RunNotices` can add closing lines there after the run.
     Returns the run directory, last step and checkpoint.
     Raises TrainingInterrupted after Ctrl-C or SIGTERM (a checkpoint of the step under way is
     saved first), and ImtransError for bad data, an incompatible checkpoint, ...
     """
     registry = registry or components()
+    recipe = keep_log_interval(recipe, resume)  # the records' spacing of the run resumed
+    if not isinstance(observer, RunNotices):  # the notices before the run directory too
+        observer = RunNotices(observer or TrainingObserver())  # go to train.log
     return loop.fit(recipe, registry=registry, resume=resume, run_dir=run_dir,
                     observer=observer, jobs=EvaluationAndReport(recipe, registry, jobs),
                     allow_changes=allow_changes)

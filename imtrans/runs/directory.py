@@ -2,7 +2,8 @@
 
     runs/<name>/
       recipe.toml        the fully resolved recipe (every default written out)
-      environment.json   versions of python, torch, imtrans and every plugin; git commit
+      environment.json   versions of python, torch, imtrans and every plugin; git commit;
+                         the data trained on when it is not data.root (a bundled sample)
       metrics.jsonl      one record per logging interval
       samples/           sample grids (input | output | reconstruction) as PNG
       checkpoints/       safetensors checkpoints
@@ -183,13 +184,20 @@ def latest_run_dir(output_dir: Path, name: str) -> Path | None:
 
 
 def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components,
-                     device: torch.device) -> dict[str, Any]:
-    """Write ``recipe.toml`` and ``environment.json``; return the environment record."""
+                     device: torch.device, data: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
+    """Write ``recipe.toml`` and ``environment.json``; return the environment record.
+
+    ``data``: the data the run trains on, when it is not simply ``data.root`` (the bundled
+    sample of a missing dataset): kept in the environment record under ``data``, and said in
+    a comment atop ``recipe.toml`` (its ``note``).
+    """
     import torch
 
     run = RunDir(run_dir)
-    atomic_write(run.recipe, dumps(resolved))
-    environment = {
+    note = f"# {printable_path(data['note'])}\n" if data and data.get("note") else ""
+    atomic_write(run.recipe, note + dumps(resolved))
+    environment: dict[str, Any] = {
         "imtrans": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -200,5 +208,7 @@ def write_run_record(run_dir: Path, resolved: dict[str, Any], loaded: Components
         # Read from .git as files: running git would run what the checkout configures.
         "git_commit": head_commit(),
     }
+    if data:
+        environment["data"] = data
     atomic_write(run.environment, json.dumps(environment, indent=2) + "\n")
     return environment

@@ -55,7 +55,8 @@ class Training:
     """Everything a run trains with, built and wired.
 
     Attributes:
-        recipe: The validated recipe.
+        recipe: The validated recipe (with data, ``train.log_every`` as the number the run
+            uses: ``auto`` resolved for its length).
         device: The training device.
         trainer: The trainer, set up (networks attached, optimisers created).
         networks: The trainer's networks by role, unwrapped (no DDP wrapper).
@@ -153,6 +154,8 @@ def build_training(recipe: Recipe, registry: Components | None = None, *,
                         ema=ema)
     if batches is not None:
         training.data, training.plan = batches, Plan.of(recipe, len(batches.dataset), world_size)
+        # train.log_every "auto" becomes the run's number here, once its length is known.
+        training.recipe = recipe.with_log_interval(training.plan.total_steps)
         training.sample_batch = batches.fixed_batch(recipe.train.sample_count, recipe.run.seed,
                                                     device)
         check_image_size(networks, training.sample_batch, recipe)  # before anything is written

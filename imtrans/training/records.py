@@ -1,7 +1,8 @@
 """What a run writes as it goes: its records, and the one place they go.
 
 - :class:`LossMeter` sums the steps' loss tensors on the device and reads them back once per
-  logging interval, one transfer for all terms: no device sync per step.
+  logging interval, one transfer for all terms: no device sync per step. A progress line
+  peeks at the sums between records (one transfer per line) without resetting them.
 - :class:`MetricsLog` appends records to ``metrics.jsonl`` (what the report, resume and the
   tests read) and cuts it back to a checkpoint's step on a resume.
 - :class:`RunLog` is the one place jobs write records: ``metrics.jsonl`` plus every tracker of
@@ -14,7 +15,9 @@
   lines (every ``train.print_every_seconds``) and every notice of the run (evaluation scores,
   rollbacks, warnings) with the time, so a run started under nohup, Slurm or CI can be
   followed with ``tail -f runs/NAME/train.log``; :class:`LoggedObserver` sends an observer's
-  lines there too.
+  lines there too, after the notices said before the run directory existed, which
+  :class:`RunNotices` keeps (the bundled-sample fallback, the device chosen); after the run,
+  the closing lines of ``imtrans run`` (finished, interrupted, the summary) go there too.
 """
 
 from __future__ import annotations
@@ -38,16 +41,24 @@ from imtrans.recipe.schema import Recipe
 from imtrans.runs.file_access import LinkedRunFileError, append_text
 from imtrans.runs.metrics_file import read_metrics_lines, warn_damaged
 
-__all__ = ["LoggedObserver", "LossMeter", "MetricsLog", "RunLog", "TrainLog", "open_trackers",
-           "scalars_of"]
+__all__ = ["LoggedObserver", "LossMeter", "MetricsLog", "RunLog", "RunNotices", "TrainLog",
+           "open_trackers", "scalars_of"]
 
 
 class LossMeter:
-    """Running sums of named loss tensors, kept on their device until :meth:`flush`."""
+    """Running sums of named loss tensors, kept on their device until :meth:`flush`.
+
+    Attributes:
+        windows: How many times the sums were flushed: a reader of :meth:`peek` sees by it
+            that the sums started again since its last look.
+        flushed: The sums and the step count the last flush emptied (as read back then).
+    """
 
     def __init__(self) -> None:
         self._sums: dict[str, Tensor] = {}
         self._count = 0
+        self.windows = 0
+        self.flushed: tuple[dict[str, float], int] = ({}, 0)
 
     def add(self, losses: dict[str, Tensor]) -> None:
         """Add one step's losses (device tensors; nothing is read back)."""
@@ -55,14 +66,27 @@ class LossMeter:
             self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
         self._count += 1
 
+    def peek(self) -> tuple[dict[str, float], int]:
+        """The sum of each loss since the last flush, and how many steps it holds, read back
+        in one transfer; nothing is reset (the window of the metrics record goes on)."""
+        if not self._count:
+            return {}, 0
+        keys = list(self._sums)
+        sums = torch.stack([self._sums[k].float() for k in keys]).tolist()
+        return dict(zip(keys, sums, strict=True)), self._count
+
     def flush(self) -> dict[str, float]:
         """The mean of each loss since the last flush, read back in one transfer."""
+        self.windows += 1
         if not self._count:
+            self.flushed = ({}, 0)
             return {}
-        keys = list(self._sums)
-        means = (torch.stack([self._sums[k].float() for k in keys]) / self._count).tolist()
+        keys, count = list(self._sums), self._count
+        means = (torch.stack([self._sums[k].float() for k in keys]) / count).tolist()
         self._sums.clear()
         self._count = 0
+        self.flushed = ({key: mean * count for key, mean in zip(keys, means, strict=True)},
+                        count)
         return dict(zip(keys, means, strict=True))
 
 
@@ -209,11 +233,12 @@ class TrainLog:
         self.path = path
         self.failed = False
 
-    def write(self, line: str) -> None:
-        """Append ``line`` (opened and closed each time, so the file is complete after a kill)."""
+    def write(self, line: str, at: datetime | None = None) -> None:
+        """Append ``line``, stamped with the time ``at`` (default: now); the file is opened
+        and closed each time, so it is complete after a kill."""
         if self.failed:
             return
-        stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        stamp = (at or datetime.now()).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         try:
             with append_text(self.path) as file:  # never through a link (imtrans.runs.file_access)
                 file.write(f"{stamp}  {printable_path(line)}\n")  # file names not UTF-8
@@ -221,11 +246,68 @@ class TrainLog:
             self.failed = True  # a full disk: the checkpoint's own error says it better
 
 
+class RunNotices(TrainingObserver):
+    """Passes everything to ``inner``, and puts the notices around a run in its ``train.log``.
+
+    The notices said before the run directory exists (the bundled-sample fallback, the
+    device chosen) are kept with their times, and go to ``train.log`` first when the run
+    opens it (:class:`LoggedObserver` hands them over); after the run, :meth:`say` prints the
+    closing lines (finished, interrupted, the summary) and appends them there too.
+    """
+
+    def __init__(self, inner: TrainingObserver) -> None:
+        self.inner = inner
+        self.kept: list[tuple[datetime, str]] = []
+        self.log: TrainLog | None = None  # the run's, once it is open
+
+    def message(self, text: str) -> None:
+        if self.log is None:
+            self.kept.append((datetime.now(), text))
+        self.inner.message(text)
+
+    def on_start(self, **plan: int) -> None:
+        self.inner.on_start(**plan)
+
+    def on_step(self, step: int, epoch: int) -> None:
+        self.inner.on_step(step, epoch)
+
+    def on_status(self, status: Any) -> None:
+        self.inner.on_status(status)
+
+    def on_progress_line(self, line: str) -> None:
+        self.inner.on_progress_line(line)
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        self.inner.on_log(record)
+
+    def on_stopping(self, reason: str) -> None:
+        self.inner.on_stopping(reason)
+
+    def on_end(self) -> None:
+        self.inner.on_end()
+
+    def hand_over(self, log: TrainLog) -> None:
+        """The run's ``train.log`` is open: write the notices kept so far to it."""
+        for at, text in self.kept:
+            log.write(text, at)
+        self.kept, self.log = [], log
+
+    def say(self, text: str) -> None:
+        """A notice after the run: printed, and appended to the run's ``train.log`` (when
+        the run opened one)."""
+        if self.log is not None:
+            self.log.write(text)
+        self.inner.message(text)
+
+
 class LoggedObserver(TrainingObserver):
-    """Passes everything to ``inner`` and copies notices and progress lines to ``log``."""
+    """Passes everything to ``inner`` and copies notices and progress lines to ``log``; when
+    ``inner`` kept the notices of the start (:class:`RunNotices`), they go first."""
 
     def __init__(self, inner: TrainingObserver, log: TrainLog) -> None:
         self.inner, self.log = inner, log
+        if isinstance(inner, RunNotices):
+            inner.hand_over(log)
 
     def message(self, text: str) -> None:
         self.log.write(text)

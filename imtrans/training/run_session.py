@@ -32,7 +32,9 @@ from imtrans.core.atomic import remove_temporaries
 from imtrans.core.observer import TrainingObserver
 from imtrans.core.printable import printable_path
 from imtrans.core.stop_signals import SignalInterrupted, StopRequested
+from imtrans.data.resolve import resolve_root
 from imtrans.errors import CheckpointError
+from imtrans.recipe.schema import Recipe
 from imtrans.runs.checkpoints.files import list_checkpoints
 from imtrans.runs.checkpoints.lookup import check_start_in
 from imtrans.runs.directory import RunDir, create_run_dir, write_run_record
@@ -219,12 +221,27 @@ def _write_run_start(training: Training, registry: Components, run: RunDir,
                      state: TrainingState) -> dict[str, Any]:
     """The run record, the folders, the metrics cut at the step resumed from, no temporaries."""
     recipe = training.recipe
-    environment = write_run_record(run.root, recipe.resolved(), registry, training.device)
+    environment = write_run_record(run.root, recipe.resolved(), registry, training.device,
+                                   data=_data_used(recipe))
     run.samples.mkdir(parents=True, exist_ok=True)
     MetricsLog(run.metrics).truncate_after(state.step)
     for folder in (run.root, run.samples, run.checkpoints):  # what a killed process was writing
         remove_temporaries(folder)
     return environment
+
+
+def _data_used(recipe: Recipe) -> dict[str, str] | None:
+    """What the run trains on when ``data.root`` is missing and the bundled sample of its
+    dataset stands in (the folder choice the dataset was built with, made again: it only
+    looks at the folders); None when it trains on ``data.root``."""
+    root = recipe.data.kwargs.get("root")
+    if root is None:
+        return None
+    resolved = resolve_root(root, recipe.data.catalog)
+    if resolved.source != "sample":
+        return None
+    return {"source": "bundled sample", "root": str(root), "used": str(resolved.path),
+            "note": f"data: {resolved.message}"}
 
 
 def _branch_if_older(found: RunDir, resume: Path, step: int, observer: TrainingObserver) -> Path:

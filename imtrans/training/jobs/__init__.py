@@ -8,7 +8,8 @@ the sample grid, the checkpoint, the scores) for the jobs after it, and declares
 
 1. :class:`NonFiniteCheck`: NaN/inf in losses or weights, before anything reads or keeps them
    (in the steps where a job due needs the check);
-2. :class:`LogRecord`: a metrics record after the first step and every ``train.log_every``;
+2. :class:`LogRecord`: a metrics record after the first step and every ``train.log_every``
+   (``auto``: 50, fewer in a short run);
 3. :class:`Progress`: the observer hears of every step (speed, ETA, a line now and then);
 4. :class:`SampleGrid`: a sample grid every ``train.sample_every`` steps;
 5. :class:`EpochEnd`: the schedule hears the epoch's generator loss;
@@ -71,11 +72,12 @@ def default_jobs(context: JobContext, extra: ExtraJobs | None = None) -> list[Jo
     extra = extra if extra is not None else ExtraJobs()
     training, run_dir, ddp, log = context.training, context.run_dir, context.ddp, context.log
     recipe, trainer, schedule = training.recipe, training.trainer, training.schedule
-    writes, observer = ddp.is_main, context.observer
+    writes, observer, plan = ddp.is_main, context.observer, training.plan
+    assert plan is not None  # built with data
     jobs: list[Job] = [
         NonFiniteCheck(recipe.train, trainer, training.restore, log, observer,
                        can_roll_back=not ddp.enabled),
-        LogRecord(recipe.train.log_every, log, schedule, observer),
+        LogRecord(recipe.train.log_interval(plan.total_steps), log, schedule, observer),
         Progress(observer, recipe.train.print_every_seconds)]
     if writes and training.sample_batch is not None:
         jobs.append(SampleGrid(recipe.train.sample_every, trainer, training.sample_batch,

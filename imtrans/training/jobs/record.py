@@ -2,12 +2,14 @@
 
 :class:`Progress` tells the observer of every step with the speed and ETA estimate, and every
 ``train.print_every_seconds`` gives it a plain progress line (``<run>/train.log``, and the
-console when it is not a terminal). :class:`LogRecord` writes the metrics record: after the
-first step, every ``train.log_every`` steps and at the last one, the mean of each loss term
-since the previous record, the learning rate, images/s and the share of time spent waiting
-for data. The loss sums are read from the device there, the one read-back of the interval.
-The record is published on the step's outcome (``state.published.record``), where progress
-takes the losses it shows and the report sees that a run has its first record.
+console when it is not a terminal) with the mean losses since the previous line
+(:class:`LineLosses`, read from the record's running sums once per line, without resetting
+them). :class:`LogRecord` writes the metrics record: after the first step, every
+``train.log_every`` steps and at the last one, the mean of each loss term since the previous
+record, the learning rate, images/s and the share of time spent waiting for data. The loss
+sums are read from the device there, the one read-back of the interval besides the lines.
+The record is published on the step's outcome (``state.published.record``), where the
+report sees that a run has its first record.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need
 
-__all__ = ["LogRecord", "Progress"]
+__all__ = ["LineLosses", "LogRecord", "Progress"]
 
 
 class Progress(Job):
     """Tells the observer of every step, and prints a progress line now and then.
 
-    Nothing is read from the device: the speed comes from the host clock, the losses from the
-    latest metrics record (published by the record job, which runs before).
+    The speed comes from the host clock. The losses a line shows are the mean of each term
+    over the steps since the previous line (:class:`LineLosses`): read from the loss sums
+    the metrics record keeps on the device, once per line (every
+    ``train.print_every_seconds``), never per step; the live bar shows the same figures.
 
     Args:
         observer: Receives the step, the status and the lines.
@@ -41,12 +45,8 @@ class Progress(Job):
         self.observer, self.print_every_seconds = observer, print_every_seconds
         self.clock: Throughput | None = None
         self.printed_at: float | None = None
-        self.losses: dict[str, float] = {}  # the loss means of the latest record
-
-    def _take_record(self, state: TrainingState) -> None:
-        """Keep the losses of a record published in this step."""
-        if state.published.record is not None:
-            self.losses = state.published.record["losses"]
+        self.line_losses = LineLosses()
+        self.losses: dict[str, float] = {}  # what the latest line showed
 
     def due(self, state: TrainingState) -> bool:
         return True
@@ -54,19 +54,21 @@ class Progress(Job):
     def run(self, state: TrainingState) -> None:
         if self.clock is None:  # the first step of this process: time from the loop's start
             self.clock = Throughput(start_step=state.start_step, start_time=state.started)
-        self._take_record(state)
         self.clock.mark(state.step, state.now)
         self.observer.on_step(state.step, state.epoch)
+        line_due = (self.printed_at is None or state.finished
+                    or state.now - self.printed_at >= self.print_every_seconds)
+        if line_due:  # the one read-back of progress: once per line
+            self.losses = self.line_losses.read(state)
         status = self.status(state)
         self.observer.on_status(status)
-        if (self.printed_at is None or state.finished
-                or state.now - self.printed_at >= self.print_every_seconds):
+        if line_due:
             self.observer.on_progress_line(status.line())
             self.printed_at = state.now
 
     def finish(self, state: TrainingState) -> None:
-        self._take_record(state)  # the partial record the record job just wrote, if any
         if self.clock is not None and self.printed_at != state.now:  # the last line
+            self.losses = self.line_losses.read(state)
             self.observer.on_progress_line(self.status(state).line())
 
     def status(self, state: TrainingState) -> ProgressStatus:
@@ -80,6 +82,47 @@ class Progress(Job):
             images_per_sec=plan.global_batch / per_step if per_step else None,
             eta_seconds=self.clock.eta_seconds(step=state.step, total=plan.total_steps),
             losses=self.losses)
+
+
+class LineLosses:
+    """The loss means of a progress line: over the steps since the previous line.
+
+    The record job sums each step's losses on the device (``state.losses``) and empties the
+    sums when it writes a record. A line reads the sums as they are (:meth:`LossMeter.peek
+    <imtrans.training.records.LossMeter.peek>`, one transfer) and takes the difference from
+    the sums the previous line read; when one record emptied them in between, the rest of
+    that record's sums count too (:attr:`LossMeter.flushed
+    <imtrans.training.records.LossMeter.flushed>`); after several records, the line covers
+    the steps since the latest. The metrics record is left exactly as it is without lines.
+    """
+
+    def __init__(self) -> None:
+        self.window = 0  # the sums' window (LossMeter.windows) at the previous line
+        self.sums: dict[str, float] = {}  # ... and the sums read then
+        self.count = 0  # ... over this many steps
+        self.means: dict[str, float] = {}
+
+    def read(self, state: TrainingState) -> dict[str, float]:
+        """The means since the previous read (the previous ones when no step was made)."""
+        meter = state.losses
+        now_sums, now_count = sums, count = meter.peek()
+        if meter.windows == self.window:  # no record since the previous line
+            base, base_count = self.sums, self.count
+        elif meter.windows == self.window + 1:  # one: the rest of its window counts too
+            flushed, flushed_count = meter.flushed
+            sums = {key: value + sums.get(key, 0.0) for key, value in flushed.items()}
+            count += flushed_count
+            base, base_count = self.sums, self.count
+        elif count:  # several: since the latest
+            base, base_count = {}, 0
+        else:  # ... in the step of the line itself: that record's window
+            (sums, count), (base, base_count) = meter.flushed, ({}, 0)
+        if count > base_count:
+            steps = count - base_count
+            self.means = {key: (value - base.get(key, 0.0)) / steps
+                          for key, value in sums.items()}
+        self.window, self.sums, self.count = meter.windows, now_sums, now_count
+        return self.means
 
 
 class LogRecord(Job):

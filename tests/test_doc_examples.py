@@ -345,6 +345,8 @@ def shell_commands(block: Block) -> list[Command]:
     """The simple commands of a shell block, in order, shell variables the block sets
     expanded (a variable it does not set is a placeholder for the reader's own value)."""
     code = re.sub(r"\\\n", "", block.code)  # line continuations
+    if re.search(r"^\$ ", code, re.MULTILINE):  # a console session: the prompted lines
+        code = "\n".join(line[2:] for line in code.splitlines() if line.startswith("$ "))
     variables: dict[str, str] = {}
     commands = []
     for line in code.splitlines():

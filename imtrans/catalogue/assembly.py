@@ -175,8 +175,17 @@ def _data_detail(recipe: Recipe) -> str:
 
 def create_component(registry: Components, kind: str, name: str, where: str,
                      kwargs: dict[str, Any]) -> Any:
-    """Build one component; an argument problem becomes a RecipeError naming ``[where]``."""
+    """Build one component; an argument problem becomes a RecipeError naming ``[where]``.
+
+    The builder's own refusal of a value (an ``InvalidArgumentError``, or the ``ValueError``
+    or ``TypeError`` a plugin raises) is said with the table and the component it came from:
+    ``[losses.cycle] huber: delta must be > 0, got -1.0``; ``--debug`` shows its traceback.
+    """
     try:
         return registry.registry(kind).create(name, where=f"[{where}]", **kwargs)
     except ComponentError as exc:
-        raise RecipeError(str(exc)) from None
+        message = str(exc)  # a check of the arguments against the signature names the table
+        raise RecipeError(message if message.startswith(f"[{where}]")
+                          else f"[{where}] {name}: {message}") from exc
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"[{where}] {name}: {exc}") from exc

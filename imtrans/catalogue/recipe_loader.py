@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import math
@@ -26,6 +25,12 @@ from typing import Any
 
 import pydantic
 
+from imtrans.catalogue.component_swap import (
+    ComponentSwap,
+    is_component_name,
+    merge_defaults,
+    swap_component,
+)
 from imtrans.catalogue.output_place import check_output_outside_data
 from imtrans.catalogue.plugins import Components, components
 from imtrans.core.printable import printable_path
@@ -35,8 +40,8 @@ from imtrans.errors import ComponentError, InvalidArgumentError, RecipeError
 from imtrans.recipe.schema import CHANNEL_LIMIT, SIZE_LIMIT, ComponentTable, Recipe
 from imtrans.trainers.base import ADVERSARIAL_SLOT, DomainChannels, NetworkSpec, Trainer, loss_slots
 
-__all__ = ["apply_override", "check_components", "load_recipe", "parse_override",
-           "recipe_from_dict"]
+__all__ = ["apply_override", "apply_overrides", "check_components", "load_recipe",
+           "parse_override", "recipe_from_dict"]
 
 #: The largest recipe file read: a real recipe is a few KB (the bundled ones are under 1 KB).
 MAX_RECIPE_BYTES = 1 << 20
@@ -47,6 +52,7 @@ def load_recipe(
     overrides: Iterable[str] = (),
     *,
     registry: Components | None = None,
+    notices: list[str] | None = None,
 ) -> Recipe:
     """Read, override, complete and validate a recipe file.
 
@@ -55,6 +61,10 @@ def load_recipe(
         overrides: ``section.key=value`` strings applied before validation; the value is read
             as TOML (``5``, ``1e-4``, ``true``, ``[0.5, 0.9]``), else taken as a string.
         registry: The components to check names against (default: the loaded plugins).
+        notices: Receives one line for each override that names another component than the
+            trainer's default in a table, saying what of the default it kept and dropped:
+            ``--set losses.cycle.name=l1: kept weight = 10.0`` (see
+            :mod:`imtrans.catalogue.component_swap`).
 
     Raises:
         RecipeError: with the TOML path and value of the first problem found; when the file
@@ -78,21 +88,30 @@ def load_recipe(
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         raise RecipeError(f"{path}: not valid TOML: nested too deeply") from None
-    for override in overrides:
-        apply_override(raw, override)
+    swaps = apply_overrides(raw, overrides, registry=registry)
+    said = [f"--set {given}: {swap.describe()}" for given, swap in swaps if swap.describe()]
     try:
         recipe = recipe_from_dict(raw, registry=registry)
     except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from None
+        # What a swap dropped may be what is missing now (a dataset's root): said with it.
+        why = f" (after {'; '.join(said)})" if said else ""
+        raise RecipeError(f"{path}: {exc}{why}") from None
+    if notices is not None:
+        notices += said
     return recipe
 
 
 def recipe_from_dict(raw: Mapping[str, Any], *, registry: Components | None = None) -> Recipe:
-    """Complete ``raw`` with the trainer's defaults and validate it (see :func:`load_recipe`)."""
+    """Complete ``raw`` with the trainer's defaults and validate it (see :func:`load_recipe`).
+
+    A table naming another component than the trainer's default keeps the settings of its
+    place (a loss term's weight) and drops the default component's own arguments
+    (:func:`imtrans.catalogue.component_swap.merge_defaults`).
+    """
     registry = registry or components()
     _refuse_nonfinite(raw)
     trainer_cls = _trainer_class(raw, registry)
-    merged = _deep_merge(trainer_cls.recipe_defaults(), raw)
+    merged = merge_defaults(trainer_cls.recipe_defaults(), raw, registry)
     try:
         recipe = Recipe.model_validate(merged)
     except pydantic.ValidationError as exc:
@@ -273,8 +292,43 @@ def _check_table(registry: Components, kind: str, where: str, table: ComponentTa
         raise RecipeError(message) from None
 
 
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``section.key=value`` in a raw recipe dict, creating tables on the way."""
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], *,
+                    registry: Components | None = None) -> list[tuple[str, ComponentSwap]]:
+    """Apply ``section.key=value`` overrides to a raw recipe dict (see :func:`apply_override`).
+
+    The ones naming a component come first (the trainer's first of all), so that the
+    arguments given with a new name are its own whatever their order:
+    ``--set generator.ngf=32 --set generator.name=unet`` keeps ``ngf = 32``.
+
+    Returns:
+        Each override that swapped a component, with what it kept and dropped.
+    """
+    def order(override: str) -> int:
+        dotted = override.partition("=")[0].strip()
+        return 0 if dotted == "trainer.name" else 1 if is_component_name(dotted) else 2
+
+    swaps, given = [], set()
+    for override in sorted(overrides, key=order):  # a stable sort: same rank, same order
+        swap = apply_override(raw, override, registry=registry)
+        if swap is not None:
+            swaps.append((override, swap))
+        given.add(override.partition("=")[0].strip())
+    # What an override sets itself was neither kept from the old component nor dropped.
+    return [(override, swap.without(given)) for override, swap in swaps]
+
+
+def apply_override(raw: dict[str, Any], override: str, *,
+                   registry: Components | None = None) -> ComponentSwap | None:
+    """Set ``section.key=value`` in a raw recipe dict, creating tables on the way.
+
+    Naming another component in a component table (``losses.cycle.name=huber``) keeps the
+    settings of the place (the term's weight) and drops the old component's own arguments
+    (:func:`imtrans.catalogue.component_swap.swap_component`); ``registry`` (default: the
+    loaded plugins) says which arguments the new one takes.
+
+    Returns:
+        What a component swap kept and dropped, else None.
+    """
     dotted, value = parse_override(override)
     *tables, key = dotted.split(".")
     node = raw
@@ -284,7 +338,10 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             here = ".".join(tables[: i + 1])
             raise RecipeError(f"--set {override!r}: {here} is a value, not a table")
         node = child
+    if is_component_name(dotted):
+        return swap_component(raw, node, tuple(tables), value, registry or components())
     node[key] = value
+    return None
 
 
 def parse_override(override: str) -> tuple[str, Any]:
@@ -358,22 +415,6 @@ def _check_overrides(recipe: Recipe, specs: dict[str, NetworkSpec]) -> None:
                     f"[{spec.section}] {key}: set by trainer {recipe.trainer.name!r} from the "
                     "[data] channel counts (in_channels, out_channels); set those instead"
                 )
-
-
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``, table by table. A component table that names a different
-    component than the default replaces it whole (the default's arguments may not apply)."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in top.items():
-        below = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(below, Mapping):
-            if "name" in value and value["name"] != below.get("name"):
-                merged[key] = copy.deepcopy(dict(value))
-            else:
-                merged[key] = _deep_merge(below, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -12,7 +12,7 @@ import click
 from rich.text import Text
 
 from imtrans.catalogue.plugins import components
-from imtrans.cli.output import add_row, make_table, stdout_console
+from imtrans.cli.output import add_row, make_table, stderr_console, stdout_console
 
 __all__ = ["validate"]
 
@@ -37,7 +37,10 @@ def validate(recipe_path: str, overrides: tuple[str, ...], print_resolved: bool)
     from imtrans.training.feasibility import check_feasible
 
     loaded = components()
-    recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    swaps: list[str] = []  # a --set that swapped a component: what it kept and dropped
+    recipe = load_recipe(recipe_path, overrides, registry=loaded, notices=swaps)
+    for swap in swaps:
+        stderr_console().print(f"note: {swap}", markup=False, highlight=False)
     trainer = build_trainer(recipe, loaded)
     check_feasible(recipe, loaded, trainer)  # what the build of `imtrans run` refuses
     check_runnable(recipe, loaded)  # the refusals of `imtrans run` before its first step

@@ -3,8 +3,9 @@
 ``imtrans validate`` promises that a recipe it accepts runs. Loading a recipe checks its
 values (:func:`imtrans.catalogue.recipe_loader.load_recipe`); the checks here need the machine as
 well: the data folders are listed and their first usable image read, the run's output folder
-can hold a run directory, ``data.cache = "device"`` suits the data, and the evaluation during
-training finds its test split and Inception weights. ``imtrans validate`` and ``imtrans run`` both
+can hold a run directory, ``data.cache = "device"`` suits the data, the evaluation during
+training finds its test split and Inception weights, and the built-in trackers' packages
+import. ``imtrans validate`` and ``imtrans run`` both
 call :func:`check_runnable`, so a recipe that one refuses the other refuses too, with the
 same line, and ``run`` refuses before it makes a run directory or starts a process.
 """
@@ -12,12 +13,13 @@ same line, and ``run`` refuses before it makes a run directory or starts a proce
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from imtrans.core.components import Components
 from imtrans.core.observer import TrainingObserver
 from imtrans.recipe import Recipe
 
-__all__ = ["check_runnable"]
+__all__ = ["check_runnable", "check_tracker_packages"]
 
 
 def check_runnable(recipe: Recipe, registry: Components, *, new_run: bool = True,
@@ -36,7 +38,8 @@ def check_runnable(recipe: Recipe, registry: Components, *, new_run: bool = True
             ``DataError`` for data folders that are missing or hold no usable image, a
             ``RecipeError`` for ``data.cache = "device"`` with data it cannot hold, an
             ``EvaluationError`` for ``[eval]`` that cannot run (no test split, a metric the
-            data does not give, missing or untrusted Inception weights).
+            data does not give, missing or untrusted Inception weights), a
+            ``MissingExtraError`` for a built-in tracker whose package does not import.
     """
     from imtrans.data.batches import check_cache_mode
     from imtrans.data.build import build_dataset
@@ -51,3 +54,39 @@ def check_runnable(recipe: Recipe, registry: Components, *, new_run: bool = True
     # image is refused here, with the dataset's own error (the files it skips are warned of).
     dataset[0]
     check_evaluation(recipe, registry)
+    check_tracker_packages(recipe, registry)
+
+
+def check_tracker_packages(recipe: Recipe, registry: Components) -> None:
+    """Import the packages of the recipe's built-in trackers (``[log] backends``), which
+    their loggers import only when a run starts them, after its run directory is made.
+
+    A plugin's tracker is not known here: it is started, as every tracker, when the run opens
+    its records (a failure then removes the run directory it made, see ``imtrans run``).
+
+    Raises:
+        MissingExtraError: a package is missing or broken; the message names the extra.
+    """
+    from imtrans.loggers import import_extra
+
+    packages = _builtin_tracker_packages()
+    for name in recipe.log.trackers:
+        builder = registry.loggers.get(name).builder
+        extra, modules = packages.get(builder, ("", ()))
+        for module in modules:
+            import_extra(module, logger=name, extra=extra)
+
+
+def _builtin_tracker_packages() -> dict[Any, tuple[str, tuple[str, ...]]]:
+    """The extra and the modules each built-in tracker's logger imports when it starts."""
+    from imtrans.loggers.mlflow import MlflowLogger
+    from imtrans.loggers.tensorboard import TensorBoardLogger
+    from imtrans.loggers.wandb import WandbLogger
+
+    return {
+        # The package first, so that a missing one is named as such (as the logger does).
+        TensorBoardLogger: ("tensorboard", ("tensorboard", "torch.utils.tensorboard",
+                                            "tensorboard.plugins.hparams.summary_v2")),
+        WandbLogger: ("wandb", ("wandb",)),
+        MlflowLogger: ("mlflow", ("mlflow", "mlflow.entities")),
+    }

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imtrans.catalogue.plugins import components
 from imtrans.cli.output import EXIT_INTERRUPTED, error_text, stderr_console
 from imtrans.errors import ImtransError, InvalidArgumentError, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from imtrans.runs.directory import MadeRunDir
 
 __all__ = ["run"]
 
@@ -51,11 +54,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.core.distributed import is_main_process
     from imtrans.runner import fit
     from imtrans.runs.checkpoints.lookup import AUTO, find_resume_point, resume_or_start
+    from imtrans.runs.directory import MadeRunDir, recording_made_run_dirs
     from imtrans.training.records import RunNotices
     from imtrans.training.torchrun import keep_rank_failure
 
     loaded = components()
-    recipe = load_recipe(recipe_path, overrides, registry=loaded)
+    swaps: list[str] = []  # a --set that swapped a component: what it kept and dropped
+    recipe = load_recipe(recipe_path, overrides, registry=loaded, notices=swaps)
     run_dir = None  # a resume writes into its checkpoint's run; a start into a new one...
     if resume == AUTO:  # ...or, with auto, into the recipe's run directory (no -2)
         found = resume_or_start(recipe)
@@ -74,23 +79,37 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
         _launch_processes(ctx, nproc, recipe_path, overrides, forwarded, recipe.run.device,
                           Path(recipe.run.output_dir))
     console = stderr_console()
+    # A start that fails removes the run directory it made when it holds nothing of value, so
+    # the retry takes the same name (not NAME-2): the fit records what it makes.
+    starts_there = checkpoint is None and is_main_process()  # --resume auto's start there
+    fresh = MadeRunDir.to_make(run_dir) if starts_there and run_dir is not None else None
+    made = [fresh] if fresh is not None else []
     notices = RunNotices(RichProgress(console))  # every notice in train.log, the last ones too
+    for swap in swaps if is_main_process() else ():
+        notices.message(f"note: {swap}")
     try:
-        result = fit(recipe, registry=loaded, resume=checkpoint, run_dir=run_dir,
-                     observer=notices, allow_changes=allow_changes)
+        with recording_made_run_dirs(made if checkpoint is None else []):  # a branch stays
+            result = fit(recipe, registry=loaded, resume=checkpoint, run_dir=run_dir,
+                         observer=notices, allow_changes=allow_changes)
     except TrainingInterrupted as exc:
         if is_main_process():  # under torchrun, rank 0 speaks for all
-            notices.say(str(exc).replace("RECIPE", recipe_path))
+            text = str(exc).replace("RECIPE", recipe_path)
+            notices.say(_left_behind(made, text, kept_said=False))  # it names its checkpoint
         sys.exit(EXIT_INTERRUPTED)
     except (ImtransError, OSError) as exc:
+        _say_left_behind(made, exc)
         # A rank started by `--nproc` leaves its line to the launcher, which prints one for all
         # ranks (each would print its own, and torchrun may stop one before it does).
         keep_rank_failure(error_text(exc))
         raise  # one error line, from the imtrans group
     except Exception:
+        _left_behind(made, "")
         # A rank started by `--nproc` keeps an unexpected traceback (a collective whose peer
         # was killed) for the launcher, which says in one line what happened.
         keep_rank_failure()
+        raise
+    except BaseException:  # a Ctrl-C before training began
+        _left_behind(made, "")
         raise
     if not is_main_process():
         return
@@ -114,6 +133,30 @@ def _short_run_lines(steps: int, recipe_path: str, overrides: tuple[str, ...],
     except ImtransError:  # the file alone is not a whole recipe: say it of the run's
         full = recipe
     return short_run_lines(steps, full, recipe_path)
+
+
+def _left_behind(made: list[MadeRunDir], text: str, *, kept_said: bool = True) -> str:
+    """``text`` with what a failed start left behind: the run directory it made is removed
+    when it holds nothing of value (see :mod:`imtrans.runs.failed_start`), else kept, which
+    is said when ``kept_said``."""
+    from imtrans.runs.failed_start import discard_failed_start, failed_start_note
+
+    notes = []
+    for run_dir in made:
+        kept = discard_failed_start(run_dir.path, run_dir.outermost)
+        if kept_said or not kept:
+            notes.append(failed_start_note(run_dir.path, kept))
+    return "; ".join([text, *notes] if text else notes)
+
+
+def _say_left_behind(made: list[MadeRunDir], exc: ImtransError | OSError) -> None:
+    """Remove what a failed start made, if worthless, and say so in its error line."""
+    if not made:
+        return
+    if isinstance(exc, OSError) and exc.strerror:
+        exc.strerror = _left_behind(made, exc.strerror)
+    else:
+        exc.args = (_left_behind(made, str(exc)),)
 
 
 def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,

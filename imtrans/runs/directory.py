@@ -15,6 +15,9 @@ import json
 import os
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +36,8 @@ if TYPE_CHECKING:  # the layout needs neither: readers such as the report stay f
 
     from imtrans.core.components import Components
 
-__all__ = ["RunDir", "check_output_dir", "check_run_name", "create_run_dir", "latest_run_dir",
-           "write_run_record"]
+__all__ = ["MadeRunDir", "RunDir", "check_output_dir", "check_run_name", "create_run_dir",
+           "latest_run_dir", "recording_made_run_dirs", "write_run_record"]
 
 
 @dataclass(frozen=True)
@@ -160,15 +163,68 @@ def create_run_dir(output_dir: Path, name: str) -> Path:
     """
     check_run_name(name)
     check_output_dir(output_dir)
+    first_made = _first_missing(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     candidate, number = output_dir / name, 1
     while True:
         try:
             candidate.mkdir()
-            return candidate
         except FileExistsError:
             number += 1
             candidate = output_dir / f"{name}-{number}"
+            continue
+        recorded = _MADE.get()
+        if recorded is not None:
+            recorded.append(MadeRunDir(candidate, first_made or candidate))
+        return candidate
+
+
+@dataclass(frozen=True)
+class MadeRunDir:
+    """A run directory :func:`create_run_dir` made, and the outermost folder it made for it
+    (``run.output_dir`` when that did not exist, else the run directory itself)."""
+
+    path: Path
+    outermost: Path
+
+    @classmethod
+    def to_make(cls, path: Path) -> MadeRunDir | None:
+        """The record of ``path`` about to be made (None: it exists already), for a run
+        directory that is made without :func:`create_run_dir` (``--resume auto``)."""
+        outermost = _first_missing(path)
+        return None if outermost is None else cls(path, outermost)
+
+
+#: The list :func:`recording_made_run_dirs` collects into, in this context only: the run
+#: directory is made deep inside a fit, and only the caller around it knows the start failed.
+_MADE: ContextVar[list[MadeRunDir] | None] = ContextVar("imtrans_made_run_dirs", default=None)
+
+
+@contextmanager
+def recording_made_run_dirs(into: list[MadeRunDir] | None = None
+                            ) -> Iterator[list[MadeRunDir]]:
+    """Collect the run directories :func:`create_run_dir` makes inside the ``with`` block (in
+    this thread or task), into ``into`` (default: a new list): what a start made, and so what
+    it may remove when it fails.
+
+    Example:
+        >>> with recording_made_run_dirs() as made:  # doctest: +SKIP
+        ...     fit(recipe)
+    """
+    made: list[MadeRunDir] = [] if into is None else into
+    token = _MADE.set(made)
+    try:
+        yield made
+    finally:
+        _MADE.reset(token)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
+    missing = None
+    while not os.path.lexists(folder) and folder.parent != folder:
+        missing, folder = folder, folder.parent
+    return missing
 
 
 def latest_run_dir(output_dir: Path, name: str) -> Path | None:

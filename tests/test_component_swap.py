@@ -167,3 +167,16 @@ def test_a_refused_recipe_says_what_a_set_name_dropped(loaded: Components) -> No
         "[data]: missing required argument 'root' (after --set data.name=aligned: kept catalog "
         '= "monet2photo"; dropped the arguments of unaligned: root = "datasets/monet2photo", '
         'direction = "BtoA")')
+
+
+def test_run_says_what_a_set_name_kept_and_logs_it(tmp_path: Path, loaded: Components) -> None:
+    sets = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in TINY_RUN.items()]
+    sets += ["train.max_steps=1", f"run.output_dir='{tmp_path}'", "run.name='swap'",
+             "losses.cycle.name=huber"]
+    result = CliRunner().invoke(cli, ["run", str(RECIPE), *(a for s in sets for a in ("--set", s))])
+    assert result.exit_code == 0, result.output
+    note = "note: --set losses.cycle.name=huber: kept weight = 10.0"
+    assert note in result.output.splitlines()
+    assert note in (tmp_path / "swap" / "train.log").read_text()
+    written = tomllib.loads((tmp_path / "swap" / "recipe.toml").read_text())
+    assert written["losses"]["cycle"]["weight"] == 10.0

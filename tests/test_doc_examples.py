@@ -267,6 +267,7 @@ def test_doc_example(block: Block, workspaces: dict[Path, Workspace],
 
 def run_block(block: Block, workspace: Workspace, installed_plugins: dict[str, Path],
               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run one block in its page's working folder, with the plugins it names installed."""
     for plugin in _plugins_named(block.code):
         monkeypatch.syspath_prepend(str(installed_plugins[plugin]))
         monkeypatch.delenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
@@ -275,7 +276,7 @@ def run_block(block: Block, workspace: Workspace, installed_plugins: dict[str, P
         run_python(block, workspace)
     else:
         for command in shell_commands(block):
-            run_command(command, block, workspace, installed_plugins, monkeypatch)
+            run_command(command, block, workspace)
 
 
 def _plugins_named(code: str) -> list[str]:
@@ -383,8 +384,8 @@ def _command(words: list[str], comment: str, unset: list[str],
     return Command(words, env, comment, placeholders)
 
 
-def run_command(command: Command, block: Block, workspace: Workspace,
-                installed_plugins: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def run_command(command: Command, block: Block, workspace: Workspace) -> None:
+    """Run one command of a shell block, or check it by the rule of its program."""
     words = command.words
     program = words[0]
     where = f"{block.name}: `{shlex.join(words)}`"

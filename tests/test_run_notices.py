@@ -172,6 +172,15 @@ def test_a_short_run_ends_saying_it_is_a_smoke_test_and_what_a_real_run_needs() 
     assert short_run_lines(1000, full, "recipes/cyclegan_photo2monet.toml") == []
 
 
+def test_the_dataset_line_is_for_runs_on_the_bundled_sample(tmp_path: Path) -> None:
+    full = load_recipe(CYCLEGAN)  # its datasets/monet2photo is missing here
+    on_sample = short_run_lines(20, full, CYCLEGAN, run=full)
+    assert on_sample[-1] == ("The full dataset: `imtrans data download monet2photo` puts it in "
+                             "datasets/monet2photo (missing: the bundled sample stood in).")
+    own = load_recipe(CYCLEGAN, [f"data.root={tmp_path}"])  # a folder of the user's
+    assert len(short_run_lines(20, full, CYCLEGAN, run=own)) == 2
+
+
 def test_every_notice_of_imtrans_run_is_in_train_log(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # datasets/monet2photo is missing: the bundled sample

@@ -132,7 +132,7 @@ def _short_run_lines(steps: int, recipe_path: str, overrides: tuple[str, ...],
         full = load_recipe(recipe_path, registry=components()) if overrides else recipe
     except ImtransError:  # the file alone is not a whole recipe: say it of the run's
         full = recipe
-    return short_run_lines(steps, full, recipe_path)
+    return short_run_lines(steps, full, recipe_path, run=recipe)
 
 
 def _left_behind(made: list[MadeRunDir], text: str, *, kept_said: bool = True) -> str:

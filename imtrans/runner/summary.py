@@ -23,7 +23,8 @@ __all__ = ["SMOKE_TEST_STEPS", "short_run_lines"]
 SMOKE_TEST_STEPS = 1000
 
 
-def short_run_lines(steps: int, full: Recipe, recipe_path: str) -> list[str]:
+def short_run_lines(steps: int, full: Recipe, recipe_path: str, run: Recipe | None = None
+                    ) -> list[str]:
     """The closing lines of a run that made fewer than :data:`SMOKE_TEST_STEPS` steps (none
     for a longer run).
 
@@ -31,6 +32,9 @@ def short_run_lines(steps: int, full: Recipe, recipe_path: str) -> list[str]:
         steps: The step the run reached.
         full: The recipe as its file states it, without the run's ``--set`` overrides.
         recipe_path: The recipe file, as the user named it.
+        run: The recipe the run trained with, overrides and all (default: ``full``): when it
+            trained on the bundled sample of a missing dataset, a last line says where the
+            full one comes from.
 
     Example:
         >>> from imtrans.catalogue.recipe_loader import load_recipe
@@ -55,7 +59,7 @@ def short_run_lines(steps: int, full: Recipe, recipe_path: str) -> list[str]:
         "steps.",
         f"A real run takes the recipe's full settings (`imtrans run {recipe_path}` without "
         f"--set): {', '.join(settings)}, on a GPU."]
-    return lines + _dataset(full)
+    return lines + _dataset(run or full)
 
 
 def _image_size(kwargs: dict[str, Any]) -> list[str]:
@@ -66,17 +70,17 @@ def _image_size(kwargs: dict[str, Any]) -> list[str]:
     return [f"{crop}x{crop} crops" + (f" of {load}x{load} images" if load else "")]
 
 
-def _dataset(full: Recipe) -> list[str]:
-    """Where the full dataset comes from, when its folder is missing (and the bundled sample
-    stands in)."""
-    root = full.data.kwargs.get("root")
-    if root is None or full.data.catalog is None:
+def _dataset(run: Recipe) -> list[str]:
+    """Where the full dataset comes from, when the run's folder is missing and the bundled
+    sample stood in."""
+    root, catalog = run.data.kwargs.get("root"), run.data.catalog
+    if root is None or catalog is None:
         return []
     try:
-        resolved = resolve_root(root, full.data.catalog)
+        resolved = resolve_root(root, catalog)
     except DataError:  # a root that is not a folder: the run itself said so
         return []
     if resolved.source != "sample":
         return []
-    return [f"The full dataset: `imtrans data download {full.data.catalog}` puts it in {root} "
+    return [f"The full dataset: `imtrans data download {catalog}` puts it in {root} "
             "(missing: the bundled sample stood in)."]

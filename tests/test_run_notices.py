@@ -229,3 +229,25 @@ def test_an_interrupted_run_says_so_in_train_log(tmp_path: Path,
     assert (f"interrupted at step 2; checkpoint saved to runs/cyclegan_photo2monet/checkpoints/"
             f"step_00000002.safetensors. Resume with: imtrans run {CYCLEGAN} --resume") in logged
     assert "finished" not in logged
+
+
+def test_the_error_that_stops_a_run_is_in_train_log(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    original = CycleGANTrainer.training_step
+
+    def poisoned(self: CycleGANTrainer, batch: dict[str, Any]) -> dict[str, Any]:
+        return original(self, batch | {"A": torch.full_like(batch["A"], float("nan"))})
+
+    monkeypatch.setattr(CycleGANTrainer, "training_step", poisoned)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", CYCLEGAN, *(a for o in TINY for a in ("--set", o)),
+            "--set", "train.max_steps=3"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code != 0, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error: "))
+    logged = (tmp_path / "runs" / "cyclegan_photo2monet" / "train.log").read_text()
+    recorded = [line.split("  ", 1)[1] for line in logged.splitlines() if "  error: " in line]
+    # The line printed, less what the command adds after (what a failed start left).
+    assert len(recorded) == 1 and "became NaN" in recorded[0] and error.startswith(recorded[0])

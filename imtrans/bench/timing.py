@@ -33,7 +33,8 @@ from imtrans.core.observer import TrainingObserver
 from imtrans.data.batches import TrainingData
 from imtrans.recipe import Recipe
 from imtrans.trainers.base import set_train_mode
-from imtrans.training.build import build_training
+from imtrans.training.build import Training, build_training
+from imtrans.training.threads import torch_threads, training_threads
 from imtrans.version import __version__
 
 __all__ = ["benchmark"]
@@ -73,6 +74,21 @@ def benchmark(recipe: Recipe, *, steps: int = 20, warmup: int = 5, synthetic: bo
         device = ddp.device
     training = build_training(recipe, registry, device=device, data=not synthetic,
                               observer=observer, ddp=ddp)
+    # The threads a run of this recipe trains with (run.threads), so the step times are its.
+    threads = training_threads(recipe.run.threads, training.data,
+                               ddp.world_size if ddp is not None else 1)
+    observer.message(threads.notice)
+    with torch_threads(threads):
+        result = _time_steps(recipe, training, registry, device, steps=steps, warmup=warmup,
+                             synthetic=synthetic, flops_per_image=flops_per_image)
+    result["settings"]["threads"] = threads.threads
+    return result
+
+
+def _time_steps(recipe: Recipe, training: Training, registry: Components,
+                device: torch.device, *, steps: int, warmup: int, synthetic: bool,
+                flops_per_image: float | None) -> dict[str, Any]:
+    """The record of :func:`benchmark`: ``warmup`` untimed steps, then ``steps`` timed."""
     data, trainer, step = training.data, training.trainer, training.step
     assert step is not None
     batches = _synthetic_batches(recipe, device) if data is None else _endless(data)

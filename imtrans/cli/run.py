@@ -97,6 +97,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
             notices.say(_left_behind(made, text, kept_said=False))  # it names its checkpoint
         sys.exit(EXIT_INTERRUPTED)
     except (ImtransError, OSError) as exc:
+        notices.record(f"error: {error_text(exc)}")  # before what a failed start removes
         _say_left_behind(made, exc)
         # A rank started by `--nproc` leaves its line to the launcher, which prints one for all
         # ranks (each would print its own, and torchrun may stop one before it does).

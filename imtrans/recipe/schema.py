@@ -147,6 +147,19 @@ class RunTable(_Strict):
     output_dir: str = "runs"
     seed: int = Field(default=0, ge=0, lt=SEED_LIMIT, description="0 <= seed < 2**32")
     device: str = "auto"
+    threads: int | Literal["auto"] = Field(
+        default="auto", description="torch's CPU threads in each training process: `auto` "
+        "(the usable CPU cores, shared among the processes of this machine, minus the data "
+        "loading processes, at least 1; an OMP_NUM_THREADS or MKL_NUM_THREADS in the "
+        "environment is kept) or a count >= 1 (at most the usable cores)")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, threads: Any) -> Any:
+        """``"auto"`` or a count >= 1: no thread is no computation, and a bool is no count."""
+        if threads == "auto" or (type(threads) is int and threads >= 1):
+            return threads
+        raise ValueError(f'expected "auto" or a thread count >= 1, got {threads!r}')
 
     @field_validator("name")
     @classmethod

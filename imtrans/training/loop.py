@@ -25,6 +25,7 @@ from imtrans.training.build import Training, build_training
 from imtrans.training.jobs import ExtraJobs, Job, JobList, RolledBack, default_jobs
 from imtrans.training.run_session import FitResult, RunSession
 from imtrans.training.state import TrainingState
+from imtrans.training.threads import torch_threads, training_threads
 
 __all__ = ["FitResult", "fit"]
 
@@ -56,10 +57,13 @@ def fit(recipe: Recipe, *, registry: Components | None = None, resume: Path | No
             ddp.close()
             return session.nothing_to_train(state, observer)
         ddp.decorrelate_rng(recipe.run.seed, state.step)
+        threads = training_threads(recipe.run.threads, training.data, ddp.world_size)
         context = session.open(training, registry, ddp, state, observer, warnings)
         run_jobs, observer = JobList(default_jobs(context, extra)), context.observer
+        observer.message(threads.notice)
         _begin(training, state, observer)
-        with (session.ending(training, run_jobs, state, observer, ddp),  # finish or salvage
+        with (torch_threads(threads),  # torch's CPU threads: restored after the last job
+              session.ending(training, run_jobs, state, observer, ddp),  # finish or salvage
               ddp.interrupts(observer.on_stopping)):  # Ctrl-C: stop after the step under way
             while not state.finished:
                 _train_epoch(training, state, run_jobs)

@@ -252,7 +252,8 @@ class RunNotices(TrainingObserver):
     The notices said before the run directory exists (the bundled-sample fallback, the
     device chosen) are kept with their times, and go to ``train.log`` first when the run
     opens it (:class:`LoggedObserver` hands them over); after the run, :meth:`say` prints the
-    closing lines (finished, interrupted, the summary) and appends them there too.
+    closing lines (finished, interrupted, the summary) and appends them there too, and
+    :meth:`record` appends the error that ended it, which the command prints itself.
     """
 
     def __init__(self, inner: TrainingObserver) -> None:
@@ -291,6 +292,12 @@ class RunNotices(TrainingObserver):
         for at, text in self.kept:
             log.write(text, at)
         self.kept, self.log = [], log
+
+    def record(self, text: str) -> None:
+        """A line for the run's ``train.log`` only (one the caller prints its own way, such
+        as the error that ends the run)."""
+        if self.log is not None:
+            self.log.write(text)
 
     def say(self, text: str) -> None:
         """A notice after the run: printed, and appended to the run's ``train.log`` (when

@@ -37,12 +37,15 @@ __all__ = ["run"]
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train with N processes on this machine (one per GPU), through torchrun; "
                    "data.batch_size is per process.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Torch's CPU threads in each training process (run.threads; default: the "
+                   "usable cores minus the data loading processes).")
 @click.option("--allow-changes", is_flag=True,
               help="Resume with other task settings (data, trainer, losses, optimiser, "
                    "schedule) than the checkpoint's; what changed is recorded in the metrics.")
 @click.pass_context
 def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume: str | None,
-        nproc: int, allow_changes: bool) -> None:
+        nproc: int, threads: int | None, allow_changes: bool) -> None:
     """Train RECIPE; progress, samples, metrics and checkpoints go to a run directory.
 
     Under torchrun (``torchrun --nproc_per_node=N -m imtrans run RECIPE``), each process
@@ -58,6 +61,8 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
     from imtrans.training.records import RunNotices
     from imtrans.training.torchrun import keep_rank_failure
 
+    if threads is not None:  # as --set run.threads=N (passed on to the ranks of --nproc)
+        overrides = (*overrides, f"run.threads={threads}")
     loaded = components()
     swaps: list[str] = []  # a --set that swapped a component: what it kept and dropped
     recipe = load_recipe(recipe_path, overrides, registry=loaded, notices=swaps)
@@ -179,6 +184,8 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
 
     from imtrans.core.stop_signals import STOP_SIGNALS
     from imtrans.runs.checkpoints.lookup import AUTO
+    from imtrans.training.threads import AUTO_MARK
+    from imtrans.training.threads import ENVIRONMENT as THREAD_VARIABLES
     from imtrans.training.torchrun import RANK_REPORTS, report_ranks
 
     if "RANK" in os.environ:
@@ -191,6 +198,8 @@ def _launch_processes(ctx: click.Context, nproc: int, recipe_path: str,
     launcher = (["torch.distributed.run"] if reports is None
                 else ["imtrans.training.torchrun", str(reports)])
     env = os.environ | ({RANK_REPORTS: str(reports)} if reports is not None else {})
+    if not any(name in os.environ for name in THREAD_VARIABLES):
+        env[AUTO_MARK] = "1"  # torchrun's OMP_NUM_THREADS=1 for each rank is not the user's
     command = [sys.executable, "-m", *launcher, "--standalone",
                f"--nproc_per_node={nproc}", "-m", "imtrans", *debug, "run", recipe_path,
                *(arg for o in overrides for arg in ("--set", o)),

@@ -61,8 +61,8 @@ def load_recipe(
         overrides: ``section.key=value`` strings applied before validation; the value is read
             as TOML (``5``, ``1e-4``, ``true``, ``[0.5, 0.9]``), else taken as a string.
         registry: The components to check names against (default: the loaded plugins).
-        notices: Receives one line for each override that names another component than the
-            trainer's default in a table, saying what of the default it kept and dropped:
+        notices: Receives one line for each override that names another component in a
+            table, saying what it kept of the old one's settings and dropped:
             ``--set losses.cycle.name=l1: kept weight = 10.0`` (see
             :mod:`imtrans.catalogue.component_swap`).
 
@@ -88,16 +88,19 @@ def load_recipe(
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
         raise RecipeError(f"{path}: not valid TOML: nested too deeply") from None
-    swaps = apply_overrides(raw, overrides, registry=registry)
-    said = [f"--set {given}: {swap.describe()}" for given, swap in swaps if swap.describe()]
+    swaps = [(f"--set {given}: {swap.describe()}", swap.where)
+             for given, swap in apply_overrides(raw, overrides, registry=registry)
+             if swap.describe()]
     try:
         recipe = recipe_from_dict(raw, registry=registry)
     except RecipeError as exc:
-        # What a swap dropped may be what is missing now (a dataset's root): said with it.
+        # What a swap dropped may be what its table misses now (a dataset's root): said too.
+        said = [line for line, where in swaps if f"[{where}]" in str(exc)
+                or re.search(rf"(^|\W){re.escape(where)}\.", str(exc))]
         why = f" (after {'; '.join(said)})" if said else ""
         raise RecipeError(f"{path}: {exc}{why}") from None
     if notices is not None:
-        notices += said
+        notices += [line for line, _ in swaps]
     return recipe
 
 

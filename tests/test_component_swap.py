@@ -85,6 +85,11 @@ def test_a_set_name_drops_the_old_components_own_arguments_and_says_which(
     assert recipe.generator.kwargs["ngf"] == 8
     assert notices == ['--set generator.name=unet_128: dropped the arguments of resnet_9blocks: '
                        'norm = "instance", dropout = false']
+    # resnet_6blocks takes instance norm and no dropout by default: nothing changes, unsaid.
+    notices.clear()
+    recipe = load_recipe(RECIPE, ["generator.name=resnet_6blocks"], registry=loaded,
+                         notices=notices)
+    assert recipe.generator.kwargs["norm"] == "instance" and notices == []
     # A loss that takes no weight gets none, and the weight is said to be dropped.
     notices.clear()
     recipe = load_recipe(RECIPE, ["losses.cycle.name=unweighted"], registry=loaded,

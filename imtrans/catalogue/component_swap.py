@@ -39,6 +39,9 @@ _TABLES: dict[str, type[ComponentTable]] = {
     "generator": ComponentTable,
     "discriminator": ComponentTable,
 }
+#: The registry of each of them.
+_KINDS = {"trainer": "trainers", "data": "datasets", "generator": "generators",
+          "discriminator": "discriminators"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class ComponentSwap:
         old: The component named there before (the trainer's default's, or the recipe's).
         new: The name the override gives.
         kept: The settings of the place the new component keeps, e.g. ``{"weight": 10.0}``.
-        dropped: The old component's own arguments, left out.
+        dropped: The old component's own arguments, left out (but those the new one takes
+            with the same value by default: nothing changes there).
     """
 
     where: str
@@ -114,7 +118,21 @@ def swap_component(raw: Mapping[str, Any], table: dict[str, Any], where: tuple[s
     dropped = {k: v for k, v in old.items() if k != "name" and k not in place}
     table.clear()
     table.update({"name": name} | copy.deepcopy(kept))
+    # An argument the new component takes with the same default changes nothing: unsaid.
+    same = _defaults(registry, where, name)
+    dropped = {k: v for k, v in dropped.items() if k not in same or same[k] != v}
     return ComponentSwap(".".join(where), old_name, name, kept, dropped)
+
+
+def _defaults(registry: Components, where: tuple[str, ...], name: str) -> dict[str, Any]:
+    """The defaults of the arguments of the component ``name`` for the table at ``where``."""
+    kind = "losses" if where[0] == "losses" else _KINDS.get(where[0], "")
+    try:
+        builder = registry.registry(kind).get(name).builder
+    except ComponentError:
+        return {}
+    return {k: p.default for k, p in accepted_arguments(builder).items()
+            if p.default is not p.empty}
 
 
 def _effective_table(raw: Mapping[str, Any], where: tuple[str, ...],

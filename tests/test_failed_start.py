@@ -169,3 +169,16 @@ def test_discard_keeps_what_it_does_not_know_and_a_locked_directory(tmp_path: Pa
         assert discard_failed_start(run_dir) == [".imtrans.lock (another process holds it)"]
     assert discard_failed_start(run_dir) == []
     assert not run_dir.exists()
+
+
+def test_the_library_train_leaves_nothing_either(tmp_path: Path, loaded: Components) -> None:
+    """imtrans.train (a loaded recipe and overrides) removes what its failed start made."""
+    recipe = imtrans.load_recipe(RECIPE, [
+        *(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in TINY_RUN.items()),
+        "train.max_steps=2", f"run.output_dir='{tmp_path / 'runs'}'", "run.name='try'"],
+        registry=loaded)
+    with pytest.raises(DataError, match="unusable batch"):
+        imtrans.train(recipe, ["losses.cycle.name=failing_loss"], registry=loaded)
+    assert not (tmp_path / "runs").exists()
+    result = imtrans.train(recipe, registry=loaded)
+    assert result.run_dir == tmp_path / "runs" / "try"  # the same name, not try-2

@@ -76,8 +76,10 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         TrainingInterrupted: after Ctrl-C or SIGTERM (a checkpoint is saved first).
         ImtransError: a bad recipe, bad data, an incompatible checkpoint...
     """
-    from imtrans.catalogue.recipe_loader import apply_override, load_recipe, recipe_from_dict
+    from imtrans.catalogue.recipe_loader import apply_overrides, load_recipe, recipe_from_dict
     from imtrans.runs.checkpoints.lookup import AUTO, find_resume_point, resume_or_start
+    from imtrans.runs.directory import MadeRunDir, recording_made_run_dirs
+    from imtrans.runs.failed_start import discard_failed_start
 
     registry = registry or components()
     overrides = list(overrides)
@@ -85,8 +87,7 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         recipe = load_recipe(recipe, overrides, registry=registry)
     elif overrides:
         raw = recipe.resolved()
-        for override in overrides:
-            apply_override(raw, override)
+        apply_overrides(raw, overrides, registry=registry)  # as --set: a swap keeps the weight
         recipe = recipe_from_dict(raw, registry=registry)
     if isinstance(resume, str) and resume == AUTO:  # a Path("auto") is a folder of that name
         found = resume_or_start(recipe, run_dir)
@@ -94,5 +95,15 @@ def train(recipe: Recipe | str | Path, overrides: Iterable[str] = (), *,
         run_dir = found.run_dir if checkpoint is None else None
     else:
         checkpoint = find_resume_point(str(resume), recipe) if resume is not None else None
-    return fit(recipe, registry=registry, resume=checkpoint, run_dir=run_dir,
-               observer=observer, jobs=jobs, allow_changes=allow_changes)
+    # A start that fails removes the run directory it made when it holds nothing of value, so
+    # that calling again takes the same name (not NAME-2), as `imtrans run` does.
+    fresh = MadeRunDir.to_make(run_dir) if checkpoint is None and run_dir is not None else None
+    made = [fresh] if fresh is not None else []
+    try:
+        with recording_made_run_dirs(made if checkpoint is None else []):  # a branch stays
+            return fit(recipe, registry=registry, resume=checkpoint, run_dir=run_dir,
+                       observer=observer, jobs=jobs, allow_changes=allow_changes)
+    except BaseException:  # an interrupted run that saved a checkpoint is kept
+        for made_dir in made:
+            discard_failed_start(made_dir.path, made_dir.outermost)
+        raise

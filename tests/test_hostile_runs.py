@@ -8,6 +8,7 @@ or a second process is needed, as a subprocess.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -488,13 +489,22 @@ def _refused_recipes(tmp_path: Path) -> dict[str, dict[str, object]]:
             "eval.inception": str(tmp_path / "missing.pt")},
         "device cache of images of many sizes": {"data.cache": "device",
                                                  "data.preprocess": "none"},
+        "run name longer than a folder name": {"run.name": "n" * 300},
+        "output folder name longer than a folder name": {
+            "run.output_dir": str(tmp_path / ("z" * 300) / "runs")},
+        # Writable to root by its permissions, yet no folder can be made there.
+        "output folder in /proc": {"run.output_dir": "/proc/imtrans_runs"},
+        "output folder in /sys": {"run.output_dir": "/sys/imtrans_runs"},
     }
 
 
 REFUSED = ["data folder without its split", "data folder of files that are not images",
            "output folder is a file", "output folder under a file", "eval without a test split",
            "eval with untrusted Inception weights", "eval with missing Inception weights",
-           "device cache of images of many sizes"]
+           "device cache of images of many sizes", "run name longer than a folder name",
+           "output folder name longer than a folder name",
+           *(["output folder in /proc"] if os.path.isdir("/proc/self") else []),
+           *(["output folder in /sys"] if os.path.isdir("/sys/kernel") else [])]
 
 
 @pytest.mark.parametrize("case", REFUSED)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from imtrans.errors import DataError, ImtransError, RecipeError
 
-__all__ = ["check_run_name", "inside", "real_path", "refuse_overwrite"]
+__all__ = ["NAME_MAX", "check_run_name", "inside", "name_bytes", "real_path",
+           "refuse_overwrite"]
 
 
 #: Why an output inside an input tree is refused, unless the caller says better.
@@ -114,4 +115,18 @@ def check_run_name(name: str) -> str:
     if bad:
         raise RecipeError(f"run.name = {name!r} is not a folder name (no '/', '\\', '.' or "
                           "'..'): runs are written inside run.output_dir, one folder each")
+    if name_bytes(name) > NAME_MAX:  # a run made as NAME-2 needs room for the suffix too
+        raise RecipeError(f"run.name = {name[:40]!r}... is {name_bytes(name)} bytes long: a "
+                          f"folder name holds at most {NAME_MAX} (choose a shorter run.name)")
     return name
+
+
+#: The longest file or folder name, in bytes, that common file systems take (ext4, XFS, APFS,
+#: NTFS): a longer one fails only when the folder is made, after the checks said yes. Run
+#: folder names keep 8 bytes free for the "-N" a taken name gets.
+NAME_MAX = 255 - 8
+
+
+def name_bytes(name: str) -> int:
+    """The length of ``name`` in bytes, as the file system counts it."""
+    return len(os.fsencode(name))

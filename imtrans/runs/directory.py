@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from imtrans.core.atomic import atomic_write
 from imtrans.core.git_head import head_commit
-from imtrans.core.paths import check_run_name
+from imtrans.core.paths import check_run_name, name_bytes
 from imtrans.core.printable import printable_path
 from imtrans.core.regular_files import why_not_folder
 from imtrans.core.tomlwriter import dumps
@@ -152,6 +153,25 @@ def check_output_dir(output_dir: Path) -> None:
         where = "" if existing == output_dir else f" (made in {printable_path(existing)})"
         raise RecipeError(f"run.output_dir = {shown!r}{where}: this user may not write there; "
                           "choose another run.output_dir")
+    long = [part for part in output_dir.relative_to(existing).parts if name_bytes(part) > 255]
+    if long:
+        raise RecipeError(f"run.output_dir = {shown[:60]!r}...: its folder name "
+                          f"{long[0][:40]!r}... is {name_bytes(long[0])} bytes long, and a "
+                          "folder name holds at most 255; choose another run.output_dir")
+    _try_making_a_folder(existing, output_dir)
+
+
+def _try_making_a_folder(existing: Path, output_dir: Path) -> None:
+    """Make and remove an empty folder in ``existing``, where the run folders will be made:
+    write permission does not say everything (``/proc`` and ``/sys`` look writable to root
+    and take no folder; a read-only mount, a full inode table)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".imtrans-probe-", dir=existing))
+    except OSError as exc:
+        where = "" if existing == output_dir else f" (made in {printable_path(existing)})"
+        raise RecipeError(f"run.output_dir = {printable_path(output_dir)!r}{where}: no folder "
+                          f"can be made there ({exc.strerror or exc}); choose another "
+                          "run.output_dir") from None
 
 
 def create_run_dir(output_dir: Path, name: str) -> Path:

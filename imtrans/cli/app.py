@@ -19,7 +19,8 @@ from imtrans.cli.eval import evaluate
 from imtrans.cli.export import export
 from imtrans.cli.importing import import_checkpoints
 from imtrans.cli.models import models
-from imtrans.cli.output import EXIT_ERROR, EXIT_INTERRUPTED, error_text, print_error
+from imtrans.cli.output import (EXIT_ERROR, EXIT_INTERRUPTED, error_text, print_error,
+                                warnings_as_lines)
 from imtrans.cli.report import report
 from imtrans.cli.run import run
 from imtrans.cli.translate import translate
@@ -69,4 +70,5 @@ cli.add_command(models)
 
 def main() -> None:
     """Entry point of the ``imtrans`` console script (and of ``python -m imtrans``)."""
-    cli(prog_name="imtrans")
+    with warnings_as_lines():
+        cli(prog_name="imtrans")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,10 @@ __all__ = [
     "error_text",
     "make_table",
     "print_error",
+    "print_warning",
     "stderr_console",
     "stdout_console",
+    "warnings_as_lines",
     "write_json_line",
 ]
 
@@ -81,6 +86,41 @@ def print_error(text: str) -> None:
     # A file name that is not UTF-8 would make the error itself fail to print.
     message = Text("error: ", style="bold red") + Text(printable_path(text))
     Console(stderr=True, soft_wrap=True).print(message, highlight=False)
+
+
+def print_warning(text: str) -> None:
+    """Print ``warning: TEXT`` as one line on stderr (the prefix in bold yellow on terminals)."""
+    from imtrans.core.printable import printable_path
+
+    message = Text("warning: ", style="bold yellow") + Text(printable_path(text))
+    Console(stderr=True, soft_wrap=True).print(message, highlight=False)
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show imtrans's own warnings (a skipped image, a damaged metrics line...) as
+    ``warning: TEXT`` lines, each text once, instead of Python's format with a source file,
+    a line number and a line of code that mean nothing to a user (the checks before a run and
+    the run itself would each show a skipped folder). Other packages' warnings are shown as
+    before. Warnings that a caller records (``pytest.warns``) are left to it: the console
+    script installs this, not the commands.
+    """
+    original = warnings.showwarning
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not category.__module__.startswith("imtrans."):
+            original(message, category, filename, lineno, file, line)
+        elif str(message) not in seen:
+            seen.add(str(message))
+            print_warning(str(message))
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 def write_json_line(record: dict[str, Any], output: str | None) -> None:

@@ -118,6 +118,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(server: Server,
     got = download(server.url, dest, sha256=sha256)
     assert server.ranges == [None, "bytes=1000-"]
     assert got.verified and dest.read_bytes() == server.body and not part.exists()
+    assert dest.stat().st_mode & 0o111 == 0  # a data file, never made executable
 
 
 def test_a_server_that_ignores_range_restarts_the_file(server: Server, tmp_path: Path) -> None:

@@ -217,8 +217,8 @@ def _stream(url: str, part: Path, bounds: _Bounds, progress: Progress | None,
         # (Windows has none: there _check_part's look is all). O_BINARY: Windows' text mode
         # would turn each 0x0A byte into 0D 0A.
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
-        with os.fdopen(os.open(part, flags | open_flags("O_NOFOLLOW", "O_BINARY")),
-                       "wb") as handle:
+        with os.fdopen(os.open(part, flags | open_flags("O_NOFOLLOW", "O_BINARY"), 0o666),
+                       "wb") as handle:  # 0o666 less the umask, as open() makes files
             try:
                 while True:
                     if progress is not None:

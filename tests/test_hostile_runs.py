@@ -379,7 +379,7 @@ def test_sighup_to_the_process_group_saves_a_checkpoint_and_exits_130(tmp_path: 
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "SIGHUP: stopping after this step, with a checkpoint of it" in stderr
-    assert f"Resume with: imtrans run {RECIPE} --resume" in stderr
+    assert f"Resume with: imtrans run {RECIPE} --set " in stderr
     assert "Traceback" not in stderr and "DataLoader worker" not in stderr
     saved = sorted((metrics.parent / "checkpoints").glob("step_*.safetensors"))
     assert saved, stderr

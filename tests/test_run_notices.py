@@ -227,7 +227,7 @@ def test_an_interrupted_run_says_so_in_train_log(tmp_path: Path,
     assert result.exit_code == 130, result.output
     logged = (tmp_path / "runs" / "cyclegan_photo2monet" / "train.log").read_text()
     assert (f"interrupted at step 2; checkpoint saved to runs/cyclegan_photo2monet/checkpoints/"
-            f"step_00000002.safetensors. Resume with: imtrans run {CYCLEGAN} --resume") in logged
+            f"step_00000002.safetensors. Resume with: imtrans run {CYCLEGAN} --set ") in logged
     assert "finished" not in logged
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -154,12 +155,16 @@ def test_interrupt_saves_a_checkpoint_and_prints_the_resume_command(tmp_path: Pa
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "interrupted at step" in stderr
-    assert f"Resume with: imtrans run {CYCLEGAN} --resume" in stderr
     saved = sorted((metrics.parent / "checkpoints").glob("step_*.safetensors"))
     assert saved, stderr
     step = int(saved[-1].name.split("_")[1].split(".")[0])
-    resumed = imtrans(tmp_path, "run", CYCLEGAN, "--resume", str(saved[-1]),
-                      *sets(*TINY, f"train.max_steps={step + 1}"))
+    # The command as printed: the recipe with the run's --set options, and the checkpoint.
+    printed = shlex.split(stderr.split("Resume with: ")[1].splitlines()[0])
+    assert printed[:3] == ["imtrans", "run", CYCLEGAN]
+    assert printed[-2:] == ["--resume", str(Path("runs/cyclegan_photo2monet/checkpoints",
+                                                  saved[-1].name))]
+    assert printed[3:-2] == list(sets(*TINY, "train.max_steps=100000", "train.log_every=1"))
+    resumed = imtrans(tmp_path, *printed[1:], *sets(f"train.max_steps={step + 1}"))
     assert f"from step {step}" in resumed.stderr
 
 

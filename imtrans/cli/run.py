@@ -8,6 +8,7 @@ errors propagate to the ``imtrans`` group, which turns them into a message and a
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from imtrans.errors import ImtransError, InvalidArgumentError, TrainingInterrupt
 
 if TYPE_CHECKING:
     from imtrans.runs.directory import MadeRunDir
+
 
 __all__ = ["run"]
 
@@ -98,7 +100,7 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
                          observer=notices, allow_changes=allow_changes)
     except TrainingInterrupted as exc:
         if is_main_process():  # under torchrun, rank 0 speaks for all
-            text = str(exc).replace("RECIPE", recipe_path)
+            text = str(exc).replace("RECIPE", _as_typed(recipe_path, overrides))
             notices.say(_left_behind(made, text, kept_said=False))  # it names its checkpoint
         sys.exit(EXIT_INTERRUPTED)
     except (ImtransError, OSError) as exc:
@@ -123,6 +125,13 @@ def run(ctx: click.Context, recipe_path: str, overrides: tuple[str, ...], resume
                 f"(last checkpoint {result.checkpoint})")
     for line in _short_run_lines(result.step, recipe_path, overrides, recipe):
         notices.say(line)
+
+
+def _as_typed(recipe_path: str, overrides: tuple[str, ...]) -> str:
+    """The recipe and its ``--set`` options, quoted for a shell: the resume command printed
+    after a stop trains the same recipe (without them, another run's settings, or a refusal)."""
+    return " ".join([shlex.quote(recipe_path),
+                     *(f"--set {shlex.quote(override)}" for override in overrides)])
 
 
 def _short_run_lines(steps: int, recipe_path: str, overrides: tuple[str, ...],

@@ -243,7 +243,6 @@ class TrainTable(_Strict):
         "generator's weights with this decay (e.g. 0.999), updated every step; translate, "
         "eval, export and the sample grids use it (off by default: the papers have none)")
 
-
     def log_interval(self, total_steps: int) -> int:
         """The steps between metric records in a run of ``total_steps``: ``log_every``, or
         for ``auto`` 50, fewer in a run too short for 20 records of 50 steps.

@@ -33,6 +33,7 @@ LONGEST_FILES = [
     "tests/test_hostile_inputs.py", "tests/test_soak.py", "tests/test_bench_suite.py",
     "tests/test_example_plugin.py", "tests/test_portability.py", "tests/test_export.py",
     "tests/test_types.py", "tests/test_run_dir_safety.py", "tests/test_bad_data.py",
+    "tests/test_doc_examples.py",
 ]
 
 

@@ -884,3 +884,14 @@ def test_evaluation_table_fits_its_card_in_chromium(chromium: str, tmp_path: Pat
     browse(chromium, page, tmp_path / "profile", f"--window-size={width},1100",
            f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("step", "said"), [(20, True), (999, True), (1000, False)])
+def test_early_samples_are_said_to_look_like_noise(step: int, said: bool) -> None:
+    from imtrans.report.data import RunData, Sample
+    from imtrans.report.sections import samples
+
+    html = samples(RunData(name="r", samples=[
+        Sample(step=2, href="samples/step_00000002.png", size=(8, 8)),
+        Sample(step=step, href=f"samples/step_{step:08d}.png", size=(8, 8))]))
+    assert (f"Noise at step {step} is expected" in html) is said

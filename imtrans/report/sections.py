@@ -12,8 +12,8 @@ from imtrans.report.data import CheckpointEntry, RunData, Sample
 from imtrans.report.numbers import format_score
 from imtrans.report.results_table import results_table
 
-__all__ = ["checkpoints", "environment", "evaluation", "last_checkpoint", "recipe", "samples",
-           "select_samples"]
+__all__ = ["NOISY_SAMPLES_BELOW", "checkpoints", "environment", "evaluation", "last_checkpoint",
+           "recipe", "samples", "select_samples"]
 
 NEWEST_SAMPLES = 12
 OLDER_SAMPLES = 12
@@ -47,6 +47,12 @@ def select_samples(found: list[Sample]) -> tuple[list[Sample], list[Sample]]:
     return newest, older[::-1]
 
 
+#: A run of fewer steps shows samples that look like noise (the transposed convolutions'
+#: checkerboard) whatever the recipe; the papers train 200 epochs, tens of thousands of steps
+#: even on a small dataset. The end-of-run summary calls such a run a smoke test.
+NOISY_SAMPLES_BELOW = 1000
+
+
 def samples(data: RunData) -> str:
     """The sample grids over time, newest first, linked by paths relative to the run, each
     headed by the labels of its columns."""
@@ -65,6 +71,11 @@ def samples(data: RunData) -> str:
     parts.append(f'<p class="hint">{len(data.samples)} sample grid(s) in samples/, showing '
                  f"{count}. Each row of a grid is one fixed image; {escape(columns)}. "
                  "Click a grid for full size.</p>")
+    newest_step = max(sample.step for sample in data.samples)
+    if newest_step < NOISY_SAMPLES_BELOW:
+        parts.append(f'<p class="hint">Noise at step {newest_step} is expected: the '
+                     "grids of a GAN look like noise (often a checkerboard) for its first "
+                     "thousands of steps; the papers train for 200 epochs.</p>")
     parts.append(_figures(newest, eager=_EAGER))
     if older:
         parts.append("<h3>Earlier in the run</h3>" + _figures(older, eager=0))

@@ -150,7 +150,10 @@ class Workspace:
         target = self.folder / "runs" / name
         if not target.exists():
             kind = "cyclegan" if CYCLEGAN_NAME.search(name) else "pix2pix"
-            shutil.copytree(self.runs[kind], target)
+            # Without what other tests wrote into the shared session run (an export/ whose
+            # record holds the original's inodes, not the copy's): the run as trained.
+            shutil.copytree(self.runs[kind], target,
+                            ignore=shutil.ignore_patterns("export", "eval", "translated*"))
 
     def provide_inception(self, name: object) -> None:
         """Make an ``--inception`` file the example fetched by hand exist: the standard one."""

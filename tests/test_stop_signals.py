@@ -40,11 +40,11 @@ def _own(signum: int, frame: Any) -> None:
 
 @pytest.fixture
 def own_handlers() -> Iterator[dict[signal.Signals, Any]]:
-    """SIGTERM and SIGHUP handled by the test itself (SIGINT keeps Python's default)."""
+    """SIGTERM and SIGHUP handled by the test itself, SIGINT by Python's default handler (a
+    pytest-xdist test process ignores SIGINT: there it is set for the test, then put back)."""
     before = _handlers()
     for stop in STOP_SIGNALS:
-        if stop != signal.SIGINT:
-            signal.signal(stop, _own)
+        signal.signal(stop, signal.default_int_handler if stop == signal.SIGINT else _own)
     yield _handlers()
     for stop, handler in before.items():
         signal.signal(stop, handler)

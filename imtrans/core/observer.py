@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from imtrans.core.eta import ProgressStatus
 
-__all__ = ["TrainingObserver"]
+__all__ = ["ForwardingObserver", "TrainingObserver"]
 
 
 class TrainingObserver:
@@ -53,3 +53,39 @@ class TrainingObserver:
 
     def on_end(self) -> None:
         """Training ended (finished, interrupted or failed)."""
+
+
+class ForwardingObserver(TrainingObserver):
+    """Passes every call to ``inner``: a base for an observer that adds to some calls (copies
+    them to a log, keeps them for later) and overrides only those.
+
+    Args:
+        inner: The observer that receives everything.
+    """
+
+    def __init__(self, inner: TrainingObserver) -> None:
+        self.inner = inner
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+
+    def on_start(self, **plan: int) -> None:
+        self.inner.on_start(**plan)
+
+    def on_step(self, step: int, epoch: int) -> None:
+        self.inner.on_step(step, epoch)
+
+    def on_status(self, status: ProgressStatus) -> None:
+        self.inner.on_status(status)
+
+    def on_progress_line(self, line: str) -> None:
+        self.inner.on_progress_line(line)
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        self.inner.on_log(record)
+
+    def on_stopping(self, reason: str) -> None:
+        self.inner.on_stopping(reason)
+
+    def on_end(self) -> None:
+        self.inner.on_end()

@@ -34,7 +34,7 @@ from torch import Tensor
 from imtrans.core.atomic import atomic_write
 from imtrans.core.components import Components
 from imtrans.core.contracts import MetricsLogger
-from imtrans.core.observer import TrainingObserver
+from imtrans.core.observer import ForwardingObserver, TrainingObserver
 from imtrans.core.printable import printable_path
 from imtrans.errors import ImtransError
 from imtrans.recipe.schema import Recipe
@@ -246,7 +246,7 @@ class TrainLog:
             self.failed = True  # a full disk: the checkpoint's own error says it better
 
 
-class RunNotices(TrainingObserver):
+class RunNotices(ForwardingObserver):
     """Passes everything to ``inner``, and puts the notices around a run in its ``train.log``.
 
     The notices said before the run directory exists (the bundled-sample fallback, the
@@ -257,7 +257,7 @@ class RunNotices(TrainingObserver):
     """
 
     def __init__(self, inner: TrainingObserver) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.kept: list[tuple[datetime, str]] = []
         self.log: TrainLog | None = None  # the run's, once it is open
 
@@ -265,27 +265,6 @@ class RunNotices(TrainingObserver):
         if self.log is None:
             self.kept.append((datetime.now(), text))
         self.inner.message(text)
-
-    def on_start(self, **plan: int) -> None:
-        self.inner.on_start(**plan)
-
-    def on_step(self, step: int, epoch: int) -> None:
-        self.inner.on_step(step, epoch)
-
-    def on_status(self, status: Any) -> None:
-        self.inner.on_status(status)
-
-    def on_progress_line(self, line: str) -> None:
-        self.inner.on_progress_line(line)
-
-    def on_log(self, record: dict[str, Any]) -> None:
-        self.inner.on_log(record)
-
-    def on_stopping(self, reason: str) -> None:
-        self.inner.on_stopping(reason)
-
-    def on_end(self) -> None:
-        self.inner.on_end()
 
     def hand_over(self, log: TrainLog) -> None:
         """The run's ``train.log`` is open: write the notices kept so far to it."""
@@ -307,12 +286,13 @@ class RunNotices(TrainingObserver):
         self.inner.message(text)
 
 
-class LoggedObserver(TrainingObserver):
+class LoggedObserver(ForwardingObserver):
     """Passes everything to ``inner`` and copies notices and progress lines to ``log``; when
     ``inner`` kept the notices of the start (:class:`RunNotices`), they go first."""
 
     def __init__(self, inner: TrainingObserver, log: TrainLog) -> None:
-        self.inner, self.log = inner, log
+        super().__init__(inner)
+        self.log = log
         if isinstance(inner, RunNotices):
             inner.hand_over(log)
 
@@ -320,25 +300,10 @@ class LoggedObserver(TrainingObserver):
         self.log.write(text)
         self.inner.message(text)
 
-    def on_start(self, **plan: int) -> None:
-        self.inner.on_start(**plan)
-
-    def on_step(self, step: int, epoch: int) -> None:
-        self.inner.on_step(step, epoch)
-
-    def on_status(self, status: Any) -> None:
-        self.inner.on_status(status)
-
     def on_progress_line(self, line: str) -> None:
         self.log.write(line)
         self.inner.on_progress_line(line)
 
-    def on_log(self, record: dict[str, Any]) -> None:
-        self.inner.on_log(record)
-
     def on_stopping(self, reason: str) -> None:
         self.log.write(reason)
         self.inner.on_stopping(reason)
-
-    def on_end(self) -> None:
-        self.inner.on_end()

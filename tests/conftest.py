@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -82,6 +83,17 @@ def without_plugin(distribution: str) -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         pass
     return env
+
+
+def registry_with_plugin(monkeypatch: pytest.MonkeyPatch, name: str, plugin: object) -> Any:
+    """The built-ins and ``plugin`` (no installed plugin), as the registry of ``imtrans run``
+    and ``imtrans validate`` too; returns it for the library calls of a test."""
+    from imtrans.catalogue.plugins import load_components
+
+    registry = load_components(autoload=False, extra_plugins=[(name, plugin)])
+    for module in ("imtrans.cli.run", "imtrans.cli.validate"):
+        monkeypatch.setattr(f"{module}.components", lambda: registry)
+    return registry
 
 
 def cli_error(result: Result) -> str:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import ROOT, TINY_RUN, cli_error
+from conftest import ROOT, TINY_RUN, cli_error, registry_with_plugin
 from torch import Tensor
 
 import imtrans
-from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.plugins import Components
 from imtrans.catalogue.recipe_loader import load_recipe, recipe_from_dict
 from imtrans.cli import cli
 from imtrans.errors import RecipeError
@@ -56,10 +56,7 @@ class LossPlugin:
 @pytest.fixture
 def loaded(monkeypatch: pytest.MonkeyPatch) -> Components:
     """The built-ins and the plugin above, for the library and for every command."""
-    registry = load_components(autoload=False, extra_plugins=[("huber-plugin", LossPlugin())])
-    for module in ("imtrans.cli.run", "imtrans.cli.validate"):
-        monkeypatch.setattr(f"{module}.components", lambda: registry)
-    return registry
+    return registry_with_plugin(monkeypatch, "huber-plugin", LossPlugin())
 
 
 def test_a_set_name_keeps_the_weight_of_the_slot_and_says_so(loaded: Components) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, TINY_RUN, cli_error
+from conftest import ROOT, TINY_RUN, cli_error, registry_with_plugin
 from torch import Tensor
 
 import imtrans
-from imtrans.catalogue.plugins import Components, load_components
+from imtrans.catalogue.plugins import Components
 from imtrans.cli import cli
 from imtrans.errors import DataError
 from imtrans.losses import PairLoss
@@ -63,10 +63,7 @@ class FailingPlugin:
 @pytest.fixture
 def loaded(monkeypatch: pytest.MonkeyPatch) -> Components:
     """The built-ins and the failing plugin, for every command run here."""
-    registry = load_components(autoload=False, extra_plugins=[("failing-plugin", FailingPlugin())])
-    for module in ("imtrans.cli.run", "imtrans.cli.validate"):
-        monkeypatch.setattr(f"{module}.components", lambda: registry)
-    return registry
+    return registry_with_plugin(monkeypatch, "failing-plugin", FailingPlugin())
 
 
 def run(tmp_path: Path, *sets: str, resume: str | None = None) -> tuple[int, str]:

@@ -16,6 +16,7 @@ from conftest import ROOT, TINY_RUN
 from imtrans.cli import cli
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings, warned_metrics
 from imtrans.evaluation.results import save_result
+from imtrans.report.numbers import format_score
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "fid_inception_tf2015.pt"
 #: The pix2pix run's checkpoint on the bundled edges2shoes sample, whose val split has 5 pairs.
@@ -74,7 +75,7 @@ def test_fid_is_kept_when_psnr_is_computed_later(run: Path) -> None:
     # The merged file warns about every score it holds: 5 images are too few for each.
     assert [w.split()[0] for w in saved["warnings"]] == ["FID", "KID", "PSNR"]
     assert "FID on 5 images is strongly biased upward" in saved["warnings"][0]
-    fid_cell = f"{saved['metrics']['fid']:.2f} (!)"
+    fid_cell = f"{format_score(saved['metrics']['fid'])} (!)"  # as the report writes it
     assert fid_cell in later.stdout and "(!) AtoB: FID on 5 images" in later.stderr
 
 
@@ -155,3 +156,11 @@ def test_training_evaluation_says_when_its_subset_is_small() -> None:
                                                 "images (all the val split holds")
     assert "PSNR and SSIM averaged over 5 images" in text
     assert "[eval] max_images = 3)" in (evaluation(3).small_subset_warning or "")
+
+
+def test_the_eval_console_table_writes_scores_as_the_report_does() -> None:
+    from imtrans.cli.eval import _format
+
+    metrics = {"fid": 437.42, "kid": 0.3008, "kid_std": 3.142e-16, "ssim": 0.26301}
+    assert [_format(metrics, m) for m in ("fid", "kid", "psnr", "ssim")] == [
+        "437.4", "0.3008 ± <0.0001", "", "0.2630"]  # KID was '300.80e-3', its spread a column

@@ -7,7 +7,7 @@ group, which turns them into a message and an exit code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -221,13 +221,13 @@ def _print_table(rows: list[tuple[str, SavedResult]]) -> None:
     those computed on too few images, and the file of each row."""
     from imtrans.evaluation.caveats import warned_metrics
 
-    names = [m for m in ("fid", "kid", "kid_std", "psnr", "ssim")
+    names = [m for m in ("fid", "kid", "psnr", "ssim")
              if any(m in saved.record["metrics"] for _, saved in rows)]
     table = make_table("direction", "split", "images", *names, "results")
     for name, saved in rows:
         metrics, images = saved.record["metrics"], saved.record["protocol"]["images"]
         marked = warned_metrics(metrics, images["generated"], images["real"])
-        cells = [_format(metrics.get(m), m) + (_MARK if m in marked and m in metrics else "")
+        cells = [_format(metrics, m) + (_MARK if m in marked and m in metrics else "")
                  for m in names]
         add_row(table, name, saved.record["split"], str(images["generated"]), *cells,
                 str(saved.path))
@@ -244,9 +244,13 @@ def _print_warnings(console: Console, rows: list[tuple[str, SavedResult]]) -> No
         console.print(Text("warning: ", style="bold yellow") + Text(line), highlight=False)
 
 
-def _format(value: float | None, metric: str) -> str:
-    if value is None:
+def _format(metrics: dict[str, Any], metric: str) -> str:
+    """A score as the report shows it (4 significant digits; KID with its spread rounded to
+    the mean's decimals); empty where this result has none."""
+    from imtrans.report.numbers import format_score, format_spread
+
+    if metric not in metrics:
         return ""
-    if metric.startswith("kid"):
-        return f"{value * 1e3:.2f}e-3"
-    return f"{value:.4f}" if metric == "ssim" else f"{value:.2f}"
+    spread = metrics.get(f"{metric}_std")
+    return format_spread(metrics[metric], spread) if spread is not None else format_score(
+        metrics[metric])

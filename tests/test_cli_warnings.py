@@ -25,8 +25,9 @@ def test_imtrans_warnings_are_lines_once_and_others_unchanged(
             (str(message), category))
         with warnings_as_lines():
             for _ in range(2):  # the checks before a run and the run itself
-                warnings.warn("skipping a.png: cannot read image", SkippedImageWarning)
-            warnings.warn("another package's", DeprecationWarning)
+                warnings.warn("skipping a.png: cannot read image", SkippedImageWarning,
+                              stacklevel=1)
+            warnings.warn("another package's", DeprecationWarning, stacklevel=1)
     err = capsys.readouterr().err
     assert err.count("warning: skipping a.png: cannot read image\n") == 1
     assert "SkippedImageWarning" not in err

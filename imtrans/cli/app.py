@@ -19,8 +19,13 @@ from imtrans.cli.eval import evaluate
 from imtrans.cli.export import export
 from imtrans.cli.importing import import_checkpoints
 from imtrans.cli.models import models
-from imtrans.cli.output import (EXIT_ERROR, EXIT_INTERRUPTED, error_text, print_error,
-                                warnings_as_lines)
+from imtrans.cli.output import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    error_text,
+    print_error,
+    warnings_as_lines,
+)
 from imtrans.cli.report import report
 from imtrans.cli.run import run
 from imtrans.cli.translate import translate

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,36 @@ def registry_with_plugin(monkeypatch: pytest.MonkeyPatch, name: str, plugin: obj
     for module in ("imtrans.cli.run", "imtrans.cli.validate"):
         monkeypatch.setattr(f"{module}.components", lambda: registry)
     return registry
+
+
+@pytest.fixture
+def builtins_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The built-in components only, whatever plugins this environment holds (a test file
+    asks for it with ``pytestmark = pytest.mark.usefixtures("builtins_only")``)."""
+    import imtrans
+
+    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    imtrans.components.cache_clear()
+    yield
+    imtrans.components.cache_clear()
+
+
+def run_files_snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file's modification time and bytes: equal snapshots mean nothing was written.
+    The lock file is left out: it notes who last held the directory, not the run."""
+    from imtrans.runs.lock import LOCK_NAME
+
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
+
+
+def error_line(result: Result) -> str:
+    """The one ``error:`` line of a command that failed with exit status 1, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0]
 
 
 def cli_error(result: Result) -> str:

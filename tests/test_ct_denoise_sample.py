@@ -97,3 +97,14 @@ def test_without_pydicom_it_says_so_in_one_line_and_exits_1(
     err = capsys.readouterr().err
     assert err.strip() == "make_ct_denoise needs pydicom: pip install 'imtrans[dicom]'"
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_that_is_a_file_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pydicom")
+    target = tmp_path / "taken"
+    target.write_text("keep me", encoding="utf-8")
+    assert make_ct_denoise.main(["--out", str(target)]) == 1
+    assert capsys.readouterr().err.strip() == f"--out {target} is a file, expected a folder"
+    assert target.read_text(encoding="utf-8") == "keep me"

@@ -48,11 +48,12 @@ def register_trainers(register: RegisterFn) -> None:
 
 @hookimpl
 def register_datasets(register: RegisterFn) -> None:
-    from imtrans.data import folders
+    from imtrans.data import folders, paired_folders
 
     register("aligned", folders.AlignedDataset)
     register("unaligned", folders.UnalignedDataset)
     register("single", folders.SingleDataset)
+    register("paired", paired_folders.PairedDataset)
 
 
 @hookimpl

@@ -43,10 +43,17 @@ from imtrans.data.workers import worker_init
 __all__ = ["DeviceImageCache", "EpochPlan", "cache_bytes"]
 
 
+def _element_bytes(dataset: CacheableDataset) -> int:
+    """1 for datasets that cache ``uint8`` images, 4 for those that cache ``float32`` ones
+    already in [-1, 1] (16-bit, float and other value ranges: their ``cache_element_bytes``)."""
+    return int(getattr(dataset, "cache_element_bytes", 1))
+
+
 def cache_bytes(dataset: CacheableDataset, load_size: int) -> int:
     """Device memory the cache of ``dataset`` at ``load_size`` x ``load_size`` takes."""
-    return sum(dataset.table_length(t) * sum(keys.values()) * load_size * load_size
-               for t, keys in enumerate(dataset.cache_tables()))
+    return _element_bytes(dataset) * sum(
+        dataset.table_length(t) * sum(keys.values()) * load_size * load_size
+        for t, keys in enumerate(dataset.cache_tables()))
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,8 @@ class DeviceImageCache:
     :meth:`batch`.
 
     Attributes:
-        tables: Per table, its keys' images as ``N x C x H x W`` ``uint8`` tensors.
+        tables: Per table, its keys' images as ``N x C x H x W`` tensors: ``uint8`` for 8-bit
+            data, ``float32`` already in [-1, 1] for other types and value ranges.
         crop_size: Side of the random square crop.
         flip: Flip horizontally with probability 1/2.
         skipped: How many files could not be used (the next usable one stands in for each).
@@ -134,8 +142,9 @@ class DeviceImageCache:
         entries = _Entries(dataset)
         # Filled on the host, then moved in one copy per key: one image at a time would
         # make thousands of small copies.
+        dtype = torch.uint8 if _element_bytes(dataset) == 1 else torch.float32
         hosts = [{key: torch.empty(dataset.table_length(t), channels, load_size, load_size,
-                                   dtype=torch.uint8)
+                                   dtype=dtype)
                   for key, channels in keys.items()}
                  for t, keys in enumerate(dataset.cache_tables())]
         # A generator of its own: the workers' base seed is not drawn from the global RNG,
@@ -203,7 +212,10 @@ class DeviceImageCache:
                 channels = torch.arange(stack.shape[1], device=self.device)
                 picked = stack[entry[:, None, None, None], channels[None, :, None, None],
                                rows[:, None, :, None], columns[:, None, None, :]]
-                # The same arithmetic as imtrans.data.transforms.to_tensor: identical floats.
-                out[key] = picked.to(torch.float32).div_(127.5).sub_(1.0)
+                if picked.dtype == torch.uint8:
+                    # The arithmetic of imtrans.data.transforms.to_tensor: identical floats.
+                    out[key] = picked.to(torch.float32).div_(127.5).sub_(1.0)
+                else:  # float32 images were mapped to [-1, 1] when cached
+                    out[key] = picked
         return out
 

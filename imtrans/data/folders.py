@@ -18,17 +18,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from imtrans.core.printable import printable_path
-from imtrans.data.images import find_images, image_to_array, load_image, read_image
+from imtrans.data.domain_values import Domain, DomainSet, resolve_domains
+from imtrans.data.images import find_images
+from imtrans.data.native_images import decode_image, read_native, to_channels
 from imtrans.data.transforms import (
     DEFAULT_RESIZE_FILTER,
+    ImageTransform,
     Preprocess,
     ResizeFilter,
     build_transform,
@@ -103,9 +107,34 @@ class _Files:
 
 
 class _FolderDataset(Dataset[dict[str, Tensor | str]]):
-    """What the three datasets share: index checks and the skip count."""
+    """What the folder datasets share: index checks, the skip count, the domains' values."""
 
     _files: tuple[_Files, ...]
+    domains: DomainSet
+    transform: ImageTransform
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Per domain key, its value range, sample type and bands
+        (:class:`~imtrans.data.value_range.DomainValues`), as the checkpoints record them."""
+        return dict(self.domains.values)
+
+    @property
+    def cache_element_bytes(self) -> int:
+        """Bytes per cached value: 1 for 8-bit data in 0..255 (kept as ``uint8``), else 4
+        (kept as ``float32`` already in [-1, 1])."""
+        native = all(v.dtype == "uint8" and r is None for v, r in
+                     zip(self.domains.values.values(), self.domains.ranges.values(), strict=True))
+        return 1 if native else 4
+
+    def _cacheable(self, key: str, image: np.ndarray) -> np.ndarray:
+        """``image`` resized for the device cache: the ``uint8`` array itself for 8-bit data in
+        0..255 (the cache maps it as the transforms do), else ``float32`` in [-1, 1]."""
+        value_range = self.domains.range_of(key, image.dtype)
+        resized = self.transform.resize(image)
+        if image.dtype == np.uint8 and value_range.is_8bit and self.cache_element_bytes == 1:
+            return resized
+        return value_range.normalize(resized)
 
     def __len__(self) -> int:
         return max(len(files) for files in self._files)
@@ -175,6 +204,9 @@ class AlignedDataset(_FolderDataset):
         resize_filter: ``pil_bicubic`` (the official code's pixels) or ``opencv_cubic`` (the
             previous filter); see :func:`~imtrans.data.transforms.build_transform`. It also
             makes the images :meth:`load_resized` gives the device cache.
+        value_range: How native values map onto [-1, 1]: ``"dtype"``, ``"auto"``,
+            ``[low, high]``, or a table of those for ``A`` and ``B``; see
+            :mod:`imtrans.data.value_range`.
 
     Raises:
         DataError: the split folder is missing or holds no images.
@@ -204,6 +236,7 @@ class AlignedDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
+        value_range: Any = "dtype",
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
@@ -214,27 +247,42 @@ class AlignedDataset(_FolderDataset):
         folder = Path(root) / split
         expected = f"{folder}/ holding images with A and B side by side (left half A)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
+        paths = self._files[0].paths
+        self.domains = resolve_domains(value_range, {
+            "A": Domain(paths, in_channels, lambda path: self._halves(path)[0]),
+            "B": Domain(paths, out_channels, lambda path: self._halves(path)[1])})
 
     def _halves(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """The input and target halves of the file at ``path``, as ``uint8`` arrays."""
-        image = load_image(path)
-        width, height = image.size
+        """The input and target halves of the file at ``path``, as arrays (``uint8`` for
+        8-bit files, native types otherwise)."""
+        image = decode_image(path)
+        if isinstance(image, np.ndarray):
+            height, width = image.shape[:2]
+        else:
+            width, height = image.size
         half = width // 2
         if half < 1:
             raise DataError(f"{width}x{height} is too narrow to hold A and B side by side")
-        left = image.crop((0, 0, half, height))
-        right = image.crop((half, 0, 2 * half, height))
+        left: Image.Image | np.ndarray
+        right: Image.Image | np.ndarray
+        if isinstance(image, np.ndarray):
+            left, right = image[:, :half], image[:, half:2 * half]
+        else:
+            left = image.crop((0, 0, half, height))
+            right = image.crop((half, 0, 2 * half, height))
         source, target = (left, right) if self.direction == "AtoB" else (right, left)
-        return image_to_array(source, self.in_channels), image_to_array(target, self.out_channels)
+        return (to_channels(source, self.in_channels, path),
+                to_channels(target, self.out_channels, path))
 
     def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
-        a, b = self.transform(*self._halves(path))
+        a, b = self.transform(*self._halves(path), ranges=(self.domains.ranges["A"],
+                                                          self.domains.ranges["B"]))
         assert b is not None  # a paired call always returns both
         return a, b
 
     def _resized_pair(self, path: Path) -> dict[str, np.ndarray]:
         source, target = self._halves(path)
-        return {"A": self.transform.resize(source), "B": self.transform.resize(target)}
+        return {"A": self._cacheable("A", source), "B": self._cacheable("B", target)}
 
     def cache_tables(self) -> list[dict[str, int]]:
         return [{"A": self.in_channels, "B": self.out_channels}]
@@ -268,7 +316,7 @@ class UnalignedDataset(_FolderDataset):
         in_channels, out_channels, preprocess, load_size, crop_size, flip, max_items, strict:
             As for :class:`AlignedDataset`; the flip is drawn separately for A and B, and
             ``max_items`` limits each folder.
-        resize_filter: As for :class:`AlignedDataset`.
+        resize_filter, value_range: As for :class:`AlignedDataset`.
 
     Raises:
         DataError: a domain folder is missing or holds no images.
@@ -300,6 +348,7 @@ class UnalignedDataset(_FolderDataset):
         serial: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
         official_order: bool = False,
+        value_range: Any = "dtype",
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
@@ -319,12 +368,17 @@ class UnalignedDataset(_FolderDataset):
         self._files = tuple(
             _Files(folder, _scan(folder, expected, max_items), strict) for folder in folders
         )
+        self.domains = resolve_domains(value_range, {
+            "A": Domain(self._files[0].paths, in_channels),
+            "B": Domain(self._files[1].paths, out_channels)})
 
     def _image_a(self, path: Path) -> Tensor:
-        return self.transform(read_image(path, self.in_channels))[0]
+        image = read_native(path, self.in_channels)
+        return self.transform(image, ranges=(self.domains.ranges["A"], None))[0]
 
     def _image_b(self, path: Path) -> Tensor:
-        return self.transform(read_image(path, self.out_channels))[0]
+        image = read_native(path, self.out_channels)
+        return self.transform(image, ranges=(self.domains.ranges["B"], None))[0]
 
     def _position(self, table: int, index: int, generator: torch.Generator | None) -> int:
         """Item ``index``'s file position in the input's (0) or the target's (1) folder: one
@@ -350,7 +404,7 @@ class UnalignedDataset(_FolderDataset):
     def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
         key, channels = ("A", self.in_channels) if table == 0 else ("B", self.out_channels)
         return self._files[table].load(
-            position, lambda path: {key: self.transform.resize(read_image(path, channels))})
+            position, lambda path: {key: self._cacheable(key, read_native(path, channels))})
 
     def item_positions(self, index: int, generator: torch.Generator | None = None) -> list[int]:
         index = self._index(index)
@@ -368,6 +422,7 @@ class SingleDataset(_FolderDataset):
         preprocess, load_size, crop_size, flip, max_items, strict: As for
             :class:`AlignedDataset`.
         resize_filter: As for :class:`AlignedDataset`.
+        value_range: As for :class:`AlignedDataset` (only ``A`` applies).
 
     Raises:
         DataError: the folder is missing or holds no images.
@@ -393,6 +448,7 @@ class SingleDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
+        value_range: Any = "dtype",
     ) -> None:
         _check_options("AtoB", max_items, in_channels=in_channels)
         self.in_channels = in_channels
@@ -401,9 +457,12 @@ class SingleDataset(_FolderDataset):
         folder = Path(root)
         expected = f"image files in {folder}/ (searched recursively)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
+        self.domains = resolve_domains(value_range, {"A": Domain(self._files[0].paths,
+                                                                 in_channels)})
 
     def _image(self, path: Path) -> Tensor:
-        return self.transform(read_image(path, self.in_channels))[0]
+        image = read_native(path, self.in_channels)
+        return self.transform(image, ranges=(self.domains.ranges["A"], None))[0]
 
     def __getitem__(self, index: int) -> dict[str, Tensor | str]:
         a, path = self._files[0].load(self._index(index), self._image)
@@ -414,5 +473,5 @@ class SingleDataset(_FolderDataset):
 
     def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
         return self._files[table].load(
-            position, lambda path: {"A": self.transform.resize(read_image(path,
-                                                                            self.in_channels))})
+            position, lambda path: {"A": self._cacheable("A", read_native(path,
+                                                                          self.in_channels))})

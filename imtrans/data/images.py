@@ -41,7 +41,7 @@ __all__ = [
 
 #: File name suffixes treated as images (compared in lower case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
 )
 
 # Everything Pillow raises for a file it cannot decode; UnidentifiedImageError is an OSError.

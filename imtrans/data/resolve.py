@@ -85,6 +85,9 @@ def resolve_root(root: str | Path, catalog_name: str | None) -> ResolvedRoot:
     if sample is not None and catalog_name is not None:
         if (sample / "trainA").is_dir():
             counts = f"{_count(sample / 'trainA')} + {_count(sample / 'trainB')} images"
+            if sorted(p.stem for p in (sample / "trainA").iterdir()) == sorted(
+                    p.stem for p in (sample / "trainB").iterdir()):  # the paired layout
+                counts = f"{_count(sample / 'trainA')} pairs in two folders"
         else:
             counts = f"{_count(sample / 'train')} pairs"
         full = ""

@@ -13,6 +13,11 @@ pytorch-CycleGAN-and-pix2pix):
 Then a horizontal flip with probability 0.5 when ``flip`` is set, and the conversion to a
 ``float32`` ``C x H x W`` tensor in [-1, 1].
 
+Images are ``H x W x C`` arrays of ``uint8`` (8-bit files) or, for scientific images, of
+``uint16``, ``int16`` or ``float32`` in native units (:mod:`imtrans.data.native_images`); the
+latter are resized as ``float32`` (no rounding, no clipping) and mapped to [-1, 1] by their
+domain's :class:`~imtrans.data.value_range.ValueRange`.
+
 Resizes (all of them: ``resize_and_crop``, ``scale_width`` and the rounding of ``none``) are
 bicubic, with the filter ``resize_filter`` names:
 
@@ -40,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from imtrans.data.value_range import ValueRange, dtype_range, to_network_tensor
 from imtrans.errors import DataError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -81,9 +87,22 @@ def _albumentations() -> ModuleType:
     return albumentations
 
 
+#: The sample types the transforms take (see the module docstring).
+SAMPLE_TYPES = (np.uint8, np.uint16, np.int16, np.float32)
+
+
 def _pil_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``image`` (``H x W x C`` ``uint8``) resized by Pillow's BICUBIC, as the official code."""
+    """``image`` (``H x W x C``) resized by Pillow's BICUBIC, as the official code.
+
+    ``uint8`` images are resized as 8-bit ``L``/``RGB`` images (the official pixels); other
+    types channel by channel as ``float32`` ``F`` images, which keeps every level."""
     from PIL import Image
+
+    if image.dtype != np.uint8:
+        return np.stack([np.array(Image.fromarray(np.ascontiguousarray(image[:, :, c],
+                                                                       dtype=np.float32))
+                                  .resize((width, height), Image.Resampling.BICUBIC))
+                         for c in range(image.shape[2])], axis=2)
 
     def resized(array: np.ndarray) -> np.ndarray:
         # Pillow sizes are (width, height). np.array, not np.asarray: a writable copy
@@ -98,10 +117,16 @@ def _pil_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([resized(image[:, :, c]) for c in range(image.shape[2])], axis=2)
 
 
+def _as_sample(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
+
+
 def _opencv_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """``image`` resized by OpenCV's INTER_CUBIC through albumentations (the old filter)."""
     from albumentations.augmentations.geometric.functional import resize
 
+    if image.dtype != np.uint8:
+        image = image.astype(np.float32)
     # The functional form keeps a trailing channel axis of 1 that cv2.resize would drop.
     resized: np.ndarray = resize(image, (height, width), _INTER_CUBIC)
     return resized
@@ -212,8 +237,9 @@ class ImageTransform:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The deterministic first part of the transform: ``image`` resized to
-        :meth:`target_size` with :attr:`resize_filter`, still an ``H x W x C`` ``uint8`` array
-        (the same array when its size is already the target).
+        :meth:`target_size` with :attr:`resize_filter`, still an ``H x W x C`` array (the same
+        array when its size is already the target; ``float32`` when a non-8-bit image was
+        resized).
 
         Example:
             >>> t = build_transform("resize_and_crop", 8, 8, False, False)
@@ -226,31 +252,44 @@ class ImageTransform:
         return _RESIZERS[self.resize_filter](image, height, width)
 
     def _check(self, name: str, image: np.ndarray) -> None:
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
+        if (not isinstance(image, np.ndarray) or image.ndim != 3
+                or image.dtype not in SAMPLE_TYPES):
             got = (
                 f"{image.dtype} array of shape {image.shape}"
                 if isinstance(image, np.ndarray)
                 else type(image).__name__
             )
-            raise InvalidArgumentError(f"{name} must be an H x W x C uint8 array, got {got}")
+            raise InvalidArgumentError(f"{name} must be an H x W x C array of uint8, uint16, "
+                                       f"int16 or float32, got {got}")
 
     def __call__(
-        self, image_a: np.ndarray, image_b: np.ndarray | None = None
+        self, image_a: np.ndarray, image_b: np.ndarray | None = None, *,
+        ranges: tuple[ValueRange | None, ValueRange | None] = (None, None),
     ) -> tuple[Tensor, Tensor | None]:
-        """Transform one image, or a pair (see :func:`build_transform`)."""
+        """Transform one image, or a pair (see :func:`build_transform`).
+
+        ``ranges`` are the value ranges of ``image_a`` and ``image_b``; ``None`` is the sample
+        type's full range (0..255 for 8-bit images: the tensors of the official code).
+        """
         self._check("image_a", image_a)
         if image_b is not None:
             self._check("image_b", image_b)
         if not self.paired and image_b is not None:
-            return self(image_a)[0], self(image_b)[0]
+            return (self(image_a, ranges=(ranges[0], None))[0],
+                    self(image_b, ranges=(ranges[1], None))[0])
         if image_b is not None and image_a.shape[:2] != image_b.shape[:2]:
             raise InvalidArgumentError(
                 "a paired transform needs images of the same size, got "
                 f"{image_a.shape[0]}x{image_a.shape[1]} and {image_b.shape[0]}x{image_b.shape[1]}"
             )
-        image_a = self.resize(image_a)
+        # The full range of the file's type, taken before the type changes to float32 below.
+        ranges = (ranges[0] or dtype_range(image_a.dtype),
+                  None if image_b is None else ranges[1] or dtype_range(image_b.dtype))
+        # Non-8-bit images are cropped and flipped as float32 (exact for 16-bit integers):
+        # the one type besides uint8 that every albumentations transform takes.
+        image_a = _as_sample(self.resize(image_a))
         if image_b is not None:
-            image_b = self.resize(image_b)
+            image_b = _as_sample(self.resize(image_b))
         if self.preprocess in _CROPPING:
             height, width = image_a.shape[:2]
             if height < self.crop_size or width < self.crop_size:
@@ -268,7 +307,8 @@ class ImageTransform:
                 inputs["image_b"] = image_b
             out = self._random(**inputs)
             image_a, image_b = out["image"], out.get("image_b")
-        return to_tensor(image_a), None if image_b is None else to_tensor(image_b)
+        return (to_network_tensor(image_a, ranges[0]),
+                None if image_b is None else to_network_tensor(image_b, ranges[1]))
 
 
 def build_transform(

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from imtrans.core.atomic import TEMP_PREFIX, atomic_path
 from imtrans.core.regular_files import check_regular_file, read_regular_file
+from imtrans.core.user_cache import user_cache_dir
 from imtrans.data.download import Progress, created_folder, download
 from imtrans.data.package_index import find_file, index_url
 from imtrans.errors import DataError, EvaluationError, InvalidArgumentError
@@ -75,10 +76,7 @@ INPUT_SIZE = 299
 def cache_dir() -> Path:
     """Where imtrans keeps downloaded weights: ``$IMTRANS_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/imtrans``, else ``~/.cache/imtrans``."""
-    if os.environ.get("IMTRANS_CACHE_DIR"):
-        return Path(os.environ["IMTRANS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "imtrans"
+    return user_cache_dir()
 
 
 def sha256_of(path: Path) -> str:

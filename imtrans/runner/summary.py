@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imtrans.data.catalog import catalog_names
 from imtrans.data.resolve import resolve_root
 from imtrans.errors import DataError
 from imtrans.recipe.schema import Recipe
@@ -66,7 +67,9 @@ def _image_size(kwargs: dict[str, Any]) -> list[str]:
     crop, load = kwargs.get("crop_size"), kwargs.get("load_size")
     if crop is None:
         return []
-    return [f"{crop}x{crop} crops" + (f" of {load}x{load} images" if load else "")]
+    # Only resize_and_crop resizes to load_size first; "crop" crops the images as they are.
+    resized = load and kwargs.get("preprocess", "resize_and_crop") == "resize_and_crop"
+    return [f"{crop}x{crop} crops" + (f" of {load}x{load} images" if resized else "")]
 
 
 def _dataset(run: Recipe) -> list[str]:
@@ -81,5 +84,8 @@ def _dataset(run: Recipe) -> list[str]:
         return []
     if resolved.source != "sample":
         return []
+    if catalog not in catalog_names():  # a sample of its own (ct_denoise): nothing to fetch
+        return [f"{root} was missing: the bundled sample of {catalog} stood in; put your own "
+                "data there to train on it."]
     return [f"The full dataset: `imtrans data download {catalog}` puts it in {root} "
             "(missing: the bundled sample stood in)."]

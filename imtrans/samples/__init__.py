@@ -2,9 +2,12 @@
 
 - ``monet2photo``: CycleGAN layout, trainA/trainB 20 + 20, testA/testB 5 + 5 (256x256 JPEG).
 - ``edges2shoes``: pix2pix layout, train 20 + val 5 pairs (512x256 JPEG, edges | photo).
+- ``ct_denoise``: ``paired`` layout, trainA/trainB 66 + testA/testB 16 pairs of 64x64 int16
+  TIFF CT tiles in Hounsfield units: simulated low-dose noise (A) and the clean slice (B),
+  made from pydicom's bundled CT files by :mod:`imtrans.samples.make_ct_denoise`.
 
 Each folder's ``SOURCE.md`` states where the images come from, their terms, and which files were
-taken. The full sets are fetched by ``imtrans data download NAME``.
+taken. The full sets of the catalog datasets are fetched by ``imtrans data download NAME``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 __all__ = ["SAMPLE_NAMES", "sample_root"]
 
 #: The names of the bundled samples (each is also a catalog name).
-SAMPLE_NAMES: tuple[str, ...] = ("edges2shoes", "monet2photo")
+SAMPLE_NAMES: tuple[str, ...] = ("ct_denoise", "edges2shoes", "monet2photo")
 
 
 def sample_root(name: str) -> Path | None:

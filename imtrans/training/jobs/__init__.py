@@ -31,7 +31,7 @@ on the process that writes (rank 0).
 from __future__ import annotations
 
 from imtrans.training.jobs.base import Job, RolledBack
-from imtrans.training.jobs.checkpoint import CheckpointJob
+from imtrans.training.jobs.checkpoint import CheckpointJob, dataset_values
 from imtrans.training.jobs.extra import ExtraJobs, JobContext
 from imtrans.training.jobs.job_list import JobList
 from imtrans.training.jobs.nonfinite import NonFiniteCheck
@@ -84,7 +84,8 @@ def default_jobs(context: JobContext, extra: ExtraJobs | None = None) -> list[Jo
                                run_dir, ema=training.ema))
     jobs += [EpochEnd(schedule),
              CheckpointJob(recipe, trainer, schedule, run_dir if writes else None,
-                        context.environment, ema=training.ema),
+                           context.environment, ema=training.ema,
+                           values=dataset_values(training.data)),
              *extra.after_checkpoint(context)]
     if log is not None:
         jobs.append(Trackers(log))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imtrans.data.value_range import values_manifest
 from imtrans.errors import NonFiniteError
 from imtrans.recipe.schema import Recipe
 from imtrans.runs.directory import RunDir
@@ -21,7 +22,17 @@ from imtrans.training.schedules import LRSchedule
 from imtrans.training.state import TrainingState
 from imtrans.training.step_outcome import Need
 
-__all__ = ["CheckpointJob"]
+__all__ = ["CheckpointJob", "dataset_values"]
+
+
+def dataset_values(data: Any) -> dict[str, Any] | None:
+    """The manifest entry ``values`` of the training data (a
+    :class:`~imtrans.data.batches.TrainingData`): what its dataset says of each domain's
+    value range and type, or None for a dataset that says nothing (plugin datasets)."""
+    values = getattr(getattr(data, "dataset", None), "values", None)
+    if not isinstance(values, dict) or not values:
+        return None
+    return values_manifest(values)
 
 
 class CheckpointJob(Job):
@@ -34,15 +45,20 @@ class CheckpointJob(Job):
         run_dir: The run directory (None on processes that do not write files).
         environment: The versions record, saved in every manifest.
         ema: The generators' moving average (``train.ema``), saved too.
+        values: The dataset's value ranges and sample types per domain (manifest entry
+            ``values``, see :mod:`imtrans.data.value_range`), for ``translate`` and ``eval``
+            to map outputs back to native units.
     """
 
     needs = frozenset({Need.FINITE_CHECK})  # it keeps the weights
 
     def __init__(self, recipe: Recipe, trainer: Trainer, schedule: LRSchedule,
                  run_dir: RunDir | None, environment: dict[str, Any],
-                 ema: GeneratorEMA | None = None) -> None:
+                 ema: GeneratorEMA | None = None,
+                 values: dict[str, Any] | None = None) -> None:
         self.recipe, self.trainer, self.schedule = recipe, trainer, schedule
         self.run_dir, self.environment, self.ema = run_dir, environment, ema
+        self.extra = {"values": values} if values else None
 
     def due(self, state: TrainingState) -> bool:
         """On the recipe's cadence (:meth:`scheduled`), or when a job due after it in the step
@@ -92,4 +108,4 @@ class CheckpointJob(Job):
         state.saved(training_checkpoint.save(
             self.run_dir.checkpoints, self.trainer, self.schedule, state.step,
             state.plan.steps_per_epoch, self.recipe, self.environment, ema=self.ema,
-            processes=state.plan.processes))
+            processes=state.plan.processes, extra=self.extra))

@@ -27,6 +27,7 @@ from imtrans.core.device import parse_device
 from imtrans.core.state_tensors import check_module_shapes, load_module_tensors
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
+from imtrans.data.value_range import DomainValues, values_from_manifest
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.recipe import Recipe
@@ -98,6 +99,10 @@ class Translator:
         tile_overlap: Pixels that neighbouring tiles share (at most half a tile).
         epoch: The epochs completed at the checkpoint, when known.
         weights: ``ema`` (the moving average of the weights) or ``raw`` (the trained ones).
+        input_values: The value range, sample type and bands of the domain it reads (from
+            the checkpoint's ``values``); ``None`` for checkpoints made before value ranges,
+            which trained 8-bit images in 0..255.
+        output_values: The same for the domain it writes: outputs map back to these units.
     """
 
     generator: nn.Module
@@ -113,6 +118,8 @@ class Translator:
     tile_overlap: int = 64
     epoch: int | None = None
     weights: Weights = "raw"
+    input_values: DomainValues | None = None
+    output_values: DomainValues | None = None
 
     def __post_init__(self) -> None:
         self.tile_size = padded_size(self.tile_size, self.size_multiple)
@@ -242,6 +249,11 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
                                 tile_overlap=tile_overlap, copy_network=False,
                                 epoch=checkpoint.manifest.get("epoch"))
     translator.weights = "ema" if prefix.startswith(f"{EMA_PREFIX}.") else "raw"
+    values = values_from_manifest(checkpoint.manifest)
+    if values is not None and {"A", "B"} <= values.keys():
+        # The dataset's A is the recipe's input domain; BtoA translates B into A.
+        source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+        translator.input_values, translator.output_values = values[source], values[target]
     return translator
 
 

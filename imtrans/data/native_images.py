@@ -47,6 +47,7 @@ NATIVE_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "float32")
 
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_GRAY_ALPHA = 4  # the IHDR colour type of gray + alpha
 # ITU-R 601 luma, the weights of Pillow's "L" conversion (used for 8-bit images).
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -106,10 +107,12 @@ def _read_tiff(data: bytes, path: Path | str) -> np.ndarray | None:
         _check_pixels(height, width, path)
         bands = int(np.prod([s for a, s in zip(axes, shape, strict=True) if a in "SC"]))
         photometric = getattr(page, "photometric", None)
-        plain = getattr(tifffile.PHOTOMETRIC, "MINISBLACK", 1), getattr(
-            tifffile.PHOTOMETRIC, "RGB", 2)
-        if first.dtype == np.uint8 and bands in (1, 3, 4) and photometric in plain:
-            return None  # Pillow reads these as it always did (orientation included)
+        # Pillow reads 8-bit gray, palette, RGB(A), YCbCr and CMYK files as it always did
+        # (orientation included), but not 3 or 4 bands stored as MINISBLACK (what tifffile
+        # and GDAL write for band stacks): tifffile reads those.
+        band_stack = bands > 1 and photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        if first.dtype == np.uint8 and bands in (1, 3, 4) and not band_stack:
+            return None
         array = first.asarray()
     kept = [axis for axis in axes if axis in "YXSC"]
     array = array.reshape([s for a, s in zip(axes, shape, strict=True) if a in "YXSC"])
@@ -129,6 +132,8 @@ def _read_png16(data: bytes, path: Path | str) -> np.ndarray:
         raise DataError(f"cannot read image {path}: the 16-bit PNG cannot be decoded "
                         "(truncated or damaged?)")
     array = _with_channel_axis(array)
+    if data[25] == _PNG_GRAY_ALPHA:  # OpenCV gives gray + alpha as gray, gray, gray, alpha
+        return np.ascontiguousarray(array[:, :, [0, 3]])
     if array.shape[2] in (3, 4):  # OpenCV's order is BGR(A)
         array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]
     return np.ascontiguousarray(array)

@@ -252,8 +252,10 @@ def auto_range(paths: Sequence[Path], read: Callable[[Path], np.ndarray], *,
         DataError: no sampled file can be read, or the values are all equal (no range).
     """
     count = len(paths)
-    picked = [paths[round(i * (count - 1) / max(1, AUTO_FILES - 1))]
-              for i in range(min(count, AUTO_FILES))] if count > 1 else list(paths)
+    # Evenly spaced over all the files, the first and the last included (spaced by the number
+    # taken: spacing by AUTO_FILES took the first file only for short lists).
+    taken = min(count, AUTO_FILES)
+    picked = [paths[round(i * (count - 1) / max(1, taken - 1))] for i in range(taken)]
     picked = list(dict.fromkeys(picked))
     cache = _cache_file(picked, channels)
     cached = _read_cached(cache)

@@ -274,7 +274,7 @@ def test_a_logger_plugin_receives_the_recipe_scalars_and_samples(
         "train.sample_every=2", 'log.backends=["jsonl", "memory"]', 'log.memory.label="mine"'],
         registry=registry)
     assert recipe.resolved()["log"] == {"backends": ["jsonl", "memory"],
-                                        "memory": {"label": "mine"}}
+                                        "preview_window": "auto", "memory": {"label": "mine"}}
     result = imtrans.train(recipe, registry=registry)
     (logger,) = MemoryLogger.instances
     assert logger.run_dir == result.run_dir and logger.label == "mine"

@@ -252,7 +252,10 @@ def _check_loggers(recipe: Recipe, registry: Components) -> dict[str, Any]:
     """Check ``[log]``: every backend registered, every ``[log.<name>]`` table one of them,
     with arguments its builder takes. Returns the table completed with their defaults."""
     log = recipe.log
-    completed: dict[str, Any] = {"backends": list(log.backends)}
+    # The table's own keys (backends, the preview options) as they are; the backends'
+    # tables, checked below, with their defaults.
+    completed: dict[str, Any] = log.model_dump(exclude_none=True,
+                                               exclude=set(log.model_extra or {}))
     for name in (log.model_extra or {}):
         if name not in log.trackers:
             raise RecipeError(f"[log.{name}]: {name!r} is not in log.backends "

@@ -7,6 +7,7 @@ against the registries live in :mod:`imtrans.catalogue.recipe_loader`.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Annotated, Any, Literal
 
@@ -281,6 +282,15 @@ class LogTable(BaseModel):
     backends: list[str] = Field(
         default_factory=lambda: ["jsonl"], description="registered loggers to send the run "
         "to (`imtrans list loggers`); jsonl, the run's metrics.jsonl, is always written")
+    preview_bands: list[Annotated[int, Field(strict=True, ge=0, lt=CHANNEL_LIMIT)]] | None = Field(
+        default=None, description="the bands the sample grids show: 1 (gray) or 3 (red, "
+        "green, blue), numbered from 0, e.g. [3, 2, 1] for Sentinel-2's true colour; images "
+        "without them show their default (band 0 in gray for 1 or 2 bands, else 0, 1, 2)")
+    preview_window: Literal["auto", "percentile", "range"] | tuple[float, float] = Field(
+        default="auto", description="the values the sample grids map onto black..white: "
+        '"percentile" (1st to 99th of each image), "range" (the whole value range), [low, '
+        'high] in the data\'s units, or "auto" (percentile for data whose files are not '
+        "8-bit, range for 8-bit data)")
 
     @field_validator("backends")
     @classmethod
@@ -288,6 +298,29 @@ class LogTable(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"a backend is named twice: {names}")
         return names
+
+    @field_validator("preview_bands")
+    @classmethod
+    def _one_or_three(cls, bands: list[int] | None) -> list[int] | None:
+        if bands is not None and len(bands) not in (1, 3):
+            raise ValueError(f"name 1 band (gray) or 3 (red, green, blue); got {bands}")
+        return bands
+
+    @field_validator("preview_window", mode="before")
+    @classmethod
+    def _window(cls, window: Any) -> Any:
+        # Checked before the union's own checks, so a bad value gets one error, not one per
+        # alternative.
+        if isinstance(window, str):
+            if window not in ("auto", "percentile", "range"):
+                raise ValueError(f'"auto", "percentile", "range" or [low, high]; got {window!r}')
+            return window
+        pair = list(window) if isinstance(window, list | tuple) else []
+        if not (len(pair) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                       and math.isfinite(v) for v in pair) and pair[0] < pair[1]):
+            raise ValueError(f"[low, high] needs two finite numbers with low < high; got "
+                             f"{window!r}")
+        return window
 
     @property
     def trackers(self) -> list[str]:

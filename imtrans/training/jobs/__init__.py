@@ -36,7 +36,7 @@ from imtrans.training.jobs.extra import ExtraJobs, JobContext
 from imtrans.training.jobs.job_list import JobList
 from imtrans.training.jobs.nonfinite import NonFiniteCheck
 from imtrans.training.jobs.record import LogRecord, Progress
-from imtrans.training.jobs.samples import SampleGrid
+from imtrans.training.jobs.samples import SampleGrid, grid_preview
 from imtrans.training.jobs.schedule import EpochEnd
 from imtrans.training.jobs.stop import StopVote
 from imtrans.training.jobs.trackers import Trackers
@@ -81,7 +81,8 @@ def default_jobs(context: JobContext, extra: ExtraJobs | None = None) -> list[Jo
         Progress(observer, recipe.train.print_every_seconds)]
     if writes and training.sample_batch is not None:
         jobs.append(SampleGrid(recipe.train.sample_every, trainer, training.sample_batch,
-                               run_dir, ema=training.ema))
+                               run_dir, ema=training.ema,
+                               preview=grid_preview(recipe.log, training.data)))
     jobs += [EpochEnd(schedule),
              CheckpointJob(recipe, trainer, schedule, run_dir if writes else None,
                            context.environment, ema=training.ema,

@@ -109,8 +109,13 @@ def test_without_strict_unmatched_files_are_left_out_and_counted(tmp_path: Path)
     write(tmp_path / "trainA" / "only_a.tif", np.zeros((8, 8, 6), np.float32))
     write(tmp_path / "trainB" / "only_b1.png", np.zeros((8, 8, 1), np.uint16))
     write(tmp_path / "trainB" / "only_b2.png", np.zeros((8, 8, 1), np.uint16))
-    data = PairedDataset(root=tmp_path, in_channels=6, out_channels=1, strict=False,
-                         preprocess="none")
+    with pytest.warns(SkippedImageWarning) as caught:
+        data = PairedDataset(root=tmp_path, in_channels=6, out_channels=1, strict=False,
+                             preprocess="none")
+    (warning,) = caught
+    assert str(warning.message) == (
+        "left out 3 file(s) without a partner of the same name (strict = false): "
+        "trainA/only_a, trainB/only_b1, trainB/only_b2")
     assert data.unmatched == 3 and len(data) == 2
     assert sorted(Path(data[i]["A_path"]).stem for i in range(2)) == ["a", "b"]
 
@@ -120,6 +125,14 @@ def test_no_pair_at_all_is_an_error(tmp_path: Path) -> None:
     write(tmp_path / "trainB" / "b.tif", np.zeros((8, 8, 1), np.uint16))
     with pytest.raises(DataError, match=r"no file of .* has a partner"):
         PairedDataset(root=tmp_path, in_channels=1, out_channels=1, strict=False)
+
+
+def test_all_matched_is_silent(tmp_path: Path) -> None:
+    multiband_pairs(tmp_path, ["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert PairedDataset(root=tmp_path, in_channels=6, out_channels=1,
+                             strict=False).unmatched == 0
 
 
 def test_a_name_twice_in_one_folder_is_refused(tmp_path: Path) -> None:

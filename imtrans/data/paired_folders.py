@@ -8,6 +8,7 @@ too; the ``aligned`` dataset's side-by-side files are the other paired layout.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from torch import Tensor
 
 from imtrans.core.printable import printable_path
 from imtrans.data.domain_values import Domain, resolve_domains
-from imtrans.data.folders import Direction, _check_options, _Files, _FolderDataset, _scan
+from imtrans.data.folders import (
+    Direction,
+    SkippedImageWarning,
+    _check_options,
+    _Files,
+    _FolderDataset,
+    _scan,
+)
 from imtrans.data.native_images import read_native
 from imtrans.data.transforms import DEFAULT_RESIZE_FILTER, Preprocess, ResizeFilter, build_transform
 from imtrans.errors import DataError, InvalidArgumentError
@@ -61,6 +69,9 @@ def match_pairs(folder_a: Path, paths_a: list[Path], folder_b: Path, paths_b: li
         DataError: with ``strict``, files without a partner, all listed in one message; a
             name twice in one folder (``a.png`` and ``a.tif``); no pair at all.
 
+    Warns:
+        SkippedImageWarning: without ``strict``, the files left out (listed).
+
     Example:
         >>> match_pairs(Path("A"), [Path("A/1.tif")], Path("B"), [Path("B/1.png")],
         ...             strict=True)
@@ -80,6 +91,12 @@ def match_pairs(folder_a: Path, paths_a: list[Path], folder_b: Path, paths_b: li
     if not pairs:
         raise DataError(f"no file of {printable_path(folder_a)} has a partner of the same name "
                         f"in {printable_path(folder_b)}")
+    left_out = ([f"{folder_a.name}/{n}" for n in only_a]
+                + [f"{folder_b.name}/{n}" for n in only_b])
+    if left_out:  # said once, so that a typo in the names does not go unseen
+        warnings.warn(f"left out {len(left_out)} file(s) without a partner of the same name "
+                      f"(strict = false): {_listed(left_out)}", SkippedImageWarning,
+                      stacklevel=2)
     return pairs, len(only_a) + len(only_b)
 
 
@@ -98,8 +115,8 @@ class PairedDataset(_FolderDataset):
         preprocess, load_size, crop_size, flip, max_items, resize_filter, value_range: As for
             :class:`~imtrans.data.folders.AlignedDataset` (``max_items`` counts pairs).
         strict: Files without a partner are an error listing them, and an unusable file
-            raises; ``False`` leaves unmatched files out (counted in :attr:`unmatched`) and
-            skips unusable pairs with a warning.
+            raises; ``False`` leaves unmatched files out (counted in :attr:`unmatched`, listed
+            in one warning) and skips unusable pairs with a warning.
 
     Raises:
         DataError: a folder is missing or empty, names do not match (with ``strict``), or a

@@ -315,3 +315,57 @@ def test_the_device_cache_of_a_skipped_pair_names_the_file(tmp_path: Path) -> No
         warnings.simplefilter("ignore", SkippedImageWarning)
         cache = DeviceImageCache.fill(data, CPU, load_size=36, crop_size=32, flip=False)
     assert [Path(p).name for p in cache.skipped] == ["9.tif"]
+
+
+def rgb_pairs(root: Path, count: int = 3) -> None:
+    """8-bit RGB PNGs, the same image on both sides."""
+    rng = np.random.default_rng(4)
+    for i in range(count):
+        image = rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8)
+        write(root / "trainA" / f"{i}.png", image)
+        write(root / "trainB" / f"{i}.png", image)
+
+
+@pytest.mark.parametrize("value_range", ["dtype", [0, 255], {"A": [0, 255], "B": "dtype"}])
+def test_8_bit_data_in_0_255_is_cached_as_uint8_whichever_way_the_range_is_given(
+        tmp_path: Path, value_range: object) -> None:
+    rgb_pairs(tmp_path)
+    data = PairedDataset(root=tmp_path, in_channels=3, out_channels=3, load_size=36,
+                         crop_size=36, flip=False, value_range=value_range)
+    assert data.cache_element_bytes == 1
+    cache = DeviceImageCache.fill(data, CPU, load_size=36, crop_size=36, flip=False)
+    assert cache.tables[0]["A"].dtype == torch.uint8
+    batch = cache.batch(cache.plan([[(1, 0)]]), 0)
+    assert torch.equal(batch["A"][0], data[1]["A"])  # bit for bit the streamed floats
+
+
+def test_a_float_cache_of_8_bit_images_keeps_the_streamed_floats(tmp_path: Path) -> None:
+    # A is 8-bit in 0..255, B 16-bit: the cache holds float32, A's floats as the transforms
+    # make them (x / 127.5 - 1), not by another arithmetic a bit away.
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        write(tmp_path / "trainA" / f"{i}.png",
+              rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8))
+        write(tmp_path / "trainB" / f"{i}.png",
+              rng.integers(0, 65536, (SIZE, SIZE, 1)).astype(np.uint16))
+    data = PairedDataset(root=tmp_path, in_channels=3, out_channels=1, load_size=36,
+                         crop_size=36, flip=False, value_range=[0, 255])
+    assert data.cache_element_bytes == 4
+    cache = DeviceImageCache.fill(data, CPU, load_size=36, crop_size=36, flip=False)
+    batch = cache.batch(cache.plan([[(0, 0), (1, 0)]]), 0)
+    for row in range(2):
+        assert torch.equal(batch["A"][row], data[row]["A"])
+        assert torch.equal(batch["B"][row], data[row]["B"])
+
+
+def test_a_16_bit_file_among_8_bit_ones_is_not_cached_as_8_bit(tmp_path: Path) -> None:
+    rgb_pairs(tmp_path, count=2)
+    write(tmp_path / "trainA" / "9.tif", np.full((SIZE, SIZE, 3), 40000, np.uint16))
+    write(tmp_path / "trainB" / "9.png", np.zeros((SIZE, SIZE, 3), np.uint8))
+    data = PairedDataset(root=tmp_path, in_channels=3, out_channels=3, load_size=36,
+                         crop_size=32)
+    assert data.cache_element_bytes == 1  # the first files are 8-bit
+    with pytest.raises(DataError) as error:
+        DeviceImageCache.fill(data, CPU, load_size=36, crop_size=32, flip=False)
+    line = one_line(error)
+    assert "9.tif" in line and "uint16" in line and "data.cache" in line

@@ -37,6 +37,7 @@ from imtrans.data.transforms import (
     ResizeFilter,
     build_transform,
 )
+from imtrans.data.value_range import to_network_tensor
 from imtrans.errors import DataError, InvalidArgumentError
 
 __all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
@@ -121,20 +122,29 @@ class _FolderDataset(Dataset[dict[str, Tensor | str]]):
 
     @property
     def cache_element_bytes(self) -> int:
-        """Bytes per cached value: 1 for 8-bit data in 0..255 (kept as ``uint8``), else 4
-        (kept as ``float32`` already in [-1, 1])."""
-        native = all(v.dtype == "uint8" and r is None for v, r in
+        """Bytes per cached value: 1 for 8-bit data in 0..255 (kept as ``uint8``; the range
+        ``"dtype"`` or ``[0, 255]``), else 4 (kept as ``float32`` already in [-1, 1])."""
+        native = all(v.dtype == "uint8" and (r is None or r.is_8bit) for v, r in
                      zip(self.domains.values.values(), self.domains.ranges.values(), strict=True))
         return 1 if native else 4
 
     def _cacheable(self, key: str, image: np.ndarray) -> np.ndarray:
         """``image`` resized for the device cache: the ``uint8`` array itself for 8-bit data in
-        0..255 (the cache maps it as the transforms do), else ``float32`` in [-1, 1]."""
+        0..255 (the cache maps it as the transforms do), else ``float32`` in [-1, 1].
+
+        Raises:
+            DataError: a file of another type in a domain cached as 8-bit.
+        """
         value_range = self.domains.range_of(key, image.dtype)
         resized = self.transform.resize(image)
-        if image.dtype == np.uint8 and value_range.is_8bit and self.cache_element_bytes == 1:
+        if self.cache_element_bytes == 1:
+            if image.dtype != np.uint8:  # a uint8 table would wrap its [-1, 1] floats
+                raise DataError(f"it is {image.dtype} while the domain's other files are 8-bit, "
+                                "and the device cache holds one type per domain: convert the "
+                                'files to one type, or set data.cache = "off"')
             return resized
-        return value_range.normalize(resized)
+        # The transforms' own arithmetic: bit for bit the floats of the streaming path.
+        return to_network_tensor(resized, value_range).numpy().transpose(1, 2, 0)
 
     def __len__(self) -> int:
         return max(len(files) for files in self._files)

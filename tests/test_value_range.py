@@ -257,3 +257,36 @@ def test_auto_reads_every_file_of_a_short_list_and_spreads_over_a_long_one(
     assert len(calls) == len(set(calls)) == read
     assert calls[0] == 0 and calls[-1] == count - 1  # the first and the last file
     assert AUTO_FILES == 64
+
+
+def test_two_parts_of_the_same_files_get_their_own_cache_entries(
+        tmp_path: Path, cache_dir: Path) -> None:
+    paths = uint16_folder(tmp_path / "train")
+    auto_range(paths, reader([]), channels=1, part="left half")
+    calls: list[Path] = []
+    auto_range(paths, reader(calls), channels=1, part="right half")
+    assert calls  # not the left half's entry
+    assert len(list((cache_dir / "value_ranges").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
+def test_auto_on_side_by_side_files_gives_each_half_its_range(
+        tmp_path: Path, cache_dir: Path, direction: str) -> None:
+    from imtrans.data.folders import AlignedDataset
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "data" / "train"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        left = rng.integers(1000, 2000, (16, 16, 1))
+        right = rng.integers(30000, 40000, (16, 16, 1))
+        (folder / f"{i}.png").write_bytes(encode_image(
+            np.concatenate([left, right], axis=1).astype(np.uint16), ".png"))
+    # Both directions, each after the other has filled the cache.
+    for way in (direction, "BtoA" if direction == "AtoB" else "AtoB"):
+        values = AlignedDataset(root=tmp_path / "data", in_channels=1, out_channels=1,
+                                value_range="auto", direction=way).values
+        left_range, right_range = (values["A"], values["B"]) if way == "AtoB" else (
+            values["B"], values["A"])
+        assert 1000 <= left_range.range.low < left_range.range.high < 2000, way
+        assert 30000 <= right_range.range.low < right_range.range.high < 40000, way

@@ -40,11 +40,14 @@ class Domain:
         channels: The band count it is read with.
         read: Reads one file as an ``H x W x channels`` native array (default:
             :func:`~imtrans.data.native_images.read_native`).
+        part: Which part of each file ``read`` gives (``"left half"``) where domains share
+            files; ``""``: the whole file. It keeps their ``"auto"`` ranges apart.
     """
 
     paths: Sequence[Path]
     channels: int
     read: Callable[[Path], np.ndarray] | None = None
+    part: str = ""
 
     def reader(self) -> Callable[[Path], np.ndarray]:
         return self.read or (lambda path: read_native(path, self.channels))
@@ -98,6 +101,7 @@ def resolve_domains(value_range: Any, domains: dict[str, Domain]) -> DomainSet:
             found, ranges[key] = dtype_range(dtype), None
         elif spec == "auto":
             found = auto_range(domain.paths, domain.reader(), channels=domain.channels,
+                               part=domain.part,
                                where=f"value_range.{key}")
             ranges[key] = found
         elif isinstance(spec, tuple):

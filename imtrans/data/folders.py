@@ -259,8 +259,10 @@ class AlignedDataset(_FolderDataset):
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
         paths = self._files[0].paths
         self.domains = resolve_domains(value_range, {
-            "A": Domain(paths, in_channels, lambda path: self._halves(path)[0]),
-            "B": Domain(paths, out_channels, lambda path: self._halves(path)[1])})
+            "A": Domain(paths, in_channels, lambda path: self._halves(path)[0],
+                        "left half" if direction == "AtoB" else "right half"),
+            "B": Domain(paths, out_channels, lambda path: self._halves(path)[1],
+                        "right half" if direction == "AtoB" else "left half")})
 
     def _halves(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """The input and target halves of the file at ``path``, as arrays (``uint8`` for

@@ -197,11 +197,13 @@ def parse_value_ranges(spec: Any) -> dict[str, Spec]:
     return {"A": one, "B": one}
 
 
-def _cache_file(paths: Sequence[Path], channels: int) -> Path | None:
-    """The cache entry of an ``auto`` range: keyed by the files' paths, sizes and times."""
+def _cache_file(paths: Sequence[Path], channels: int, part: str) -> Path | None:
+    """The cache entry of an ``auto`` range: keyed by the files' paths, sizes and times, and
+    the part of each file read."""
     from imtrans.core.user_cache import user_cache_dir
 
-    digest = hashlib.sha256(repr((AUTO_PERCENTILES, _AUTO_VALUES_PER_FILE, channels)).encode())
+    key = (AUTO_PERCENTILES, _AUTO_VALUES_PER_FILE, channels, part)
+    digest = hashlib.sha256(repr(key).encode())
     for path in paths:
         try:
             info = path.stat()
@@ -234,18 +236,21 @@ def _write_cached(cache: Path | None, found: ValueRange) -> None:
 
 
 def auto_range(paths: Sequence[Path], read: Callable[[Path], np.ndarray], *,
-               channels: int, where: str = "value_range") -> ValueRange:
+               channels: int, part: str = "", where: str = "value_range") -> ValueRange:
     """The robust range of a domain: :data:`AUTO_PERCENTILES` over a sample of its files.
 
     Up to :data:`AUTO_FILES` files, evenly spaced in ``paths`` (sorted), each subsampled to at
     most ``65,536`` values; the result depends only on the files, so a resumed or repeated run
     finds the same range. It is cached in the user cache (``$IMTRANS_CACHE_DIR/value_ranges``)
-    by the files' paths, sizes and modification times.
+    by the files' paths, sizes and modification times, the band count and ``part``.
 
     Args:
         paths: The domain's training files.
         read: Reads one file as an ``H x W x C`` array in native units.
         channels: The domain's band count (part of the cache key).
+        part: Which part of each file ``read`` gives, when two domains read one file (the
+            left and right halves of the ``aligned`` layout): part of the cache key, so that
+            they do not share an entry.
         where: The recipe key, for messages.
 
     Raises:
@@ -257,7 +262,7 @@ def auto_range(paths: Sequence[Path], read: Callable[[Path], np.ndarray], *,
     taken = min(count, AUTO_FILES)
     picked = [paths[round(i * (count - 1) / max(1, taken - 1))] for i in range(taken)]
     picked = list(dict.fromkeys(picked))
-    cache = _cache_file(picked, channels)
+    cache = _cache_file(picked, channels, part)
     cached = _read_cached(cache)
     if cached is not None:
         return cached

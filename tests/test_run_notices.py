@@ -172,6 +172,17 @@ def test_a_short_run_ends_saying_it_is_a_smoke_test_and_what_a_real_run_needs() 
     assert short_run_lines(1000, full, "recipes/cyclegan_photo2monet.toml") == []
 
 
+def test_a_recipe_run_as_written_is_not_called_a_smoke_test() -> None:
+    from imtrans.cli.run import _short_run_lines
+
+    recipe = load_recipe(CYCLEGAN)
+    shortened = _short_run_lines(20, CYCLEGAN, ("train.max_steps=20",), recipe)
+    assert shortened[0].startswith("20 steps is a smoke test")
+    as_written = _short_run_lines(20, CYCLEGAN, (), recipe)
+    assert as_written == ["The full dataset: `imtrans data download monet2photo` puts it in "
+                          "datasets/monet2photo (missing: the bundled sample stood in)."]
+
+
 def test_the_dataset_line_is_for_runs_on_the_bundled_sample(tmp_path: Path) -> None:
     full = load_recipe(CYCLEGAN)  # its datasets/monet2photo is missing here
     on_sample = short_run_lines(20, full, CYCLEGAN, run=full)

@@ -139,10 +139,14 @@ def _short_run_lines(steps: int, recipe_path: str, overrides: tuple[str, ...],
     """What a short run's result is and what a real run needs, from the recipe as its file
     states it (without ``--set``; see :func:`imtrans.runner.summary.short_run_lines`)."""
     from imtrans.catalogue.recipe_loader import load_recipe
-    from imtrans.runner.summary import SMOKE_TEST_STEPS, short_run_lines
+    from imtrans.runner.summary import SMOKE_TEST_STEPS, sample_dataset_lines, short_run_lines
 
     if steps >= SMOKE_TEST_STEPS:
         return []
+    if not overrides:
+        # The recipe ran as written: its own length, not a shortened smoke test (the CT
+        # denoising recipe is 680 steps on its sample), so only the sample line applies.
+        return sample_dataset_lines(recipe)
     try:
         full = load_recipe(recipe_path, registry=components()) if overrides else recipe
     except ImtransError:  # the file alone is not a whole recipe: say it of the run's

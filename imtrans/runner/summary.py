@@ -17,7 +17,7 @@ from imtrans.errors import DataError
 from imtrans.recipe.schema import Recipe
 from imtrans.report.sections import NOISY_SAMPLES_BELOW
 
-__all__ = ["SMOKE_TEST_STEPS", "short_run_lines"]
+__all__ = ["SMOKE_TEST_STEPS", "sample_dataset_lines", "short_run_lines"]
 
 #: A run of fewer steps is a smoke test: its samples look like noise (the report says so too).
 SMOKE_TEST_STEPS = NOISY_SAMPLES_BELOW
@@ -59,7 +59,7 @@ def short_run_lines(steps: int, full: Recipe, recipe_path: str, run: Recipe | No
         "steps.",
         f"A real run takes the recipe's full settings (`imtrans run {recipe_path}` without "
         f"--set): {', '.join(settings)}, on a GPU."]
-    return lines + _dataset(run or full)
+    return lines + sample_dataset_lines(run or full)
 
 
 def _image_size(kwargs: dict[str, Any]) -> list[str]:
@@ -72,9 +72,9 @@ def _image_size(kwargs: dict[str, Any]) -> list[str]:
     return [f"{crop}x{crop} crops" + (f" of {load}x{load} images" if resized else "")]
 
 
-def _dataset(run: Recipe) -> list[str]:
+def sample_dataset_lines(run: Recipe) -> list[str]:
     """Where the full dataset comes from, when the run's folder is missing and the bundled
-    sample stood in."""
+    sample stood in (no line otherwise)."""
     root, catalog = run.data.kwargs.get("root"), run.data.catalog
     if root is None or catalog is None:
         return []

@@ -37,7 +37,7 @@ from imtrans.data.transforms import (
     ResizeFilter,
     build_transform,
 )
-from imtrans.data.value_range import to_network_tensor
+from imtrans.data.value_range import ValueRangeSpec, to_network_tensor
 from imtrans.errors import DataError, InvalidArgumentError
 
 __all__ = ["AlignedDataset", "SingleDataset", "SkippedImageWarning", "UnalignedDataset"]
@@ -246,7 +246,7 @@ class AlignedDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
-        value_range: Any = "dtype",
+        value_range: ValueRangeSpec = "dtype",
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
@@ -360,7 +360,7 @@ class UnalignedDataset(_FolderDataset):
         serial: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
         official_order: bool = False,
-        value_range: Any = "dtype",
+        value_range: ValueRangeSpec = "dtype",
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction
@@ -460,7 +460,7 @@ class SingleDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = False,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
-        value_range: Any = "dtype",
+        value_range: ValueRangeSpec = "dtype",
     ) -> None:
         _check_options("AtoB", max_items, in_channels=in_channels)
         self.in_channels = in_channels

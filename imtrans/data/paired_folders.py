@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -27,6 +26,7 @@ from imtrans.data.folders import (
 )
 from imtrans.data.native_images import read_native
 from imtrans.data.transforms import DEFAULT_RESIZE_FILTER, Preprocess, ResizeFilter, build_transform
+from imtrans.data.value_range import ValueRangeSpec
 from imtrans.errors import DataError, InvalidArgumentError
 
 __all__ = ["PairedDataset", "match_pairs"]
@@ -148,7 +148,7 @@ class PairedDataset(_FolderDataset):
         max_items: int | None = None,
         strict: bool = True,
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
-        value_range: Any = "dtype",
+        value_range: ValueRangeSpec = "dtype",
     ) -> None:
         _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
         self.direction = direction

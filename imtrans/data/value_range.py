@@ -35,9 +35,19 @@ from torch import Tensor
 
 from imtrans.errors import DataError, InvalidArgumentError
 
-__all__ = ["AUTO_FILES", "AUTO_PERCENTILES", "DomainValues", "ValueRange", "auto_range",
-           "dtype_range", "parse_value_ranges", "to_network_tensor", "values_from_manifest",
-           "values_manifest"]
+__all__ = [
+    "AUTO_FILES",
+    "AUTO_PERCENTILES",
+    "DomainValues",
+    "ValueRange",
+    "ValueRangeSpec",
+    "auto_range",
+    "dtype_range",
+    "parse_value_ranges",
+    "to_network_tensor",
+    "values_from_manifest",
+    "values_manifest",
+]
 
 #: The percentiles ``"auto"`` takes: robust to a few hot pixels, clipping 1% of values.
 AUTO_PERCENTILES = (0.5, 99.5)
@@ -158,6 +168,10 @@ def values_from_manifest(manifest: dict[str, Any]) -> dict[str, DomainValues] | 
 
 
 Spec = str | tuple[float, float]
+
+#: What ``value_range`` takes: ``"dtype"``, ``"auto"``, ``[low, high]``, or a table of those
+#: with keys ``A`` and ``B``.
+ValueRangeSpec = str | list[float] | dict[str, str | list[float]]
 
 
 def _parse_one(spec: Any, where: str) -> Spec:

@@ -7,6 +7,7 @@ group, which turns them into a message and an exit code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,7 +18,16 @@ from imtrans.cli.memory_option import max_memory_option
 from imtrans.cli.output import stderr_console
 from imtrans.errors import DataError
 
+if TYPE_CHECKING:
+    from imtrans.inference.output_types import OutputType
+    from imtrans.runs.output_guard import OutputRecord
+
 __all__ = ["translate"]
+
+# imtrans.inference.output_types's DTYPE_CHOICES and FORMAT_CHOICES, written out here: importing
+# them would load torch for `imtrans --help` (tests/test_translate_native.py keeps them equal).
+_DTYPES = ("auto", "uint8", "uint16", "int16", "float32")
+_FORMATS = ("auto", "keep", "png", "tif", "jpg", "webp", "bmp")
 
 
 @click.command("translate")
@@ -41,8 +51,16 @@ __all__ = ["translate"]
               help="Images larger than TILE x TILE pixels are translated in overlapping tiles.")
 @click.option("--overlap", "tile_overlap", default=64, show_default=True,
               type=click.IntRange(min=0), help="Pixels shared by neighbouring tiles.")
-@click.option("--format", "suffix", type=click.Choice(["keep", "png", "jpg", "webp", "tif"]),
-              default="keep", show_default=True, help="Output file type (keep: the input's).")
+@click.option("--dtype", type=click.Choice(_DTYPES), default="auto", show_default=True,
+              help="Sample type of the outputs. auto: the target domain's, from the checkpoint "
+                   "(uint8 for 8-bit runs, int16 for CT in HU...); uint16, int16, float32: "
+                   "values in the target domain's units (integers rounded and clipped); uint8 "
+                   "of data that is not 8-bit: its value range mapped onto 0..255.")
+@click.option("--format", "file_format", type=click.Choice(_FORMATS), default="auto",
+              show_default=True,
+              help="Output file type. auto: each input's when it holds the outputs' type and "
+                   "bands, else 16-bit PNG (uint16) or TIFF; keep: always the input's; png, "
+                   "tif, jpg, webp, bmp: every output.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="Processes decoding the input images (at most the usable CPU cores).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
@@ -56,8 +74,8 @@ __all__ = ["translate"]
 @max_memory_option("translating one image")
 def translate(checkpoint: str, source: str, output: str, direction: str, batch_size: int,
               device: str | None, mode: str, weights: str | None, tile_size: int,
-              tile_overlap: int, suffix: str, workers: int, seed: int, html: bool,
-              overwrite: bool, max_memory: int | None) -> None:
+              tile_overlap: int, dtype: str, file_format: str, workers: int, seed: int,
+              html: bool, overwrite: bool, max_memory: int | None) -> None:
     """Translate INPUT (an image, a folder searched recursively, or a quoted glob such as
     'photos/**/*.jpg') into OUTPUT with the generator of CHECKPOINT (a checkpoint file or a
     run directory, whose newest checkpoint is used). File names and sub-folders are kept;
@@ -65,12 +83,14 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     OUTPUT that would replace an input, lie inside a searched INPUT folder, or receive two
     inputs under one name is refused before any work, and so is an existing file at an
     output's name that an earlier translate into OUTPUT did not write (unless --overwrite).
-    With --html, OUTPUT/index.html shows each input beside its output."""
+    Outputs are written in the target domain's sample type and units (8-bit for 8-bit runs,
+    int16 TIFF in Hounsfield units for a CT run...; see --dtype and --format). With --html,
+    OUTPUT/index.html shows each input beside its output."""
     from imtrans.core.printable import printable_path
     from imtrans.data.workers import capped_workers
     from imtrans.inference import load_translator
-    from imtrans.inference.files import output_is_file, plan_outputs, translate_files
-    from imtrans.runs.output_guard import guard_outputs
+    from imtrans.inference.files import output_is_file, translate_files
+    from imtrans.inference.output_types import output_type, peek_output
 
     if html and output_is_file(output):
         # The page links many files relative to itself: a folder of its own keeps them together.
@@ -80,18 +100,11 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     workers, notice = capped_workers(workers, "--workers")  # each holds a copy of torch
     if notice is not None:
         console.print(Text(f"note: {notice}"), highlight=False)
-    # Planned (and checked: no output may replace or feed back into an input) before the
-    # checkpoint is loaded, so that a refusal costs nothing and writes nothing.
-    pairs = plan_outputs(source, output, None if suffix == "keep" else f".{suffix}")
-    outputs = [target for _, target in pairs]
-    if html:
-        from imtrans.inference.html_page import check_page_folder, page_files
-
-        check_page_folder(Path(output), pairs)
-        outputs += page_files(Path(output), pairs)
-    # Existing files at the outputs' names must be this command's earlier outputs.
-    record = guard_outputs(outputs, Path(output).parent if output_is_file(output)
-                           else Path(output), "translate", overwrite=overwrite)
+    # Planned (and checked: no output may replace or feed back into an input, and each file
+    # type must hold the outputs' type) before the checkpoint is loaded, so that a refusal costs
+    # nothing and writes nothing. The outputs' type comes from the checkpoint's header.
+    kind = output_type(*peek_output(checkpoint, direction), dtype=dtype, file_format=file_format)
+    pairs, record = _plan(source, output, kind, html, overwrite)
     from imtrans.core.device import parse_device
 
     translator = load_translator(checkpoint, direction=direction,
@@ -104,6 +117,16 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
                        f"(step {translator.step}, "
                        f"{translator.weights} weights) on {translator.device}, {mode} mode"),
                   highlight=False)
+    loaded = output_type(translator.output_values, translator.out_channels, dtype=dtype,
+                         file_format=file_format)
+    if loaded != kind:  # a header read differently (never seen): planned and checked again
+        kind = loaded
+        pairs, record = _plan(source, output, kind, html, overwrite)
+    if not kind.eight_bit:
+        console.print(Text(kind.describe()), highlight=False)
+        clipping = kind.clipping()
+        if clipping is not None:
+            console.print(Text(f"note: {clipping}"), highlight=False)
 
     def warn(path: Path, reason: str) -> None:
         text = f"warning: skipped {printable_path(path)}: {printable_path(reason)}"
@@ -116,7 +139,8 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         summary = translate_files(
             translator, pairs, batch_size=batch_size, num_workers=workers, seed=seed,
             on_progress=lambda done: progress.update(task, completed=done), on_skip=warn,
-            on_write=lambda path: record.add(path, "translate"), max_memory=max_memory)
+            on_write=lambda path: record.add(path, "translate"), max_memory=max_memory,
+            output=kind)
     why = _why(summary.skipped)
     if not summary.written:  # not a success: a script must not go on as if it were
         raise DataError(f"nothing was written: all {len(pairs)} input(s) were skipped ({why})")
@@ -125,18 +149,40 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         message += f"; skipped {len(summary.skipped)} file(s) ({why})"
     console.print(Text(message), highlight=False)
     if html:
-        from imtrans.inference.html_page import PageHeader, results_page
+        from imtrans.inference.html_page import PageHeader, page_files, results_page
 
         header = PageHeader(printable_path(translator.checkpoint or checkpoint),
                             translator.step, direction, mode,
                             [(printable_path(path), reason) for path, reason in summary.skipped])
         pages = results_page(Path(output), pairs, summary.written, header,
-                             translator.in_channels)
-        for path in page_files(Path(output), pairs):
+                             translator.in_channels, previews=not kind.eight_bit)
+        for path in page_files(Path(output), pairs, previews=not kind.eight_bit):
             if path.is_file() and not path.is_symlink():
                 record.add(path, "translate")
         more = f" (and {len(pages) - 1} more page(s))" if len(pages) > 1 else ""
         console.print(Text(f"wrote {pages[0]}{more}"), highlight=False)
+
+
+def _plan(source: str, output: str, kind: OutputType, html: bool, overwrite: bool
+          ) -> tuple[list[tuple[Path, Path]], OutputRecord]:
+    """Pair inputs with outputs named for ``kind`` and check them all, before any work: no
+    output replaces or feeds back into an input, each file type holds the outputs, and an
+    existing file at an output's name is this command's own earlier output."""
+    from imtrans.inference.files import output_is_file, plan_outputs
+    from imtrans.runs.output_guard import guard_outputs
+
+    pairs = plan_outputs(source, output, kind.suffix_for)
+    outputs = [target for _, target in pairs]
+    kind.check(outputs, named=output_is_file(output))
+    if html:
+        from imtrans.inference.html_page import check_page_folder, page_files
+
+        check_page_folder(Path(output), pairs)
+        outputs += page_files(Path(output), pairs, previews=not kind.eight_bit)
+    # Existing files at the outputs' names must be this command's earlier outputs.
+    record = guard_outputs(outputs, Path(output).parent if output_is_file(output)
+                           else Path(output), "translate", overwrite=overwrite)
+    return pairs, record
 
 
 def _why(skipped: list[tuple[Path, str]]) -> str:

@@ -5,6 +5,12 @@ name and, for a folder, its relative path; images of the same size are translate
 A file that cannot be read is skipped with a warning and counted, never fatal; a file that
 cannot be written (read-only folder, full disk) stops the translation with an error.
 
+Inputs are read in their own sample type (:func:`~imtrans.data.native_images.read_native`:
+16-bit, signed, float, any band count) and normalised with the checkpoint's input range;
+outputs are written as :class:`~imtrans.inference.output_types.OutputType` says: by default
+the target domain's own type and units (``int16`` TIFFs in Hounsfield units for a CT run).
+8-bit runs read and write exactly as they always did.
+
 No output may replace an input: :func:`plan_outputs` refuses, before any work, an output that
 is an input file, an output inside the folder the input is searched in (a later run would
 translate the outputs again), and two inputs that would be written to one file (``a.jpg`` and
@@ -21,21 +27,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from imtrans.core.atomic import atomic_path
+from imtrans.core.atomic import atomic_path, atomic_write
 from imtrans.core.paths import refuse_overwrite
 from imtrans.core.printable import printable_path
 from imtrans.core.regular_files import check_regular_file
-from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images, read_image
-from imtrans.data.transforms import to_tensor
+from imtrans.data.image_writing import encode_image
+from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images
+from imtrans.data.native_images import read_native
+from imtrans.data.value_range import DomainValues, to_network_tensor
 from imtrans.errors import DataError
 from imtrans.inference.budget import ImageBudget
+from imtrans.inference.output_types import OutputType, output_type
 from imtrans.inference.tiling import padded_size
-from imtrans.inference.translator import Translator, tensor_to_image
+from imtrans.inference.translator import Translator, input_range
 
 __all__ = ["NAME_TOO_LONG", "TranslationSummary", "output_is_file", "over_budget",
            "plan_outputs", "translate_files"]
@@ -61,15 +71,18 @@ def output_is_file(output: str | Path) -> bool:
     return output.suffix.lower() in IMAGE_EXTENSIONS and not output.is_dir()
 
 
-def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = None
-                 ) -> list[tuple[Path, Path]]:
+def plan_outputs(source: str | Path, output: str | Path,
+                 suffix: str | Callable[[Path], str] | None = None) -> list[tuple[Path, Path]]:
     """Pair every input image with the path its translation goes to.
 
     Args:
         source: An image file, a folder (recursive) or a glob pattern (``**`` recurses).
         output: A file (when ``source`` is one file and ``output`` has an image extension) or
             a folder.
-        suffix: Replace every output's extension (``.png``, say); default: keep the input's.
+        suffix: Replace every output's extension (``.png``, say), or a function giving the
+            extension of each input's output (:meth:`OutputType.suffix_for
+            <imtrans.inference.output_types.OutputType.suffix_for>`); default: keep the
+            input's. A single output file keeps the name it is given.
 
     Raises:
         DataError: nothing matches ``source``, ``output`` is a file for several inputs, or an
@@ -119,7 +132,8 @@ def plan_outputs(source: str | Path, output: str | Path, suffix: str | None = No
         for item in inputs:
             relative = item.relative_to(base) if item.is_relative_to(base) else Path(item.name)
             target = output / relative
-            pairs.append((item, target.with_suffix(suffix) if suffix else target))
+            new_suffix = suffix(item) if callable(suffix) else suffix
+            pairs.append((item, target.with_suffix(new_suffix) if new_suffix else target))
     _refuse_overwrite(source_text, output, pairs, trees)
     return pairs
 
@@ -204,12 +218,16 @@ def over_budget(reason: str) -> bool:
 
 
 class _Decoded(Dataset[tuple[int, Tensor | str]]):
-    """Decodes input ``index`` in a worker; a failure is returned as its message, not raised.
-    An image the memory budget refuses from its header is never decoded."""
+    """Decodes input ``index`` in a worker, in its own sample type, normalised with the input
+    domain's ``values`` (:func:`~imtrans.inference.translator.input_range`; 8-bit images of
+    8-bit runs get ``to_tensor``'s exact values); a failure is returned as its message, not
+    raised. An image the memory budget refuses from its header is never decoded."""
 
     def __init__(self, paths: list[Path], channels: int,
-                 budget: ImageBudget | None = None) -> None:
+                 budget: ImageBudget | None = None,
+                 values: DomainValues | None = None) -> None:
         self.paths, self.channels, self.budget = paths, channels, budget
+        self.values = values
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -219,7 +237,8 @@ class _Decoded(Dataset[tuple[int, Tensor | str]]):
         if refusal is not None:
             return index, _TooLarge(refusal)
         try:
-            return index, to_tensor(read_image(self.paths[index], self.channels))
+            array = read_native(self.paths[index], self.channels)
+            return index, to_network_tensor(array, input_range(self.values, array.dtype))
         except DataError as exc:
             return index, str(exc)
 
@@ -250,7 +269,8 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
                     on_progress: Callable[[int], None] | None = None,
                     on_skip: Callable[[Path, str], None] | None = None,
                     on_write: Callable[[Path], None] | None = None,
-                    max_memory: int | None = None) -> TranslationSummary:
+                    max_memory: int | None = None,
+                    output: OutputType | None = None) -> TranslationSummary:
     """Translate every ``(input, output)`` pair; write each output as soon as it is ready.
 
     Args:
@@ -268,6 +288,10 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             (:class:`~imtrans.inference.budget.ImageBudget`); an image large enough to be
             tiled is translated alone, and other images are batched only as many as fit in
             it together.
+        output: How the outputs are written (sample type, values); default: the target
+            domain's own type and units (:func:`~imtrans.inference.output_types.output_type`
+            of the translator's ``output_values``), 8-bit for 8-bit runs. Each output's file
+            type is its name's suffix, from :func:`plan_outputs`.
 
     Returns:
         The files written and those skipped (unreadable inputs, and outputs whose name is
@@ -295,11 +319,14 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             on_skip(pairs[index][0], reason)
         advance(1)
 
+    if output is None:
+        output = output_type(translator.output_values, translator.out_channels)
     torch.manual_seed(seed)
     budget = ImageBudget.for_generator(translator.generator, translator.in_channels,
                                        translator.out_channels, translator.size_multiple,
                                        translator.tile_size, max_memory)
-    dataset = _Decoded([source for source, _ in pairs], translator.in_channels, budget)
+    dataset = _Decoded([source for source, _ in pairs], translator.in_channels, budget,
+                       translator.input_values)
 
     def capacity(image: Tensor) -> int:
         """Images of this shape per batch: one when tiled (as translate_batch decides), else
@@ -318,7 +345,7 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
         for index, image in zip(indices, outputs.cpu(), strict=True):
             target = pairs[index][1]
             try:
-                _save(tensor_to_image(image), target)
+                _write(output.convert(image), target)
             except (OSError, ValueError) as exc:
                 if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
                     # This name only (a long input name, a longer extension): others fit.
@@ -338,6 +365,19 @@ def _write_error(exc: OSError | ValueError, target: Path, written: int, total: i
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
     return DataError(f"cannot write {printable_path(target)}: {reason} ({written} of {total} "
                      "image(s) written before it)")
+
+
+def _write(array: np.ndarray, target: Path) -> None:
+    """Write an ``H x W x C`` output to ``target`` in its own type (through a temporary name,
+    so no half-written file). 8-bit gray, RGB and RGBA go through Pillow as they always did;
+    other types and band counts through :func:`~imtrans.data.image_writing.encode_image`."""
+    if array.dtype == np.uint8 and array.shape[2] in (1, 3, 4):
+        _save(Image.fromarray(np.ascontiguousarray(
+            array[:, :, 0] if array.shape[2] == 1 else array)), target)
+        return
+    data = encode_image(array, target.suffix)  # before any folder: a refusal leaves none
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, data)
 
 
 def _save(image: Image.Image, target: Path) -> None:

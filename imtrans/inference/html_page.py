@@ -10,6 +10,12 @@ shows lies inside it and is linked by a relative path:
   :data:`THUMBNAIL_SIDE` pixels a side) under ``OUTPUT/index_files/inputs/``; nothing is ever
   written beside the inputs.
 
+Images that are not 8-bit (16-bit, signed, float, more bands) are shown through
+:func:`~imtrans.data.display.display_rgb`: the 1st to 99th percentile of each image mapped onto
+0..255, one band in gray or the first three as RGB. Such outputs always get a PNG preview (a
+browser would show a 16-bit PNG of CT values nearly black), linked to the full file in its own
+type; 8-bit images are shown exactly as before.
+
 A large set is split into pages of :data:`ROWS_PER_PAGE` rows (``index.html``,
 ``index_2.html``...) linked from each other; images load lazily, so a page costs what is
 scrolled to. Inputs that could not be read are listed on ``index.html``.
@@ -35,7 +41,9 @@ from PIL import Image
 
 from imtrans.core.atomic import atomic_path, atomic_write
 from imtrans.core.printable import printable_path
-from imtrans.data.images import image_to_array, load_image
+from imtrans.data.display import display_rgb
+from imtrans.data.images import image_to_array
+from imtrans.data.native_images import decode_image, to_channels
 from imtrans.errors import DataError
 from imtrans.report.assets import SCRIPT
 
@@ -137,7 +145,7 @@ def write_pages(folder: Path, rows: Sequence[PageRow], header: PageHeader,
 
 
 def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequence[Path],
-                 header: PageHeader, channels: int = 3) -> list[Path]:
+                 header: PageHeader, channels: int = 3, previews: bool = False) -> list[Path]:
     """Copy the inputs of the ``written`` outputs under ``folder/index_files`` and write the
     pages (see :func:`write_pages`).
 
@@ -148,6 +156,8 @@ def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequ
         header: The header; its ``skipped`` list is shown on the first page.
         channels: The translator's input channels: 1 shows the inputs in gray, as the network
             saw them; any other count in RGB.
+        previews: Every output gets a PNG preview (outputs that are not 8-bit, which a
+            browser would not show usefully); otherwise only those a browser cannot show.
 
     Returns:
         The pages written, the first one first.
@@ -159,8 +169,8 @@ def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequ
             continue
         relative = target.relative_to(folder)
         shown, full = target, None
-        if target.suffix.lower() not in _BROWSER_SUFFIXES:
-            preview = _copy(target, _preview_path(folder, relative), 3, "PNG")
+        if previews or target.suffix.lower() not in _BROWSER_SUFFIXES:
+            preview = _copy(target, _preview_path(folder, relative), None, "PNG")
             if preview is not None:
                 shown, full = preview, target
         copy = _copy(source, _input_copy_path(folder, relative), channels, "JPEG")
@@ -171,15 +181,17 @@ def results_page(folder: Path, pairs: Sequence[tuple[Path, Path]], written: Sequ
     return write_pages(folder, rows, header)
 
 
-def page_files(folder: Path, pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
-    """Every file :func:`results_page` may write for ``pairs``: the pages, the inputs' copies
-    and the previews (so that they can be checked before any work)."""
+def page_files(folder: Path, pairs: Sequence[tuple[Path, Path]],
+               previews: bool = False) -> list[Path]:
+    """Every file :func:`results_page` may write for ``pairs`` (with the same ``previews``):
+    the pages, the inputs' copies and the previews (so that they can be checked before any
+    work)."""
     count = max(1, math.ceil(len(pairs) / ROWS_PER_PAGE))
     files = [folder / page_name(number) for number in range(1, count + 1)]
     for _, target in pairs:
         relative = target.relative_to(folder)
         files.append(_input_copy_path(folder, relative))
-        if target.suffix.lower() not in _BROWSER_SUFFIXES:
+        if previews or target.suffix.lower() not in _BROWSER_SUFFIXES:
             files.append(_preview_path(folder, relative))
     return files
 
@@ -192,12 +204,24 @@ def _preview_path(folder: Path, relative: Path) -> Path:
     return folder / ASSETS / "outputs" / f"{relative.as_posix()}.png"
 
 
-def _copy(source: Path, target: Path, channels: int, file_format: str) -> Path | None:
+def _copy(source: Path, target: Path, channels: int | None,
+          file_format: str) -> Path | None:
     """A reduced copy of ``source`` at ``target`` (the suffix is added to the whole name, so
-    copies of ``a.jpg`` and ``a.png`` differ); ``None`` when it cannot be read or written."""
+    copies of ``a.jpg`` and ``a.png`` differ); ``None`` when it cannot be read or written.
+
+    ``channels`` is the generator's input channels (the image is shown as the network read
+    it: 1 in gray, others in RGB), ``None`` for an output (its own bands). 8-bit images are
+    copied as they always were; others through :func:`display_rgb`.
+    """
     try:
-        array = image_to_array(load_image(source), 1 if channels == 1 else 3)
-        image = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+        decoded = decode_image(source)
+        if isinstance(decoded, Image.Image):
+            array = image_to_array(decoded, 1 if channels == 1 else 3)
+            image = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+        else:
+            shown = display_rgb(decoded if channels is None
+                                else to_channels(decoded, channels, source))
+            image = Image.fromarray(shown[:, :, 0] if channels == 1 else shown)
         image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as partial:

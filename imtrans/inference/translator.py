@@ -1,9 +1,14 @@
-"""A trained generator, loaded from a checkpoint, that translates tensors and PIL images.
+"""A trained generator, loaded from a checkpoint, that translates tensors, images and arrays.
+
+Arrays are in native units (16-bit, signed, float, any band count):
+:meth:`Translator.translate_array` maps them through the checkpoint's value ranges.
 
 Example:
     >>> import imtrans
     >>> translate = imtrans.load_translator("runs/cyclegan/checkpoints")  # doctest: +SKIP
     >>> translate(PIL.Image.open("photo.jpg")).save("painting.png")  # doctest: +SKIP
+    >>> ct = imtrans.load_translator("runs/pix2pix_ct_denoise")  # doctest: +SKIP
+    >>> ct.translate_array(read_native("noisy.tif", 1))  # HU in, HU out  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ from imtrans.core.device import parse_device
 from imtrans.core.state_tensors import check_module_shapes, load_module_tensors
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
-from imtrans.data.value_range import DomainValues, values_from_manifest
+from imtrans.data.value_range import (
+    DomainValues,
+    ValueRange,
+    dtype_range,
+    to_network_tensor,
+    values_from_manifest,
+)
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.recipe import Recipe
@@ -35,7 +46,8 @@ from imtrans.runs.checkpoints.files import load_checkpoint
 from imtrans.runs.checkpoints.lookup import find_checkpoint
 from imtrans.trainers.ema import EMA_PREFIX
 
-__all__ = ["Mode", "Translator", "Weights", "load_translator", "to_uint8", "translator_for"]
+__all__ = ["Mode", "Translator", "Weights", "domain_values", "input_range", "load_translator",
+           "to_uint8", "translator_for"]
 
 #: ``paper``: as the pix2pix paper tests (each image normalised by its own statistics, dropout
 #: kept on); ``eval``: the usual ``model.eval()`` (running batch-norm statistics, no dropout).
@@ -81,8 +93,14 @@ class Translator:
     """A generator ready to translate images of any size.
 
     Call it on a ``C x H x W`` or ``N x C x H x W`` float tensor in [-1, 1] (the range the
-    networks train in) to get the same back, or on a PIL image to get a PIL image. Sides that
-    are not multiples of :attr:`size_multiple` are padded by reflection and cropped back; images
+    networks train in) to get the same back, or on a PIL image to get a PIL image (8 bits).
+    For scientific images (16-bit, signed, float, any band count) call
+    :meth:`translate_array` on an ``H x W x C`` array in the input domain's own units (as
+    :func:`~imtrans.data.native_images.read_native` reads it): it returns ``float32`` in the
+    target domain's units (Hounsfield units for a CT checkpoint), which
+    :func:`~imtrans.data.image_writing.convert_dtype` and
+    :func:`~imtrans.data.image_writing.encode_image` turn into a file. Sides that are not
+    multiples of :attr:`size_multiple` are padded by reflection and cropped back; images
     with more than ``tile_size ** 2`` pixels are translated in overlapping tiles.
 
     Attributes:
@@ -166,6 +184,82 @@ class Translator:
         tensor = to_tensor(image_to_array(image, self.in_channels))
         return tensor_to_image(self.translate_batch(tensor[None])[0])
 
+    def input_range(self, dtype: np.dtype[Any] | str) -> ValueRange | None:
+        """The native range an input array of ``dtype`` maps onto [-1, 1] with (``None``: the
+        type's full range); see :func:`input_range`."""
+        return input_range(self.input_values, dtype)
+
+    @property
+    def output_range(self) -> ValueRange:
+        """The native range [-1, 1] maps back onto on output (0..255 for checkpoints made
+        before value ranges, which trained 8-bit images)."""
+        return (self.output_values.range if self.output_values is not None
+                else ValueRange(0.0, 255.0))
+
+    def to_network(self, array: np.ndarray) -> Tensor:
+        """An ``H x W x C`` array in the input domain's units as the ``C x H x W`` tensor in
+        [-1, 1] the generator takes (``uint8`` in 0..255: exactly ``to_tensor``'s values)."""
+        return to_network_tensor(array, self.input_range(array.dtype))
+
+    def to_native(self, images: Tensor) -> np.ndarray:
+        """Generator outputs (``C x H x W`` or ``N x C x H x W``, in [-1, 1], clamped) as
+        ``float32`` arrays in the target domain's units, channels last (``H x W x C``)."""
+        native = self.output_range.denormalize(images.detach().cpu())
+        return np.ascontiguousarray(native.movedim(-3, -1).numpy())
+
+    def translate_array(self, array: np.ndarray) -> np.ndarray:
+        """Translate an ``H x W x C`` array in the input domain's native units (``uint8``,
+        ``uint16``, ``int16``, ``float32``; ``C`` = :attr:`in_channels`) to an ``H x W x C``
+        ``float32`` array in the target domain's native units.
+
+        The input is normalised with the checkpoint's input range (:attr:`input_values`; for
+        checkpoints without one, and where the run's range was its files' sample type's full
+        range, the array's own type's full range: 8-bit arrays give the values
+        :meth:`translate_image` gives; see :func:`input_range`) and the output mapped back
+        with its output range (:attr:`output_values`; without one, 0..255). Padding and tiling
+        are :meth:`translate_batch`'s. ``convert_dtype(result, translator.output_values.dtype)``
+        gives the target domain's own sample type.
+
+        Raises:
+            InvalidArgumentError: ``array`` is not ``H x W x in_channels``.
+
+        Example:
+            >>> hu = translator.translate_array(read_native("noisy.tif", 1))  # doctest: +SKIP
+            >>> hu.dtype, hu.shape  # doctest: +SKIP
+            (dtype('float32'), (512, 512, 1))
+        """
+        array = np.asarray(array)
+        if array.ndim == 2 and self.in_channels == 1:
+            array = array[:, :, None]
+        if array.ndim != 3 or array.shape[2] != self.in_channels:
+            raise InvalidArgumentError(
+                f"expected an array of shape H x W x {self.in_channels}, got "
+                f"{tuple(array.shape)}")
+        output = self.translate_batch(self.to_network(array)[None])
+        return self.to_native(output[0])
+
+
+def input_range(values: DomainValues | None, dtype: np.dtype[Any] | str) -> ValueRange | None:
+    """The range an input array of sample type ``dtype`` is normalised with, for a domain of
+    ``values`` (``None``: the array's type's full range).
+
+    The domain's range, except where it is the full range of the domain's own sample type
+    (``value_range = "dtype"``, as 8-bit runs have) and the array is of another type: then the
+    array's type's full range, as training normalises each file by its own type. So a 16-bit
+    image given to an 8-bit run fills 0..65535 as the run's images filled 0..255, rather than
+    being clipped at 255; explicit and ``auto`` ranges (CT in HU) apply to every type.
+
+    Example:
+        >>> eight_bit = DomainValues(ValueRange(0.0, 255.0), "uint8", 3)
+        >>> input_range(eight_bit, "uint8"), input_range(eight_bit, "uint16")
+        (ValueRange(low=0.0, high=255.0), None)
+    """
+    if values is None:
+        return None
+    if np.dtype(dtype) != np.dtype(values.dtype) and values.range == dtype_range(values.dtype):
+        return None
+    return values.range
+
 
 def tensor_to_image(image: Tensor) -> Image.Image:
     """A ``C x H x W`` tensor in [-1, 1] with 1, 3 or 4 channels as a PIL image."""
@@ -183,6 +277,12 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
                     registry: Components | None = None,
                     weights: Weights | None = None) -> Translator:
     """Load the generator of ``direction`` from a checkpoint made by ``imtrans run``.
+
+    The translator's :attr:`~Translator.input_values` and :attr:`~Translator.output_values`
+    hold the value ranges and sample types the run trained with (``None`` for 8-bit runs made
+    before value ranges); :meth:`Translator.translate_array` translates arrays in those native
+    units (a CT checkpoint: Hounsfield units in and out), and ``imtrans translate`` writes the
+    target domain's type (16-bit PNG, ``int16`` or ``float32`` TIFF) by default.
 
     Args:
         path: A checkpoint file, or a run directory (its newest checkpoint is used).
@@ -249,12 +349,21 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
                                 tile_overlap=tile_overlap, copy_network=False,
                                 epoch=checkpoint.manifest.get("epoch"))
     translator.weights = "ema" if prefix.startswith(f"{EMA_PREFIX}.") else "raw"
-    values = values_from_manifest(checkpoint.manifest)
-    if values is not None and {"A", "B"} <= values.keys():
-        # The dataset's A is the recipe's input domain; BtoA translates B into A.
-        source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
-        translator.input_values, translator.output_values = values[source], values[target]
+    translator.input_values, translator.output_values = domain_values(checkpoint.manifest,
+                                                                      direction)
     return translator
+
+
+def domain_values(manifest: dict[str, Any], direction: str
+                  ) -> tuple[DomainValues | None, DomainValues | None]:
+    """The value ranges and types of the domain ``direction`` reads and of the one it writes,
+    from a checkpoint's manifest; ``(None, None)`` for checkpoints made before value ranges."""
+    values = values_from_manifest(manifest)
+    if values is None or not {"A", "B"} <= values.keys():
+        return None, None
+    # The dataset's A is the recipe's input domain; BtoA translates B into A.
+    source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+    return values[source], values[target]
 
 
 def _weights_prefix(tensors: dict[str, Tensor], role: str, weights: Weights | None,

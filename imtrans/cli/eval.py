@@ -19,7 +19,9 @@ from imtrans.cli.output import add_row, make_table, stderr_console, stdout_conso
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the CLI starts
     from torch import Tensor
 
+    from imtrans.data.value_range import DomainValues
     from imtrans.evaluation import SavedResult
+    from imtrans.inference import Translator
     from imtrans.recipe import Recipe
     from imtrans.runs.output_guard import OutputRecord
 
@@ -37,7 +39,9 @@ _MARK = " (!)"
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA", "all"]), default="all",
               show_default=True, help="Which generator(s) to evaluate.")
 @click.option("--metrics", default=None, metavar="LIST",
-              help="Comma-separated subset of fid,kid,psnr,ssim (default: all that apply).")
+              help="Comma-separated subset of fid,kid,mae,mse,psnr,ssim (default: all that "
+                   "apply: fid,kid and on paired data psnr,ssim for 8-bit photos; "
+                   "mae,mse,psnr,ssim in native units for other data).")
 @click.option("--max-images", default=None, type=click.IntRange(min=2),
               help="Evaluate on the first N test images only.")
 @click.option("--inception", default=None, type=click.Path(dir_okay=False),
@@ -62,7 +66,8 @@ _MARK = " (!)"
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seeds dropout.")
 @click.option("--save-images", default=None, type=click.Path(file_okay=False),
-              help="Also write the translated test images (PNG) here, as DIRECTION/NNNNN.png.")
+              help="Also write the translated test images here, as DIRECTION/NNNNN.png (for "
+                   "data in native units: in the target domain's type, NNNNN.png or .tif).")
 @click.option("--overwrite", is_flag=True,
               help="Let --save-images replace existing files that an earlier eval did not "
                    "write (never a run directory's files).")
@@ -73,12 +78,17 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
              save_images: str | None, overwrite: bool) -> None:
     """Score CHECKPOINT (a checkpoint file, or a run directory: its newest checkpoint) on the
     test split of its recipe's data: FID and KID against the real target images, plus PSNR and
-    SSIM against the ground truth for paired data. Results go to <run>/eval/*.json: into the
-    earlier result of the same protocol (its other metrics kept), else beside it."""
+    SSIM against the ground truth for paired data. A run on 16-bit, float or multiband data
+    (or with another value range than 0..255) is scored in its native units: MAE, MSE, PSNR
+    and SSIM with the output range as data range; FID and KID are refused for images that are
+    not 8-bit photos. Results go to <run>/eval/*.json: into the earlier result of the same
+    protocol (its other metrics kept), else beside it."""
     from imtrans.catalogue.assembly import build_trainer
     from imtrans.catalogue.plugins import components
     from imtrans.core.device import parse_device
     from imtrans.evaluation import Evaluator, save_result
+    from imtrans.evaluation.evaluate import check_metrics
+    from imtrans.evaluation.testset import test_split_of
     from imtrans.inference import load_translator
     from imtrans.runs.checkpoints.lookup import find_checkpoint
     from imtrans.runs.directory import RunDir
@@ -103,13 +113,19 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
     translators = build_trainer(first.recipe, registry).translators
     directions = list(translators) if direction == "all" else [direction]
     wanted = metrics.split(",") if metrics else None
+    values = {name: _direction_values(first, name) for name in directions}
+    # Before any work: FID of CT slices is refused here, not after a translation.
+    _, _, paired = test_split_of(first.recipe, registry, split, data_root)
+    for name in directions:
+        check_metrics(wanted, paired, *values[name])
     run = RunDir.of_checkpoint(path)
     out_dir = run.evaluations if run is not None else path.parent
     if run is not None:
         refuse_linked_folder(out_dir)  # results written through it would land elsewhere
     if save_images:
         _refuse_save_into_data(Path(save_images), data_root, first.recipe)
-        record = _guard_saved_images(Path(save_images), directions, overwrite)
+        suffixes = {name: _saved_suffix(values[name][1]) for name in directions}
+        record = _guard_saved_images(Path(save_images), suffixes, overwrite)
     rows = []
     for name in directions:
         translator = first if name == "AtoB" else load_translator(
@@ -118,7 +134,9 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
         evaluator = Evaluator(translator.recipe, registry, direction=name, metrics=wanted,
                               split=split, data_root=data_root, max_images=max_images,
                               inception=inception, device=device,
-                              trust_inception=trust_inception)
+                              trust_inception=trust_inception,
+                              input_values=translator.input_values,
+                              output_values=translator.output_values)
         if evaluator.inception_warning and name == directions[0]:  # again after the table
             console.print(Text("warning: ", style="bold yellow") +
                           Text(evaluator.inception_warning), highlight=False)
@@ -127,9 +145,12 @@ def evaluate(checkpoint: str | None, split: str | None, data_root: str | None, d
                            f"{translator.weights} weights, comparing with "
                            f"{len(evaluator.test_set.targets)} real ones"), highlight=False)
         _warn_skipped(console, name, evaluator.test_set.skipped)
+        if evaluator.units:
+            console.print(Text(f"{name}: scores in {evaluator.units}"), highlight=False)
         generated = evaluator.translate(translator, seed)
         if save_images:
-            _save_images(generated, Path(save_images) / name, record)
+            _save_images(generated, Path(save_images) / name, record, suffixes[name],
+                         translator.output_values if evaluator.test_set.native else None)
         scores = evaluator.score(generated)
         result = evaluator.result(translator, scores, len(generated), mode=mode, seed=seed)
         saved = save_result(result, out_dir, path.stem)
@@ -184,7 +205,27 @@ def _refuse_save_into_data(folder: Path, data_root: str | None, recipe: Recipe) 
                                  "the saved images would be taken for test images")
 
 
-def _guard_saved_images(folder: Path, directions: list[str], overwrite: bool) -> OutputRecord:
+def _direction_values(translator: Translator, direction: str
+                      ) -> tuple[DomainValues | None, DomainValues | None]:
+    """The domains the ``direction`` generator reads and writes, from the AtoB translator's
+    (BtoA reads what AtoB writes)."""
+    forward = (translator.input_values, translator.output_values)
+    return forward if direction == translator.direction else (forward[1], forward[0])
+
+
+def _saved_suffix(values: DomainValues | None) -> str:
+    """What --save-images writes: PNG for 8-bit runs, else the file type that keeps the
+    output domain's type and bands (16-bit PNG, TIFF)."""
+    from imtrans.data.image_writing import default_output_format
+    from imtrans.evaluation.native_units import is_plain_8bit
+
+    if values is None or is_plain_8bit(values):
+        return ".png"
+    return default_output_format(values.dtype, values.channels)
+
+
+def _guard_saved_images(folder: Path, suffixes: dict[str, str], overwrite: bool
+                        ) -> OutputRecord:
     """Refuse, before any image is translated, a --save-images folder whose images would
     replace files an earlier eval did not write, or a run directory's files."""
     import re
@@ -192,27 +233,36 @@ def _guard_saved_images(folder: Path, directions: list[str], overwrite: bool) ->
     from imtrans.runs.output_guard import guard_outputs
 
     outputs = []
-    for name in directions:
-        outputs.append(folder / name / _saved_name(0))  # where the first image goes, at least
+    for name, suffix in suffixes.items():
+        # Where the first image goes, at least.
+        outputs.append(folder / name / _saved_name(0, suffix))
         if (folder / name).is_dir():
             outputs += [path for path in (folder / name).iterdir()
-                        if re.fullmatch(r"\d{5,}\.png", path.name)]
+                        if re.fullmatch(rf"\d{{5,}}{re.escape(suffix)}", path.name)]
     return guard_outputs(outputs, folder, "eval", overwrite=overwrite)
 
 
-def _saved_name(index: int) -> str:
-    return f"{index:05d}.png"
+def _saved_name(index: int, suffix: str = ".png") -> str:
+    return f"{index:05d}{suffix}"
 
 
-def _save_images(images: Tensor, folder: Path, record: OutputRecord) -> None:
+def _save_images(images: Tensor, folder: Path, record: OutputRecord, suffix: str,
+                 values: DomainValues | None) -> None:
+    """Write the translations: 8-bit PNGs as always, or (``values``: a run in native units)
+    files of the output domain's type and bands, as ``imtrans translate`` writes them."""
     from imtrans.core.atomic import atomic_path
+    from imtrans.data.image_writing import convert_dtype, encode_image
     from imtrans.inference.translator import tensor_to_image
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, image in enumerate(images):
-        target = folder / _saved_name(index)
+        target = folder / _saved_name(index, suffix)
         with atomic_path(target) as partial:  # a failed write leaves no half image
-            tensor_to_image(image.float() / 127.5 - 1).save(partial, format="PNG")
+            if values is None:
+                tensor_to_image(image.float() / 127.5 - 1).save(partial, format="PNG")
+            else:
+                native = image.permute(1, 2, 0).numpy()
+                partial.write_bytes(encode_image(convert_dtype(native, values.dtype), suffix))
         record.add(target, "eval")
 
 
@@ -221,7 +271,7 @@ def _print_table(rows: list[tuple[str, SavedResult]]) -> None:
     those computed on too few images, and the file of each row."""
     from imtrans.evaluation.caveats import warned_metrics
 
-    names = [m for m in ("fid", "kid", "psnr", "ssim")
+    names = [m for m in ("fid", "kid", "mae", "mse", "psnr", "ssim")
              if any(m in saved.record["metrics"] for _, saved in rows)]
     table = make_table("direction", "split", "images", *names, "results")
     for name, saved in rows:

@@ -6,7 +6,8 @@ real photos of monet2photo are at FID 150 from each other), so FID on a handful 
 not comparable with published figures or with FID on another count. KID is unbiased but noisy
 on few images, and once a set is no larger than KID's subset size every subset holds the same
 images, so ``kid_std`` (near 0) no longer shows that noise. PSNR and SSIM are means over the
-images, unbiased, but on a few images they depend on which images those are.
+images (as are MAE and MSE), unbiased, but on a few images they depend on which images
+those are.
 
 Example:
     >>> small_sample_warnings(["psnr", "ssim"], generated=5, real=5)
@@ -28,6 +29,7 @@ from typing import Any
 
 from torch import Tensor
 
+from imtrans.evaluation.native_units import named
 from imtrans.evaluation.scores import KID_SUBSET_SIZE
 
 __all__ = ["MIN_IMAGES", "degenerate_warnings", "inception_warnings", "small_sample_warnings",
@@ -60,9 +62,9 @@ def _caveats(metrics: Iterable[str], generated: int, real: int) -> list[tuple[se
                       f"KID on {_counted(generated, real)} is unbiased but noisy, and its "
                       f"subsets of {subset} images overlap so much that kid_std understates "
                       f"that noise; {_ADVICE}"))
-    pixel = [m for m in ("psnr", "ssim") if m in chosen]
+    pixel = [m for m in ("mae", "mse", "psnr", "ssim") if m in chosen]
     if pixel and generated < MIN_IMAGES:
-        found.append((set(pixel), f"{' and '.join(m.upper() for m in pixel)} averaged over "
+        found.append((set(pixel), f"{named(pixel)} averaged over "
                                   f"{generated} images depend"
                                   f"{'s' if len(pixel) == 1 else ''} strongly on which images "
                                   f"those are; {_ADVICE}"))

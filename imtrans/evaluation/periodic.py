@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,20 @@ from imtrans.core.atomic import atomic_path, atomic_write
 from imtrans.core.components import Components
 from imtrans.core.jsonfile import loads_bounded
 from imtrans.core.regular_files import read_regular_file
+from imtrans.data.value_range import DomainValues
 from imtrans.errors import EvaluationError, ImtransError
 from imtrans.evaluation.caveats import MIN_IMAGES, small_sample_warnings
 from imtrans.evaluation.evaluate import METRICS, Evaluator, check_metrics
 from imtrans.evaluation.inception import find_inception, read_inception
+from imtrans.evaluation.native_units import (
+    INCEPTION_METRICS,
+    PIXEL_METRICS,
+    describe,
+    direction_values,
+    inception_refusal,
+    is_plain_8bit,
+    training_values,
+)
 from imtrans.evaluation.testset import test_split_of
 from imtrans.inference.translator import translator_for
 from imtrans.recipe import Recipe
@@ -55,15 +66,17 @@ class PeriodicEvaluation:
     def __init__(self, recipe: Recipe, registry: Components, device: torch.device) -> None:
         self.recipe, self.registry, self.device = recipe, registry, device
         self.table = recipe.eval
-        self.metric = self.table.metric
-        self.lower_is_better = METRICS[self.metric]
-        pixel_only = self.metric in ("psnr", "ssim")
         with isolated_rng(device):  # reading the test set draws from the data RNGs
+            plan = _plan(recipe, registry)
+            self.metric, values = plan.metric, plan.values
             self.evaluator = Evaluator(
-                recipe, registry, direction=self.table.direction,
-                metrics=["psnr", "ssim"] if pixel_only else None, split=self.table.split,
-                max_images=self.table.max_images, inception=self.table.inception,
-                device=device)  # no trust_inception: a recipe is data and grants no trust
+                recipe, registry, direction=self.table.direction, metrics=plan.metrics,
+                split=self.table.split, max_images=self.table.max_images,
+                inception=self.table.inception, device=device, input_values=values[0],
+                output_values=values[1])  # no trust_inception: a recipe grants no trust
+        self.lower_is_better = METRICS[self.metric]
+        #: Why the best checkpoint is not picked by ``[eval] metric`` (FID of CT slices).
+        self.metric_notice = plan.notice
         #: What is wrong with the scores of the last :meth:`evaluate` (NaN, FID 0...).
         self.last_warnings: list[str] = []
         _check_metric(self.metric, self.evaluator.metrics)
@@ -100,8 +113,10 @@ class PeriodicEvaluation:
     @property
     def start_warnings(self) -> list[str]:
         """What to say once at the start of training: the subset is small
-        (:attr:`small_subset_warning`), the Inception weights are not the standard file."""
-        found = [self.small_subset_warning, self.evaluator.inception_warning]
+        (:attr:`small_subset_warning`), the Inception weights are not the standard file, the
+        best checkpoint is picked by another score than ``[eval] metric``."""
+        found = [self.metric_notice, self.small_subset_warning,
+                 self.evaluator.inception_warning]
         return [text for text in found if text]
 
     def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
@@ -199,13 +214,48 @@ def check_evaluation(recipe: Recipe, registry: Components) -> None:
     """
     if not PeriodicEvaluation.enabled(recipe):
         return
+    plan = _plan(recipe, registry)
+    metrics = check_metrics(plan.metrics, plan.paired, *plan.values)
+    _check_metric(plan.metric, metrics)
+    if {"fid", "kid"} & set(metrics):
+        read_inception(find_inception(recipe.eval.inception))  # the sha256 gate; nothing runs
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an evaluation during training computes: ``metric`` ranks the checkpoints,
+    ``metrics`` are asked of the evaluator (None: those that apply), ``values`` are the
+    domains the scored generator reads and writes, ``notice`` says why ``metric`` is not
+    ``[eval] metric`` when it is not."""
+
+    metric: str
+    metrics: list[str] | None
+    values: tuple[DomainValues | None, DomainValues | None]
+    paired: bool
+    notice: str | None
+
+
+def _plan(recipe: Recipe, registry: Components) -> _Plan:
+    """The metrics of the recipe's ``[eval]`` for its data. On a run in native units whose
+    translations are not photos (CT slices, float or multiband images), FID and KID do not
+    apply: the best checkpoint is then picked by PSNR (in native units) instead of refusing
+    to train, and the evaluation computes the pixel scores."""
     table = recipe.eval
     _, _, paired = test_split_of(recipe, registry, table.split)
-    metrics = check_metrics(["psnr", "ssim"] if table.metric in ("psnr", "ssim") else None,
-                            paired)
-    _check_metric(table.metric, metrics)
-    if {"fid", "kid"} & set(metrics):
-        read_inception(find_inception(table.inception))  # the sha256 gate; nothing runs
+    values = direction_values(training_values(recipe, registry), table.direction)
+    metric, notice = table.metric, None
+    refusal = inception_refusal([metric], *values, paired) if paired else None
+    if refusal and metric in INCEPTION_METRICS:
+        metric = "psnr"
+        notice = (f"[eval] metric {table.metric!r} does not apply to this run, whose "
+                  f"translations are {describe(values[1])} images (FID and KID need 1- or "
+                  "3-channel 8-bit photos): the best checkpoint is picked by psnr, in native "
+                  "units")
+    native = not (is_plain_8bit(values[0]) and is_plain_8bit(values[1]))
+    metrics = None
+    if metric in ("psnr", "ssim"):
+        metrics = list(PIXEL_METRICS) if native else ["psnr", "ssim"]
+    return _Plan(metric, metrics, values, paired, notice)
 
 
 def _check_metric(metric: str, metrics: list[str]) -> None:

@@ -1,8 +1,11 @@
-"""The images an evaluation translates and compares with: a recipe's test split, as uint8.
+"""The images an evaluation translates and compares with: a recipe's test split.
 
 Test images are read the way the papers test: resized to the training crop size (square),
 not flipped, not cropped. For paired data the targets are the ground truth of each input; for
-unpaired data they are all real images of the target domain.
+unpaired data they are all real images of the target domain. A run on 8-bit images gets them
+as ``uint8``, as always; a run in native units (16-bit, float, multiband, or a value range
+other than 0..255: see :mod:`imtrans.evaluation.native_units`) gets the inputs normalised
+with the ranges the generator trained with and the targets in their files' units.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from imtrans.core.components import Components
 from imtrans.core.contracts import TrainingDataset, is_paired
 from imtrans.core.printable import printable_path
 from imtrans.data.resolve import resolve_root
+from imtrans.data.value_range import DomainValues, ValueRange
 from imtrans.errors import EvaluationError, RecipeError
+from imtrans.evaluation.native_reading import use_native_transform
+from imtrans.evaluation.native_units import is_plain_8bit
 from imtrans.inference.translator import to_uint8
 from imtrans.recipe import Recipe
 
@@ -29,7 +35,9 @@ __all__ = ["TestSet", "load_test_set", "pick_split", "test_split_of"]
 
 @dataclass(frozen=True)
 class TestSet:
-    """Inputs to translate and real target images, ``N x C x H x W`` ``uint8``.
+    """Inputs to translate and real target images, ``N x C x H x W``: both ``uint8`` for 8-bit
+    runs; for a run in native units (:attr:`native`), the inputs ``float32`` in [-1, 1] (as
+    the generator reads them) and the targets ``float32`` in native units.
 
     Attributes:
         inputs: The images given to the generator.
@@ -40,6 +48,8 @@ class TestSet:
         size: The square side the images were resized to.
         skipped: Files among those read that could not be used (unreadable, too small...):
             left out, never replaced by another image, so no image is scored twice.
+        input_values: The value range, type and bands of the inputs' domain (None: 8-bit).
+        output_values: The same of the targets' domain, which the translations map back to.
     """
 
     inputs: Tensor
@@ -49,23 +59,32 @@ class TestSet:
     split: str
     size: int
     skipped: tuple[Path, ...] = ()
+    input_values: DomainValues | None = None
+    output_values: DomainValues | None = None
+
+    @property
+    def native(self) -> bool:
+        """Whether the images are in native units (not the ``uint8`` of an 8-bit run)."""
+        return not (is_plain_8bit(self.input_values) and is_plain_8bit(self.output_values))
 
 
 def pick_split(root: Path, split: str | None, paired: bool) -> str:
-    """``split``, or by default ``test`` when the dataset has one, else ``val``."""
+    """``split``, or by default ``test`` when the dataset has one, else ``val``: the folder
+    ``<split>/`` of side-by-side pairs, or ``<split>A/`` of two folders (unpaired domains, or
+    pairs matched by name)."""
     if split:
         return split
     for candidate in ("test", "val"):
-        folder = root / candidate if paired else root / f"{candidate}A"
-        if folder.is_dir():
+        folders = ([root / candidate] if paired else []) + [root / f"{candidate}A"]
+        if any(folder.is_dir() for folder in folders):
             return candidate
     raise EvaluationError(f"{root} has no test or val split; give one with --split")
 
 
-def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None
-           ) -> tuple[list[Tensor], list[Path]]:
-    """The first ``limit`` items' images under ``keys``, one ``uint8`` batch per key, and the
-    files among them that could not be used.
+def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None,
+           native: bool = False) -> tuple[list[Tensor], list[Path]]:
+    """The first ``limit`` items' images under ``keys``, one batch per key (``uint8``; as the
+    items give them when ``native``), and the files among them that could not be used.
 
     For training, a dataset gives the next usable file in place of one it cannot read; scored,
     that stand-in would count one image twice. So an item that comes from another file than
@@ -94,7 +113,8 @@ def _stack(dataset: TrainingDataset, keys: tuple[str, ...], limit: int | None
     if not items:
         raise EvaluationError(f"none of the {count} test image files read could be used "
                               f"(the first: {printable_path(skipped[0])})")
-    return [torch.stack([to_uint8(item[key]) for item in items]) for key in keys], skipped
+    convert = (lambda image: image) if native else to_uint8
+    return [torch.stack([convert(item[key]) for item in items]) for key in keys], skipped
 
 
 def test_split_of(recipe: Recipe, registry: Components, split: str | None = None,
@@ -113,9 +133,14 @@ def test_split_of(recipe: Recipe, registry: Components, split: str | None = None
     return root, pick_split(root, split, paired), paired
 
 
+def _range(values: DomainValues | None) -> ValueRange | None:
+    return None if values is None else values.range
+
+
 def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "AtoB",
                   split: str | None = None, data_root: Path | str | None = None,
-                  max_images: int | None = None) -> TestSet:
+                  max_images: int | None = None, input_values: DomainValues | None = None,
+                  output_values: DomainValues | None = None) -> TestSet:
     """Read the test split of ``recipe``'s dataset for translating in ``direction``.
 
     Args:
@@ -125,6 +150,10 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
         split: ``test``, ``val``... (default: ``test`` if present, else ``val``).
         data_root: Read this dataset folder instead of the recipe's ``data.root``.
         max_images: Use at most this many inputs and this many targets (the first, sorted).
+        input_values, output_values: The value ranges, types and bands of the domains the
+            generator reads and writes (a checkpoint's ``values``); None, or 8-bit in 0..255
+            for both, reads the images as ``uint8`` as always; else in native units (see
+            :class:`TestSet`).
 
     Raises:
         EvaluationError: no such split, or a dataset evaluation does not know how to read.
@@ -135,11 +164,22 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
     a_channels, b_channels = recipe.data.channels()
     testing = {"preprocess": "resize_and_crop", "load_size": size, "crop_size": size,
                "flip": False}
+    native = not (is_plain_8bit(input_values) and is_plain_8bit(output_values))
+    # The inputs' range (None is 8-bit data); the targets stay in native units (None).
+    reads = _range(input_values) or ValueRange(0.0, 255.0)
+    if native and "value_range" in kwargs and input_values and output_values:
+        # The ranges trained with: an "auto" range is not computed again on the test split.
+        recipe_a, recipe_b = ((input_values, output_values) if direction == "AtoB"
+                              else (output_values, input_values))
+        kwargs["value_range"] = {"A": recipe_a.range.as_list(), "B": recipe_b.range.as_list()}
     try:
         if paired:
             dataset = create_component(registry, "datasets", recipe.data.name, "data",
                                        kwargs | testing | {"root": str(root), "split": split})
-            (inputs, targets), skipped = _stack(dataset, ("A", "B"), max_images)
+            if native:  # the dataset's A is the recipe's input, the target of BtoA
+                use_native_transform(dataset, (reads, None) if direction == "AtoB"
+                                     else (None, reads))
+            (inputs, targets), skipped = _stack(dataset, ("A", "B"), max_images, native)
             if direction == "BtoA":
                 inputs, targets = targets, inputs
         else:
@@ -155,9 +195,13 @@ def load_test_set(recipe: Recipe, registry: Components, *, direction: str = "Ato
             sets = [create_component(registry, "datasets", "single", "data",
                                      testing | chosen | {"root": str(f), "in_channels": c})
                     for f, c in zip(folders, channels, strict=True)]
-            stacked = [_stack(s, ("A",), max_images) for s in sets]
+            if native:
+                for dataset, side in zip(sets, (reads, None), strict=True):
+                    use_native_transform(dataset, (side,))
+            stacked = [_stack(s, ("A",), max_images, native) for s in sets]
             (inputs,), (targets,) = (images for images, _ in stacked)
             skipped = [path for _, paths in stacked for path in paths]
     except RecipeError as exc:
         raise EvaluationError(f"cannot read the {split} split of {root}: {exc}") from None
-    return TestSet(inputs, targets, paired, root, split, size, tuple(skipped))
+    return TestSet(inputs, targets, paired, root, split, size, tuple(skipped),
+                   input_values, output_values)

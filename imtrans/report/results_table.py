@@ -21,7 +21,7 @@ from imtrans.report.numbers import format_spread
 __all__ = ["METRIC_ORDER", "results_table"]
 
 #: The scores' columns in this order, any other metric after them by name.
-METRIC_ORDER = ("fid", "kid", "psnr", "ssim")
+METRIC_ORDER = ("fid", "kid", "mae", "mse", "psnr", "ssim")
 #: What was scored, after the scores.
 _SUBJECT = ("step", "epoch", "split", "direction")
 #: A metric ``<name>_std`` is the spread of ``<name>``: shown with it as ``mean ± spread``.

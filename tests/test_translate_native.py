@@ -297,3 +297,15 @@ def test_translate_array_works_in_the_checkpoints_units(ct_run: Path) -> None:
     np.testing.assert_array_equal(translator.translate_array(noisy[:, :, 0]), hu)  # 2-D: 1 band
     with pytest.raises(InvalidArgumentError, match="H x W x 1"):
         translator.translate_array(np.zeros((8, 8, 3), np.int16))
+
+
+def test_the_memory_budget_reads_the_header_of_native_tiffs(float_run: Path,
+                                                             tmp_path: Path) -> None:
+    # Two float32 bands: a TIFF Pillow cannot open, so its size is read from its tags.
+    big = tmp_path / "big.tif"
+    big.write_bytes(encode_image(np.zeros((2000, 2000, 2), np.float32), ".tif"))
+    assert big.stat().st_size < 1_000_000
+    error = error_line(_translate(float_run, big, tmp_path / "out", "--max-memory", "64M"))
+    assert error.startswith(f"error: cannot translate {big}: 2000x2000 pixels (2 x float32) "
+                            "would take about "), error
+    assert not (tmp_path / "out").exists()

@@ -109,8 +109,15 @@ def _meminfo_available() -> int | None:
 
 
 def image_header(path: Path | str) -> tuple[int, int, str] | None:
-    """Width, height and Pillow mode of an image file, from its header alone (no pixel is
-    decoded); ``None`` when the file cannot be opened as an image (reading it says why)."""
+    """Width, height and mode of an image file, from its header alone (no pixel is decoded);
+    ``None`` when the file cannot be opened as an image (reading it says why).
+
+    The mode is Pillow's (``RGB``, ``I;16``...), except for TIFFs that are read in their own
+    type (16-bit, signed, float, any band count), whose mode says their bands and sample type:
+    ``6 x uint16``."""
+    native = _tiff_header(path)
+    if native is not None:
+        return native
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a bomb warning: reading the pixels refuses it
@@ -119,6 +126,35 @@ def image_header(path: Path | str) -> tuple[int, int, str] | None:
     except (ImtransError, OSError, ValueError, SyntaxError, EOFError, TypeError,
             Image.DecompressionBombError):
         return None
+
+
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# The mode image_header gives a TIFF read in its own type: "<bands> x <sample type>".
+_NATIVE_MODE = re.compile(r"(\d+) x (\w+)")
+
+
+def _tiff_header(path: Path | str) -> tuple[int, int, str] | None:
+    """Width, height and ``"<bands> x <type>"`` of a TIFF that is not plain 8-bit (those go
+    through Pillow, as before), from its tags; ``None`` for other files and damaged TIFFs."""
+    import numpy as np
+    import tifffile
+
+    try:
+        with open_regular_file(path, what="image") as handle:
+            if handle.read(4) not in _TIFF_MAGICS:
+                return None
+            handle.seek(0)
+            with tifffile.TiffFile(handle, name=Path(path).name) as tiff:
+                series = tiff.series[0]
+                axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
+    except Exception:  # tifffile raises many types for damaged files; reading says why
+        return None
+    if "Y" not in axes or "X" not in axes:
+        return None
+    bands = math.prod(size for axis, size in zip(axes, shape, strict=True) if axis in "SC")
+    if dtype == np.uint8 and bands in (1, 3, 4):
+        return None  # Pillow's 8-bit path
+    return shape[axes.index("X")], shape[axes.index("Y")], f"{bands} x {dtype.name}"
 
 
 #: Bytes per pixel of Pillow's decoded image, by mode (Pillow keeps 3- and 4-band images,
@@ -162,8 +198,17 @@ class ImageBudget:
                    tile_size=tile_size, activation_bytes=4 * values)
 
     def estimate(self, width: int, height: int, mode: str) -> int:
-        """Bytes translating a ``width x height`` image of Pillow ``mode`` takes at least."""
+        """Bytes translating a ``width x height`` image of ``mode`` (Pillow's, or
+        :func:`image_header`'s ``"<bands> x <type>"``) takes at least."""
         pixels = width * height
+        native = _NATIVE_MODE.fullmatch(mode)
+        if native is not None:
+            # The decoded array and its channels-first copy, and the float32 normalised one.
+            import numpy as np
+
+            sample = int(native[1]) * np.dtype(native[2]).itemsize
+            return pixels * (2 * sample + 4 * self.in_channels) + self.translating(width,
+                                                                                   height)
         decoded = _MODE_BYTES.get(mode, 4)
         high_depth = mode.startswith("I") or mode == "F"
         # Pillow's image and its upright copy; the 8-bit image (high bit depths go through

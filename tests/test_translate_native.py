@@ -309,3 +309,37 @@ def test_the_memory_budget_reads_the_header_of_native_tiffs(float_run: Path,
     assert error.startswith(f"error: cannot translate {big}: 2000x2000 pixels (2 x float32) "
                             "would take about "), error
     assert not (tmp_path / "out").exists()
+
+
+def test_output_types_choose_file_types_and_values_by_the_rules() -> None:
+    from imtrans.data.value_range import DomainValues, ValueRange
+    from imtrans.inference.output_types import output_type
+
+    ct = DomainValues(ValueRange(-1024, 3071), "int16", 1)
+    mri = DomainValues(ValueRange(0, 65535), "uint16", 3)
+    bands = DomainValues(ValueRange(0, 1), "float32", 6)
+    # auto: the input's file type where it holds the outputs, else the one that does.
+    assert [output_type(mri, 3).suffix_for(Path(n)) for n in ("a.tif", "a.PNG", "a.jpg")] == \
+        [".tif", ".PNG", ".png"]
+    assert output_type(ct, 1).suffix_for(Path("a.dcm")) == ".tif"
+    assert output_type(bands, 6).suffix_for(Path("a.png")) == ".tif"
+    assert output_type(None, 3).suffix_for(Path("a.jpg")) == ".jpg"  # 8-bit: as before
+    assert output_type(ct, 1, file_format="keep").suffix_for(Path("a.jpg")) == ".jpg"
+    assert output_type(ct, 1, file_format="png").suffix_for(Path("a.tif")) == ".png"
+    # Values: the network's [-1, 1] back onto the target range, in the chosen type.
+    network = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.0, 2.0]).reshape(1, 1, 6)
+    assert output_type(ct, 1).convert(network)[0, :, 0].tolist() == \
+        [-1024, 0, 1024, 3069, 3071, 3071]  # 1023.5 rounds half to even
+    assert output_type(ct, 1, dtype="uint16").convert(network)[0, :, 0].tolist() == \
+        [0, 0, 1024, 3069, 3071, 3071]
+    assert output_type(ct, 1, dtype="uint8").convert(network)[0, :, 0].tolist() == \
+        [0, 64, 128, 255, 255, 255]  # the range onto 0..255, as to_uint8
+    half = output_type(ct, 1, dtype="float32").convert(network)[0, :, 0]
+    assert half.dtype == np.float32 and half[2] == 1023.5
+    assert output_type(ct, 1, dtype="uint16").clipping() is not None
+    assert output_type(ct, 1).clipping() is None and output_type(ct, 1, dtype="uint8").clipping() \
+        is None
+    with pytest.raises(InvalidArgumentError, match="dtype must be one of"):
+        output_type(ct, 1, dtype="int8")
+    with pytest.raises(InvalidArgumentError, match="file_format must be"):
+        output_type(ct, 1, file_format="gif")

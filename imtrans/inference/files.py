@@ -291,7 +291,11 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
         output: How the outputs are written (sample type, values); default: the target
             domain's own type and units (:func:`~imtrans.inference.output_types.output_type`
             of the translator's ``output_values``), 8-bit for 8-bit runs. Each output's file
-            type is its name's suffix, from :func:`plan_outputs`.
+            type is its name's suffix, from :func:`plan_outputs`: give it
+            ``output.suffix_for`` so that each name gets a file type that holds the outputs
+            (``plan_outputs(source, out, kind.suffix_for)`` then ``translate_files(...,
+            output=kind)``; ``kind.check(targets)`` refuses a type that cannot, before any
+            work). A file type that cannot hold them stops the translation with an error.
 
     Returns:
         The files written and those skipped (unreadable inputs, and outputs whose name is

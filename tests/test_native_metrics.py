@@ -19,6 +19,7 @@ from conftest import cli_error, train_tiny
 
 import imtrans
 from imtrans.catalogue.plugins import components
+from imtrans.catalogue.recipe_loader import load_recipe
 from imtrans.cli import cli
 from imtrans.data.value_range import DomainValues, ValueRange
 from imtrans.errors import EvaluationError
@@ -26,8 +27,10 @@ from imtrans.evaluation import Evaluator
 from imtrans.evaluation.evaluate import check_metrics
 from imtrans.evaluation.native_units import default_metrics, inception_refusal
 from imtrans.evaluation.scores import mae_mse, psnr_ssim
+from imtrans.evaluation.testset import load_test_set
 from imtrans.samples import sample_root
 
+ROOT = Path(__file__).resolve().parents[1]
 CT = DomainValues(ValueRange(-1024, 3071), "int16", 1)
 BANDS6 = DomainValues(ValueRange(0, 1), "float32", 6)
 FLOAT1 = DomainValues(ValueRange(0, 1), "float32", 1)
@@ -178,6 +181,25 @@ def test_eval_of_a_ct_run_scores_in_hounsfield_units(ct_run: Path, tmp_path: Pat
     assert [p.name for p in written[:2]] == ["00000.tif", "00001.tif"]
     assert tifffile.imread(written[0]).dtype == np.int16
     np.testing.assert_array_equal(_read_tiffs(saved / "AtoB"), outputs)
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix_ct_denoise", "cyclegan_photo2monet"])
+def test_a_native_test_set_reads_each_side_as_the_direction_says(recipe: str) -> None:
+    # BtoA: the inputs are testB/ normalised with the input range, the targets testA/ in HU.
+    sample = sample_root("ct_denoise")
+    overrides = [f"data.root={sample}"]
+    if recipe.startswith("cyclegan"):  # unpaired: each folder read on its own
+        overrides += ["data.direction=AtoB", "data.in_channels=1", "data.out_channels=1",
+                      "data.value_range=[-1024, 3071]", "data.load_size=64",
+                      "data.crop_size=64"]
+    loaded = load_recipe(ROOT / "recipes" / f"{recipe}.toml", overrides)
+    data = load_test_set(loaded, components(), direction="BtoA", input_values=CT,
+                         output_values=CT)
+    assert data.native and data.paired is recipe.startswith("pix2pix")
+    assert data.inputs.dtype == data.targets.dtype == torch.float32
+    np.testing.assert_array_equal(data.targets[:, 0].numpy(), _read_tiffs(sample / "testA"))
+    expected = ValueRange(-1024, 3071).normalize(_read_tiffs(sample / "testB"))
+    np.testing.assert_array_equal(data.inputs[:, 0].numpy(), expected)
 
 
 # --- a 6-band float run: FID refused, evaluation during training on the native scores -----

@@ -193,7 +193,49 @@ class _FolderDataset(Dataset[dict[str, Tensor | str]]):
         return index
 
 
-class AlignedDataset(_FolderDataset):
+class _PairsDataset(_FolderDataset):
+    """What the paired datasets share: one table of pairs, whose two sides get one random
+    crop and flip. Subclasses say how a pair's arrays are read (:meth:`_sides`) and which
+    file holds its target (:meth:`_target_path`)."""
+
+    #: A and B of an item belong together: random transforms must treat them alike.
+    paired = True
+    in_channels: int
+    out_channels: int
+
+    def _sides(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The input and target arrays of the pair listed as ``path``."""
+        raise NotImplementedError
+
+    def _target_path(self, path: Path) -> Path:
+        """The file holding the target of the pair listed as ``path``."""
+        return path
+
+    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
+        try:
+            a, b = self.transform(*self._sides(path), ranges=(self.domains.ranges["A"],
+                                                             self.domains.ranges["B"]))
+        except InvalidArgumentError as exc:  # sides of different sizes: this pair is unusable
+            raise DataError(str(exc)) from exc
+        assert b is not None  # a paired call always returns both
+        return a, b
+
+    def _resized_pair(self, path: Path) -> dict[str, np.ndarray]:
+        source, target = self._sides(path)
+        return {"A": self._cacheable("A", source), "B": self._cacheable("B", target)}
+
+    def cache_tables(self) -> list[dict[str, int]]:
+        return [{"A": self.in_channels, "B": self.out_channels}]
+
+    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
+        return self._files[table].load(position, self._resized_pair)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
+        (a, b), path = self._files[0].load(self._index(index), self._pair)
+        return {"A": a, "B": b, "A_path": str(path), "B_path": str(self._target_path(path))}
+
+
+class AlignedDataset(_PairsDataset):
     """Paired images, A and B side by side in one file (pix2pix layout: root/<split>/*.jpg).
 
     ``A`` is always the input domain: with ``direction="BtoA"`` it is the right half. With an
@@ -228,9 +270,6 @@ class AlignedDataset(_FolderDataset):
         torch.Size([3, 256, 256])
     """
 
-    #: A and B of an item belong together: random transforms must treat them alike.
-    paired = True
-
     def __init__(
         self,
         *,
@@ -259,12 +298,12 @@ class AlignedDataset(_FolderDataset):
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)
         paths = self._files[0].paths
         self.domains = resolve_domains(value_range, {
-            "A": Domain(paths, in_channels, lambda path: self._halves(path)[0],
+            "A": Domain(paths, in_channels, lambda path: self._sides(path)[0],
                         "left half" if direction == "AtoB" else "right half"),
-            "B": Domain(paths, out_channels, lambda path: self._halves(path)[1],
+            "B": Domain(paths, out_channels, lambda path: self._sides(path)[1],
                         "right half" if direction == "AtoB" else "left half")})
 
-    def _halves(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def _sides(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """The input and target halves of the file at ``path``, as arrays (``uint8`` for
         8-bit files, native types otherwise)."""
         image = decode_image(path)
@@ -285,26 +324,6 @@ class AlignedDataset(_FolderDataset):
         source, target = (left, right) if self.direction == "AtoB" else (right, left)
         return (to_channels(source, self.in_channels, path),
                 to_channels(target, self.out_channels, path))
-
-    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
-        a, b = self.transform(*self._halves(path), ranges=(self.domains.ranges["A"],
-                                                          self.domains.ranges["B"]))
-        assert b is not None  # a paired call always returns both
-        return a, b
-
-    def _resized_pair(self, path: Path) -> dict[str, np.ndarray]:
-        source, target = self._halves(path)
-        return {"A": self._cacheable("A", source), "B": self._cacheable("B", target)}
-
-    def cache_tables(self) -> list[dict[str, int]]:
-        return [{"A": self.in_channels, "B": self.out_channels}]
-
-    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
-        return self._files[table].load(position, self._resized_pair)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
-        (a, b), path = self._files[0].load(self._index(index), self._pair)
-        return {"A": a, "B": b, "A_path": str(path), "B_path": str(path)}
 
 
 class UnalignedDataset(_FolderDataset):

@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from torch import Tensor
 
 from imtrans.core.printable import printable_path
 from imtrans.data.domain_values import Domain, resolve_domains
@@ -21,13 +20,13 @@ from imtrans.data.folders import (
     SkippedImageWarning,
     _check_options,
     _Files,
-    _FolderDataset,
+    _PairsDataset,
     _scan,
 )
 from imtrans.data.native_images import read_native
 from imtrans.data.transforms import DEFAULT_RESIZE_FILTER, Preprocess, ResizeFilter, build_transform
 from imtrans.data.value_range import ValueRangeSpec
-from imtrans.errors import DataError, InvalidArgumentError
+from imtrans.errors import DataError
 
 __all__ = ["PairedDataset", "match_pairs"]
 
@@ -100,7 +99,7 @@ def match_pairs(folder_a: Path, paths_a: list[Path], folder_b: Path, paths_b: li
     return pairs, len(only_a) + len(only_b)
 
 
-class PairedDataset(_FolderDataset):
+class PairedDataset(_PairsDataset):
     """Paired images in two folders matched by name (root/<split>A/, root/<split>B/).
 
     ``A`` is the input domain: with ``direction="BtoA"`` it is read from ``<split>B/``. Both
@@ -129,9 +128,6 @@ class PairedDataset(_FolderDataset):
         >>> data[0]["A"].shape  # doctest: +SKIP
         torch.Size([1, 256, 256])
     """
-
-    #: A and B of an item belong together: random transforms treat them alike.
-    paired = True
 
     def __init__(
         self,
@@ -183,25 +179,5 @@ class PairedDataset(_FolderDataset):
                             f"{b.shape[1]}x{b.shape[0]}); both sides must be the same size")
         return a, b
 
-    def _pair(self, path: Path) -> tuple[Tensor, Tensor]:
-        try:
-            a, b = self.transform(*self._sides(path), ranges=(self.domains.ranges["A"],
-                                                             self.domains.ranges["B"]))
-        except InvalidArgumentError as exc:
-            raise DataError(str(exc)) from exc
-        assert b is not None  # a paired call always returns both
-        return a, b
-
-    def _resized_pair(self, path: Path) -> dict[str, np.ndarray]:
-        source, target = self._sides(path)
-        return {"A": self._cacheable("A", source), "B": self._cacheable("B", target)}
-
-    def cache_tables(self) -> list[dict[str, int]]:
-        return [{"A": self.in_channels, "B": self.out_channels}]
-
-    def load_resized(self, table: int, position: int) -> tuple[dict[str, np.ndarray], Path]:
-        return self._files[table].load(position, self._resized_pair)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor | str]:
-        (a, b), path = self._files[0].load(self._index(index), self._pair)
-        return {"A": a, "B": b, "A_path": str(path), "B_path": str(self._partner[path])}
+    def _target_path(self, path: Path) -> Path:
+        return self._partner[path]

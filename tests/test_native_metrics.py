@@ -268,3 +268,17 @@ def test_the_report_table_lists_mae_and_mse_before_psnr_and_ssim() -> None:
                                                   "fid": 80.0, "mae": 1.5}})])
     assert re.findall(r'<th class="num">(\w+)</th>', html) == ["fid", "mae", "mse", "psnr",
                                                                  "ssim"]
+
+
+def test_the_best_checkpoint_can_be_ranked_by_mae_lowest_first(tmp_path: Path) -> None:
+    root = _six_band_dataset(tmp_path / "data")  # one step an epoch: scored at steps 1, 2
+    run = train_tiny(tmp_path, "pix2pix_ct_denoise", steps=2, data__root=str(root),
+                     data__in_channels=6, data__value_range="dtype", data__load_size=32,
+                     data__crop_size=32, generator__num_downs=5, eval__every_epochs=1,
+                     eval__metric="mae")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scores = {r["step"]: r["eval"]["mae"] for r in records if "eval" in r}
+    assert set(scores) == {1, 2}
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert best["metric"] == "mae" and best["lower_is_better"] is True
+    assert best["step"] == min(scores, key=lambda step: (scores[step], step))

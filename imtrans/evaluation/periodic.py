@@ -253,8 +253,9 @@ def _plan(recipe: Recipe, registry: Components) -> _Plan:
                   "units")
     native = not (is_plain_8bit(values[0]) and is_plain_8bit(values[1]))
     metrics = None
-    if metric in ("psnr", "ssim"):
-        metrics = list(PIXEL_METRICS) if native else ["psnr", "ssim"]
+    if metric in PIXEL_METRICS:
+        metrics = list(PIXEL_METRICS) if native else [metric, *(m for m in ("psnr", "ssim")
+                                                             if m != metric)]
     return _Plan(metric, metrics, values, paired, notice)
 
 

@@ -262,7 +262,7 @@ class EvalTable(_Strict):
     """Evaluation during training, on a fixed subset of the test split."""
 
     every_epochs: int = Field(default=0, ge=0, description="epochs between evaluations (0: off)")
-    metric: Literal["fid", "kid", "psnr", "ssim"] = Field(
+    metric: Literal["fid", "kid", "mae", "mse", "psnr", "ssim"] = Field(
         default="fid", description="the score that picks the best checkpoint")
     max_images: int = Field(default=50, ge=2, description="the first N test images are used")
     split: str | None = Field(default=None, description="default: test, else val")

@@ -62,9 +62,10 @@ def test_every_file_is_a_single_channel_int16_tile_in_hu(side: str) -> None:
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_noise_is_the_stated_hounsfield_std_with_zero_mean(split: str) -> None:
     noise = _stack(ROOT / f"{split}A").astype(np.float64) - _stack(ROOT / f"{split}B")
-    # Clipping at -1024 HU takes away part of the noise in air, hence the tolerance.
+    # Clipping at -1024 HU takes away part of the noise in air (its negative half), hence the
+    # tolerances: the std a little low, the mean a little above 0 (5.7 HU of 100 on train).
     assert noise.std() == pytest.approx(make_ct_denoise.NOISE_STD_HU, rel=0.15)
-    assert abs(noise.mean()) < 3.0
+    assert abs(noise.mean()) < 0.08 * make_ct_denoise.NOISE_STD_HU
     # Spatially correlated: horizontal neighbours' noise is positively correlated (white
     # noise would give about 0; the sigma 0.7 px Gaussian gives about 0.6).
     correlation = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]

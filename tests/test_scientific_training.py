@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from conftest import ROOT, train_tiny
 
 from imtrans.catalogue.plugins import components
+from imtrans.catalogue.recipe_loader import load_recipe
 from imtrans.cli import cli
 from imtrans.data.image_writing import encode_image
 from imtrans.data.native_images import read_native
@@ -158,8 +159,8 @@ def test_the_ct_recipe_validates_with_a_discriminator_on_both_bands() -> None:
     assert result.exit_code == 0, result.output
     assert "pix2pix_ct_denoise.toml is valid" in result.output
     # pix2pix's D sees the 1-band input beside the 1-band output: 2 channels.
-    disc = components().discriminators.create("patchgan", in_channels=2, ndf=32, n_layers=3,
-                                              norm="batch")
+    table = load_recipe(ROOT / "recipes/pix2pix_ct_denoise.toml").discriminator
+    disc = components().discriminators.create("patchgan", **{**table.kwargs, "in_channels": 2})
     count = sum(p.numel() for p in disc.parameters())
     disc_line = next(line for line in result.output.splitlines() if line.startswith("disc "))
     assert f"{count:,}" in disc_line

@@ -40,9 +40,11 @@ _FORMATS = ("auto", "keep", "png", "tif", "jpg", "webp", "bmp")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images of the same size translated together.")
 @click.option("--device", default=None, help="cuda, cuda:1, cpu... (default: CUDA if present).")
-@click.option("--mode", type=click.Choice(["paper", "eval"]), default="paper", show_default=True,
+@click.option("--mode", type=click.Choice(["auto", "paper", "eval"]), default="auto",
+              show_default=True,
               help="paper: per-image normalisation statistics and dropout as the pix2pix paper "
-                   "tests; eval: running statistics, no dropout.")
+                   "tests; eval: running statistics, no dropout (deterministic: no flicker "
+                   "in video); auto: eval for video, paper for images.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default=None,
               help="ema: the moving average of the weights (train.ema); raw: the trained "
                    "weights. Default: ema when the checkpoint holds one, else raw.")
@@ -85,13 +87,27 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     output's name that an earlier translate into OUTPUT did not write (unless --overwrite).
     Outputs are written in the target domain's sample type and units (8-bit for 8-bit runs,
     int16 TIFF in Hounsfield units for a CT run...; see --dtype and --format). With --html,
-    OUTPUT/index.html shows each input beside its output."""
+    OUTPUT/index.html shows each input beside its output. A video clip (.mp4, .mov, .avi,
+    .mkv, .webm, .m4v) or a folder of clips is translated frame by frame, in eval mode by
+    default, into clips of the same frame rate and size (needs the video extra)."""
     from imtrans.core.printable import printable_path
     from imtrans.data.workers import capped_workers
     from imtrans.inference import load_translator
     from imtrans.inference.files import output_is_file, translate_files
     from imtrans.inference.output_types import output_type, peek_output
+    from imtrans.inference.video import is_video_input
 
+    if is_video_input(source):  # a clip, or a folder of clips: imtrans/cli/translate_video.py
+        from imtrans.cli.translate_video import translate_videos
+
+        translate_videos(checkpoint, source, output, direction=direction,
+                         batch_size=batch_size, device=device, mode=mode, weights=weights,
+                         tile_size=tile_size, tile_overlap=tile_overlap, seed=seed,
+                         overwrite=overwrite,
+                         unused={"--html": html, "--dtype": dtype != "auto",
+                                 "--format": file_format != "auto"})
+        return
+    mode = "paper" if mode == "auto" else mode
     if html and output_is_file(output):
         # The page links many files relative to itself: a folder of its own keeps them together.
         raise DataError(f"--html writes OUTPUT/index.html, so OUTPUT must be a folder, not the "

@@ -22,8 +22,9 @@ sinogram, no Poisson photon statistics, no reconstruction): white Gaussian noise
 normalised 5x5 Gaussian kernel of sigma 0.7 px (spatially correlated noise, as CT noise is),
 scaled so that its standard deviation is exactly 100 HU (a very low dose: at 40 HU the noisy
 input was already at 40 dB PSNR, more than a few minutes of pix2pix on a CPU gain), added to the
-clean tile, rounded to integers and clipped to [-1024, 3071]. The noise comes from ``np.random.default_rng(0)``, drawn
-tile by tile in the order train then test, each by file name, so the output is deterministic.
+clean tile, rounded to integers and clipped to [-1024, 3071]. The noise comes from
+``np.random.default_rng(0)``, drawn tile by tile in the order train then test, each by file
+name, so the output is deterministic.
 
 Layout: ``trainA``/``trainB``/``testA``/``testB``, A noisy and B clean, the same file name on
 both sides (``head_r03_c04.tif``: grid row 3, column 4). Each file is a single-channel int16

@@ -15,6 +15,7 @@ import click
 from imtrans.cli.bench import bench
 from imtrans.cli.components import list_components, plugins
 from imtrans.cli.data import data
+from imtrans.cli.demo import demo
 from imtrans.cli.eval import evaluate
 from imtrans.cli.export import export
 from imtrans.cli.importing import import_checkpoints
@@ -66,6 +67,7 @@ cli.add_command(run)
 cli.add_command(bench)
 cli.add_command(data)
 cli.add_command(translate)
+cli.add_command(demo)
 cli.add_command(report)
 cli.add_command(evaluate)
 cli.add_command(export)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,6 +115,22 @@ def test_odd_sizes_are_kept_exactly(cyclegan_run: Path, tmp_path: Path) -> None:
     _translate(cyclegan_run, str(tmp_path / "odd.mkv"), str(tmp_path / "out.mkv"))
     written, fps = _read(tmp_path / "out.mkv")
     assert len(written) == 5 and fps == 25 and written[0].shape == (21, 37, 3)
+
+
+def test_a_clip_with_rotation_metadata_is_written_upright(
+        cyclegan_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import imageio_ffmpeg
+
+    _make_clip(tmp_path / "landscape.mp4", count=3)  # 64 x 48, shown turned a quarter
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation:v:0",
+                    "90", "-i", str(tmp_path / "landscape.mp4"), "-c", "copy",
+                    str(tmp_path / "portrait.mp4")], check=True)
+    output = _translate(cyclegan_run, str(tmp_path / "portrait.mp4"), str(tmp_path / "out.mp4"))
+    assert "3 frames, 48x64" in output
+    # imageio-ffmpeg's warning that the frames' size is not the stream's is not shown.
+    assert not [record for record in caplog.records if record.name == "imageio_ffmpeg"]
+    written, _ = _read(tmp_path / "out.mp4")
+    assert len(written) == 3 and written[0].shape == (64, 48, 3)
 
 
 def test_a_folder_of_clips_and_the_no_overwrite_rules(cyclegan_run: Path,

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -252,12 +253,19 @@ def _open(ffmpeg: ModuleType, source: Path, channels: int
     # -map 0:v:0: the first video stream only (a clip may hold several, or cover art).
     reader = ffmpeg.read_frames(str(source), pix_fmt=pix_fmt, bits_per_pixel=bits,
                                 output_params=["-map", "0:v:0"])
+    # A clip with rotation metadata is decoded upright, and imageio-ffmpeg logs a warning that
+    # the frames' size differs from the stream's: expected here, not the user's concern.
+    logger = logging.getLogger("imageio_ffmpeg")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         meta: dict[str, Any] = next(reader)
     except (OSError, RuntimeError, StopIteration) as exc:
         reader.close()
         raise DataError(f"cannot read the video {printable_path(source)}: "
                         f"{_ffmpeg_reason(str(exc))}") from None
+    finally:
+        logger.setLevel(level)
     width, height = (int(side) for side in meta["size"])
     rate = float(meta.get("fps") or 0)
     if rate <= 0 or width <= 0 or height <= 0:

@@ -203,7 +203,7 @@ def translate_video(translator: Translator, source: Path, target: Path, *,
             try:
                 writer = _writer(ffmpeg, named, width, height, fps, translator.out_channels)
                 try:
-                    for batch in _batches(reader, batch_size, width, height,
+                    for batch in _batches(reader, source, batch_size, width, height,
                                           translator.in_channels):
                         frames = torch.stack([translator.to_network(frame) for frame in batch])
                         outputs = translator.translate_batch(frames.to(translator.device))
@@ -219,9 +219,9 @@ def translate_video(translator: Translator, source: Path, target: Path, *,
                 os.replace(named, partial)
             finally:
                 named.unlink(missing_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot write {printable_path(target)}: "
-                        f"{exc.strerror or exc}") from None
+    except OSError as exc:  # imageio-ffmpeg's own carry ffmpeg's command after a first line
+        reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot write {printable_path(target)}: {reason}") from None
     finally:
         reader.close()
     return VideoSummary(written, width, height, fps, time.perf_counter() - started)
@@ -276,7 +276,7 @@ def _open(ffmpeg: ModuleType, source: Path, channels: int
     return reader, width, height, _exact_rate(rate), expected
 
 
-def _batches(reader: _Frames, batch_size: int, width: int, height: int,
+def _batches(reader: _Frames, source: Path, batch_size: int, width: int, height: int,
              channels: int) -> Iterator[list[np.ndarray]]:
     """The decoded frames as ``H x W x C`` ``uint8`` arrays, ``batch_size`` at a time."""
     batch: list[np.ndarray] = []
@@ -286,8 +286,8 @@ def _batches(reader: _Frames, batch_size: int, width: int, height: int,
         except StopIteration:
             break
         except RuntimeError as exc:  # a frame cut short: the file ends inside it
-            raise DataError(f"the video ends inside a frame: {_ffmpeg_reason(str(exc))}"
-                            ) from None
+            raise DataError(f"the video {printable_path(source)} ends inside a frame: "
+                            f"{_ffmpeg_reason(str(exc))}") from None
         batch.append(np.frombuffer(data, np.uint8).reshape(height, width, channels))
         if len(batch) == batch_size:
             yield batch

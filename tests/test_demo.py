@@ -111,9 +111,47 @@ def test_page_translates_an_upload_as_translate_does(served: tuple[str, Any], ch
         output = shown[2 * number + 1]
         assert output.shape == expected.shape and np.array_equal(output, expected)
     # Loaded lazily: the one translator asked for, none for the other direction or weights.
-    assert model.loaded == (("BtoA", "raw", "fp32"),)
+    assert model.loaded == (("BtoA", "raw", "fp32", "paper"),)
     small = Image.open(shot).convert("RGB").resize((320, 250))
     assert len(small.getcolors(maxcolors=1 << 16) or []) > 100, "the screenshot looks blank"
+
+
+def test_page_translates_a_clip(served: tuple[str, Any], chromium: str,
+                               tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    from imtrans.inference.video import write_video
+
+    frames = [np.asarray(Image.open(path).convert("RGB").resize((64, 48)))
+              for path in (SAMPLE, SECOND) * 3]
+    clip = tmp_path / "clip.webm"
+    write_video(clip, frames, 6)
+    url, model = served
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(url)
+            page.locator("#translate_clip").wait_for(timeout=30_000)
+            page.locator("#clip input[type=file]").set_input_files(str(clip))
+            page.locator("#clip video").wait_for(timeout=30_000)  # uploaded
+            page.locator("#translate_clip").click()
+            page.wait_for_function("document.querySelector('#clip_status')"
+                                   ".innerText.includes('Translated the clip AtoB')")
+            video = page.locator("#clip_output video")
+            video.wait_for(timeout=30_000)
+            src = video.get_attribute("src")
+            body = page.request.get(src if src.startswith("http") else url + src).body()
+        finally:
+            browser.close()
+    shown = tmp_path / "shown.webm"
+    shown.write_bytes(body)
+    reader = ffmpeg.read_frames(str(shown))
+    meta = next(reader)
+    count = sum(1 for _ in reader)
+    assert count == len(frames) and tuple(meta["size"]) == (64, 48) and meta["fps"] == 6
+    # In eval mode: a translator of its own, beside none for the images yet.
+    assert ("AtoB", "ema", "fp32", "eval") in model.loaded
 
 
 def test_page_choices_follow_the_checkpoint(cyclegan_run: Path, ema_run: Path) -> None:

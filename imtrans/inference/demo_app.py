@@ -7,7 +7,9 @@ step, its trainer's directions, whether it holds EMA weights) and loads a
 page over it. Images are read and written as ``imtrans translate`` reads and writes them
 (:func:`~imtrans.data.native_images.read_native`, the output type's conversion), so an 8-bit
 run shows the very pixels ``translate`` saves; images beyond the translator's tile size are
-translated in tiles, and an image beyond the memory budget is refused from its header.
+translated in tiles, and an image beyond the memory budget is refused from its header. With
+the ``video`` extra, the page also takes a clip, translated as ``imtrans translate`` translates
+clips (:func:`~imtrans.inference.video.translate_video`, eval mode) and shown as WebM.
 
 The demo is deterministic: ``paper`` mode (each image normalised by its own statistics) with
 dropout off, as :func:`~imtrans.inference.export.export_generator` exports, so one image always
@@ -18,9 +20,13 @@ gradio is imported by :func:`build_demo` alone: importing this module stays chea
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +43,7 @@ from imtrans.errors import CheckpointError, DataError, ImtransError, RecipeError
 from imtrans.inference.budget import ImageBudget
 from imtrans.inference.export import deployment_generator
 from imtrans.inference.output_types import output_type
-from imtrans.inference.translator import Translator, input_range, load_translator
+from imtrans.inference.translator import Mode, Translator, input_range, load_translator
 from imtrans.runs.checkpoints.files import MANIFEST_KEY, load_checkpoint
 from imtrans.runs.checkpoints.lookup import find_checkpoint
 from imtrans.runs.directory import RunDir
@@ -96,9 +102,10 @@ class DemoModel:
     directions: tuple[str, ...]
     has_ema: bool
     device: str | None = None
-    _translators: dict[tuple[str, str, str], Translator] = field(default_factory=dict,
-                                                                 repr=False)
+    _translators: dict[tuple[str, str, str, str], Translator] = field(default_factory=dict,
+                                                                      repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _clips: Path | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path | str, device: str | None = None) -> DemoModel:
@@ -139,16 +146,17 @@ class DemoModel:
         """The weights a user may choose: ``ema`` and ``raw``, or ``raw`` alone."""
         return ("ema", "raw") if self.has_ema else ("raw",)
 
-    def translator(self, direction: str, weights: str, precision: str = "fp32") -> Translator:
-        """The translator of ``direction`` with ``weights`` at ``precision``, loaded on the
-        first call and kept for the next ones."""
-        key = (direction, weights, precision)
+    def translator(self, direction: str, weights: str, precision: str = "fp32",
+                   mode: Mode = "paper") -> Translator:
+        """The translator of ``direction`` with ``weights`` at ``precision`` in ``mode``,
+        loaded on the first call and kept for the next ones."""
+        key = (direction, weights, precision, mode)
         with self._lock:  # gradio serves requests from several threads
             if key not in self._translators:
                 options: dict[str, Any] = {"precision": precision} if precision != "fp32" \
                     else {}
                 translator = load_translator(self.checkpoint, direction=direction,
-                                             device=self.device, mode="paper",
+                                             device=self.device, mode=mode,
                                              weights=weights,  # type: ignore[arg-type]
                                              tile_size=TILE_SIZE, **options)
                 deployment_generator(translator)  # dropout off: one input, one output
@@ -156,9 +164,30 @@ class DemoModel:
             return self._translators[key]
 
     @property
-    def loaded(self) -> tuple[tuple[str, str, str], ...]:
-        """The (direction, weights, precision) of the translators loaded so far."""
+    def loaded(self) -> tuple[tuple[str, str, str, str], ...]:
+        """The (direction, weights, precision, mode) of the translators loaded so far."""
         return tuple(self._translators)
+
+    def translate_clip(self, path: Path | str, direction: str, weights: str,
+                       precision: str = "fp32") -> Path:
+        """Translate a video clip as ``imtrans translate`` does (eval mode: no flicker from
+        per-frame statistics or dropout) into a WebM file (VP9: every browser plays it) in a
+        folder of this demo's own, removed when the demo ends.
+
+        Raises:
+            DataError: the ``video`` extra is missing, or the clip cannot be decoded.
+        """
+        from imtrans.inference.video import translate_video
+
+        translator = self.translator(direction, weights, precision, mode="eval")
+        with self._lock:
+            if self._clips is None:
+                self._clips = Path(tempfile.mkdtemp(prefix="imtrans-demo-"))
+                weakref.finalize(self, shutil.rmtree, self._clips, ignore_errors=True)
+            folder = Path(tempfile.mkdtemp(dir=self._clips))
+        target = folder / f"{Path(path).stem}_{direction}.webm"
+        translate_video(translator, Path(path), target)
+        return target
 
     def translate_file(self, path: Path | str, direction: str, weights: str,
                        precision: str = "fp32") -> DemoResult:
@@ -270,4 +299,31 @@ def build_demo(model: DemoModel) -> gradio.Blocks:
             return items, text
 
         button.click(run, [files, direction, weights, precision], [gallery, status])
+
+        if importlib.util.find_spec("imageio_ffmpeg") is None:
+            gr.Markdown("Video clips need the video extra: pip install 'imtrans[video]'.")
+            return demo
+        gr.Markdown("## A clip\nTranslated frame by frame in eval mode (no dropout, running "
+                    "statistics: no flicker), at its frame rate and size; shown as WebM.")
+        with gr.Row():
+            clip = gr.Video(label="Clip", sources=["upload"], elem_id="clip")
+            clip_output = gr.Video(label="Translated clip", interactive=False,
+                                   elem_id="clip_output")
+        clip_button = gr.Button("Translate the clip", elem_id="translate_clip")
+        clip_status = gr.Markdown(elem_id="clip_status")
+
+        def run_clip(path: str | None, direction: str, weights: str, precision: str
+                     ) -> tuple[str | None, str]:
+            if not path:
+                return None, "Upload a clip first."
+            started = time.perf_counter()
+            try:
+                target = model.translate_clip(path, direction, weights, precision)
+            except ImtransError as exc:
+                return None, f"error: {exc}"
+            return str(target), (f"Translated the clip {direction} with {weights} weights, "
+                                 f"{precision}, in {time.perf_counter() - started:.2f} s.")
+
+        clip_button.click(run_clip, [clip, direction, weights, precision],
+                          [clip_output, clip_status])
     return demo

@@ -176,6 +176,7 @@ def test_demo_listens_on_localhost_and_never_shares(ema_run: Path,
     gradio = pytest.importorskip("gradio")
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(gradio.Blocks, "block_thread", lambda self: None)
     result = CliRunner().invoke(cli, ["demo", str(ema_run)])
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
@@ -187,6 +188,19 @@ def test_demo_listens_on_localhost_and_never_shares(ema_run: Path,
                                       "--port", "8123"])
     assert calls[1]["server_name"] == "0.0.0.0" and calls[1]["server_port"] == 8123
     assert calls[1]["share"] is False
+
+
+def test_a_port_in_use_is_one_line(ema_run: Path) -> None:
+    pytest.importorskip("gradio")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["demo", str(ema_run), "--port", str(port)])
+    assert cli_error(result) == (f"error: cannot listen on 127.0.0.1:{port}: the port is in "
+                                 "use, or the address is not one of this machine's; choose "
+                                 "another --port or --host")
+    assert "open http" not in result.output
 
 
 def test_missing_gradio_is_one_line(ema_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,8 +74,14 @@ def demo(checkpoint: str, port: int, host: str, device: str | None, write_app: s
     console.print(Text(f"{model.title} ({', '.join(model.directions)}; "
                        f"{' or '.join(model.weights)} weights; "
                        f"{' or '.join(precisions())})"), highlight=False)
+    try:
+        # share=False always: a public gradio.live link is not what a demo of a private model
+        # should open by accident.
+        page.launch(server_name=host, server_port=port, share=False, quiet=True,
+                    show_error=True, prevent_thread_lock=True)
+    except OSError:  # gradio's "Cannot find empty port" names its own internals
+        raise ImtransError(f"cannot listen on {shown_host}:{port}: the port is in use, or the "
+                           "address is not one of this machine's; choose another --port or "
+                           "--host") from None
     console.print(Text(f"open http://{shown_host}:{port} (Ctrl+C stops it)"), highlight=False)
-    # share=False always: a public gradio.live link is not what a demo of a private model
-    # should open by accident.
-    page.launch(server_name=host, server_port=port, share=False, quiet=True,
-                show_error=True)
+    page.block_thread()  # until Ctrl+C, which closes the server

@@ -115,6 +115,10 @@ def test_odd_sizes_are_kept_exactly(cyclegan_run: Path, tmp_path: Path) -> None:
     _translate(cyclegan_run, str(tmp_path / "odd.mkv"), str(tmp_path / "out.mkv"))
     written, fps = _read(tmp_path / "out.mkv")
     assert len(written) == 5 and fps == 25 and written[0].shape == (21, 37, 3)
+    # Into another container and codec: VP9 in WebM.
+    _translate(cyclegan_run, str(tmp_path / "odd.mkv"), str(tmp_path / "out.webm"))
+    written, fps = _read(tmp_path / "out.webm")
+    assert len(written) == 5 and fps == 25 and written[0].shape == (21, 37, 3)
 
 
 def test_a_clip_with_rotation_metadata_is_written_upright(

@@ -23,6 +23,7 @@ import errno
 import fnmatch
 import glob
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images
 from imtrans.data.native_images import read_native
 from imtrans.data.value_range import DomainValues, to_network_tensor
 from imtrans.errors import DataError
+from imtrans.inference.background_writer import BackgroundWriter
 from imtrans.inference.budget import ImageBudget
 from imtrans.inference.output_types import OutputType, output_type
 from imtrans.inference.tiling import padded_size
@@ -308,12 +310,14 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
     """
     summary = TranslationSummary()
     done = 0
+    counting = threading.Lock()  # the writer thread and this one both count
 
     def advance(count: int) -> None:
         nonlocal done
-        done += count
-        if on_progress:
-            on_progress(done)
+        with counting:
+            done += count
+            if on_progress:
+                on_progress(done)
 
     def skip(index: int, reason: str) -> None:
         if isinstance(reason, _TooLarge) and len(pairs) == 1:
@@ -342,26 +346,34 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             return 1
         return budget.batch_capacity(width, height)
 
+    def write(item: tuple[int, Tensor]) -> None:
+        """Write one output (in the writer thread, while the next batch is translated)."""
+        index, image = item
+        target = pairs[index][1]
+        try:
+            _write(output.convert(image), target)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+                # This name only (a long input name, a longer extension): others fit.
+                skip(index, NAME_TOO_LONG)
+                return
+            # Not a skip: a write that fails once (full disk, read-only folder) fails for
+            # every output, and the user must not read "skipped unreadable" as success.
+            raise _write_error(exc, target, len(summary.written), len(pairs)) from exc
+        summary.written.append(target)
+        if on_write:
+            on_write(target)
+        advance(1)
+
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
                         pin_memory=translator.device.type == "cuda")
-    for indices, batch in _batches(iter(loader), batch_size, skip, capacity):
-        outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
-        for index, image in zip(indices, outputs.cpu(), strict=True):
-            target = pairs[index][1]
-            try:
-                _write(output.convert(image), target)
-            except (OSError, ValueError) as exc:
-                if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
-                    # This name only (a long input name, a longer extension): others fit.
-                    skip(index, NAME_TOO_LONG)
-                    continue
-                # Not a skip: a write that fails once (full disk, read-only folder) fails for
-                # every output, and the user must not read "skipped unreadable" as success.
-                raise _write_error(exc, target, len(summary.written), len(pairs)) from exc
-            summary.written.append(target)
-            if on_write:
-                on_write(target)
-            advance(1)
+    # Encoding (PNG's zlib, JPEG) runs in a thread beside the network; its error stops the
+    # translation at the next batch, and the outputs already queued are written first.
+    with BackgroundWriter(write) as writer:
+        for indices, batch in _batches(iter(loader), batch_size, skip, capacity):
+            outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
+            for index, image in zip(indices, outputs.cpu(), strict=True):
+                writer.put((index, image))
     return summary
 
 

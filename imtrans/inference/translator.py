@@ -14,7 +14,8 @@ Example:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -40,6 +41,12 @@ from imtrans.data.value_range import (
     values_from_manifest,
 )
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
+from imtrans.inference.precision import (
+    Precision,
+    network_call,
+    precision_name,
+    resolve_precision,
+)
 from imtrans.inference.tiling import padded_size, reflect_pad, translate_tiled
 from imtrans.recipe import Recipe
 from imtrans.runs.checkpoints.files import load_checkpoint
@@ -121,6 +128,10 @@ class Translator:
             the checkpoint's ``values``); ``None`` for checkpoints made before value ranges,
             which trained 8-bit images in 0..255.
         output_values: The same for the domain it writes: outputs map back to these units.
+        precision: The number type the generator runs in (``torch.float32`` unless
+            ``precision`` asked :func:`load_translator` for 16 bits); inputs and outputs are
+            float32 whatever it is.
+        compiled: Whether the generator runs through :func:`torch.compile`.
     """
 
     generator: nn.Module
@@ -138,8 +149,16 @@ class Translator:
     weights: Weights = "raw"
     input_values: DomainValues | None = None
     output_values: DomainValues | None = None
+    precision: torch.dtype = torch.float32
+    compiled: bool = False
+    #: The generator's call: casts float32 inputs to :attr:`precision` and back, compiled or
+    #: not (see :func:`~imtrans.inference.precision.network_call`).
+    network: Callable[[Tensor], Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.network is None:
+            self.network = network_call(self.generator, self.precision, self.device,
+                                        self.compiled)
         self.tile_size = padded_size(self.tile_size, self.size_multiple)
         # At most half the tile: each pixel is then translated at most 4 times. An overlap of
         # tile - 1 moves each tile by one pixel (a million tiles for a 1000 px side).
@@ -160,7 +179,12 @@ class Translator:
             return self.translate_batch(images[None])[0]
         return self.translate_batch(images)
 
-    @torch.no_grad()
+    @property
+    def precision_name(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16``: :attr:`precision` as ``--precision`` names it."""
+        return precision_name(self.precision)
+
+    @torch.inference_mode()
     def translate_batch(self, images: Tensor) -> Tensor:
         """Translate ``N x C x H x W`` images in [-1, 1]; returns them on the input's device."""
         if images.dim() != 4 or images.shape[1] != self.in_channels:
@@ -172,12 +196,16 @@ class Translator:
         target_w = padded_size(width, self.size_multiple)
         if target_h * target_w > self.tile_size**2:
             padded = reflect_pad(images.float().cpu(), target_h, target_w)
-            out = translate_tiled(self.generator, padded, self.tile_size, self.tile_overlap,
+            out = translate_tiled(self._network, padded, self.tile_size, self.tile_overlap,
                                   self.device)
         else:
             padded = reflect_pad(images.to(self.device, torch.float32), target_h, target_w)
-            out = self.generator(padded).float()
+            out = self._network(padded)
         return out[..., :height, :width].to(images.device)
+
+    def _network(self, images: Tensor) -> Tensor:
+        assert self.network is not None  # set by __post_init__
+        return self.network(images)
 
     def translate_image(self, image: Image.Image) -> Image.Image:
         """Translate a PIL image (converted to the generator's channel count) to a PIL image."""
@@ -275,7 +303,8 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
                     device: str | torch.device | None = None, mode: Mode = "paper",
                     tile_size: int = 1024, tile_overlap: int = 64,
                     registry: Components | None = None,
-                    weights: Weights | None = None) -> Translator:
+                    weights: Weights | None = None, precision: Precision = "fp32",
+                    compile: bool = False) -> Translator:
     """Load the generator of ``direction`` from a checkpoint made by ``imtrans run``.
 
     The translator's :attr:`~Translator.input_values` and :attr:`~Translator.output_values`
@@ -297,6 +326,12 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         registry: Components to build the generator with (default: built-ins and plugins).
         weights: ``ema`` or ``raw`` (see :data:`Weights`); default: the moving average when
             the checkpoint holds one, else the trained weights.
+        precision: ``fp32`` (the default: the network as trained), ``bf16`` or ``fp16`` (the
+            generator cast to 16 bits: faster where the hardware has them, a few 0-255 levels
+            off), or ``auto`` (bf16 on a CUDA GPU that supports it and on a CPU with native
+            bf16, else fp32); see :mod:`imtrans.inference.precision`.
+        compile: Run the generator through :func:`torch.compile` (compiled on the first
+            image of each size; where compilation fails, eager after one warning).
 
     Raises:
         CheckpointError: the file is unreadable, not a training checkpoint, holds a recipe
@@ -304,7 +339,7 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
             before the generator's weights are allocated).
         InvalidArgumentError: the method has no generator for ``direction``, ``device``
             is not a device this machine has, or ``weights="ema"`` for a checkpoint without
-            an average.
+            an average, or a ``precision`` the device cannot run.
     """
     if mode not in ("paper", "eval"):
         raise InvalidArgumentError(f"mode must be 'paper' or 'eval', got {mode!r}")
@@ -312,6 +347,7 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
         raise InvalidArgumentError(f"weights must be 'ema' or 'raw', got {weights!r}")
     registry = registry or components()
     device = parse_device(device, "device")  # before the checkpoint: a bad name fails fast
+    resolve_precision(precision, device)  # likewise a precision the device cannot run
     checkpoint = load_checkpoint(find_checkpoint(path))
     recipe = _recipe_of(checkpoint.manifest, checkpoint.path, registry)
     trainer = build_trainer(recipe, registry)
@@ -347,7 +383,8 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
                                 step=int(checkpoint.manifest.get("step", 0)),
                                 checkpoint=checkpoint.path, tile_size=tile_size,
                                 tile_overlap=tile_overlap, copy_network=False,
-                                epoch=checkpoint.manifest.get("epoch"))
+                                epoch=checkpoint.manifest.get("epoch"), precision=precision,
+                                compile=compile)
     translator.weights = "ema" if prefix.startswith(f"{EMA_PREFIX}.") else "raw"
     translator.input_values, translator.output_values = domain_values(checkpoint.manifest,
                                                                       direction)
@@ -383,21 +420,24 @@ def translator_for(generator: nn.Module, recipe: Recipe, registry: Components, *
                    direction: str, device: torch.device, mode: Mode = "paper", step: int = 0,
                    checkpoint: Path | None = None, tile_size: int = 1024,
                    tile_overlap: int = 64, copy_network: bool = True,
-                   epoch: int | None = None) -> Translator:
+                   epoch: int | None = None, precision: Precision = "fp32",
+                   compile: bool = False) -> Translator:
     """A :class:`Translator` around ``generator``, the ``direction`` network of ``recipe``'s
     trainer. With ``copy_network`` (for a network still training) the translator works on a
-    copy, so the original keeps its mode, layers and gradients."""
+    copy, so the original keeps its mode, layers and gradients. ``precision`` and ``compile``
+    are :func:`load_translator`'s."""
+    dtype = resolve_precision(precision, torch.device(device))
     trainer = build_trainer(recipe, registry)
     spec = network_specs(trainer, recipe)[trainer.translators[direction]]
     if copy_network:
         generator = copy.deepcopy(generator)
     return Translator(
-        generator=_prepare(generator, mode).to(device), direction=direction,
+        generator=_cast(_prepare(generator, mode).to(device), dtype), direction=direction,
         in_channels=int(spec.overrides.get("in_channels", 3)),
         out_channels=int(spec.overrides.get("out_channels", 3)),
         size_multiple=size_multiple(generator), device=torch.device(device),
         recipe=recipe, step=step, checkpoint=checkpoint, tile_size=tile_size,
-        tile_overlap=tile_overlap, epoch=epoch)
+        tile_overlap=tile_overlap, epoch=epoch, precision=dtype, compiled=compile)
 
 
 def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Recipe:
@@ -411,6 +451,11 @@ def _recipe_of(manifest: dict[str, Any], path: Path, registry: Components) -> Re
         # A recipe of a run made with a plugin that is not installed lands here too.
         raise CheckpointError(f"{path}: the recipe in its manifest is not valid here: "
                               f"{exc}") from None
+
+
+def _cast(generator: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The generator's weights in ``dtype`` (float32: left as they are)."""
+    return generator if dtype == torch.float32 else generator.to(dtype)
 
 
 def _prepare(generator: nn.Module, mode: Mode) -> nn.Module:

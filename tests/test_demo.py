@@ -155,20 +155,34 @@ def test_page_translates_a_clip(served: tuple[str, Any], chromium: str,
 
 
 def test_page_choices_follow_the_checkpoint(cyclegan_run: Path, ema_run: Path) -> None:
-    from imtrans.inference.demo_app import DemoModel, precisions
+    from imtrans.inference.demo_app import DemoModel
 
     plain = DemoModel.open(cyclegan_run)
     averaged = DemoModel.open(ema_run)
     assert plain.weights == ("raw",) and averaged.weights == ("ema", "raw")
     assert plain.directions == ("AtoB", "BtoA")
     assert plain.loaded == ()  # opening reads the header only
-    assert precisions()[0] == "fp32"
+    assert plain.precisions[0] == "fp32"
     # EMA and raw weights are different networks, each cached once loaded.
     ema = averaged.translate_file(SAMPLE, "AtoB", "ema")
     raw = averaged.translate_file(SAMPLE, "AtoB", "raw")
     assert not np.array_equal(ema.shown_output, raw.shown_output)
     assert averaged.translator("AtoB", "ema") is averaged.translator("AtoB", "ema")
     assert averaged.translate_file(__file__, "AtoB", "raw").skipped  # not an image: said
+
+
+def test_16_bit_precisions_run_and_stay_close_to_fp32(ema_run: Path) -> None:
+    from imtrans.inference.demo_app import DemoModel
+
+    model = DemoModel.open(ema_run, device="cpu")
+    if len(model.precisions) == 1:
+        pytest.skip("this CPU runs no 16-bit type")
+    full = model.translate_file(SAMPLE, "AtoB", "raw").shown_output.astype(int)
+    for precision in model.precisions[1:]:
+        half = model.translate_file(SAMPLE, "AtoB", "raw", precision).shown_output.astype(int)
+        # Another number type: not fp32's bytes, within a few 0-255 levels (bf16: 5 measured).
+        assert 0 < np.abs(half - full).max() <= 8, precision
+        assert model.translator("AtoB", "raw", precision).precision_name == precision
 
 
 def test_demo_listens_on_localhost_and_never_shares(ema_run: Path,

@@ -65,7 +65,7 @@ def demo(checkpoint: str, port: int, host: str, device: str | None, write_app: s
     except ImportError:
         raise ImtransError(MISSING_GRADIO) from None
     from imtrans.core.device import parse_device
-    from imtrans.inference.demo_app import DemoModel, build_demo, precisions
+    from imtrans.inference.demo_app import DemoModel, build_demo
 
     parse_device(device, "--device")  # a bad name fails before the page starts
     model = DemoModel.open(checkpoint, device=device)
@@ -73,7 +73,7 @@ def demo(checkpoint: str, port: int, host: str, device: str | None, write_app: s
     shown_host = f"[{host}]" if ":" in host else host
     console.print(Text(f"{model.title} ({', '.join(model.directions)}; "
                        f"{' or '.join(model.weights)} weights; "
-                       f"{' or '.join(precisions())})"), highlight=False)
+                       f"{' or '.join(model.precisions)})"), highlight=False)
     try:
         # share=False always: a public gradio.live link is not what a demo of a private model
         # should open by accident.

@@ -21,7 +21,6 @@ gradio is imported by :func:`build_demo` alone: importing this module stays chea
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import shutil
 import tempfile
 import threading
@@ -29,20 +28,28 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from imtrans.catalogue.assembly import build_trainer
 from imtrans.catalogue.plugins import components
 from imtrans.catalogue.recipe_loader import recipe_from_dict
+from imtrans.core.device import parse_device
 from imtrans.data.display import display_tensor
 from imtrans.data.native_images import read_native
 from imtrans.data.value_range import to_network_tensor
-from imtrans.errors import CheckpointError, DataError, ImtransError, RecipeError
+from imtrans.errors import (
+    CheckpointError,
+    DataError,
+    ImtransError,
+    InvalidArgumentError,
+    RecipeError,
+)
 from imtrans.inference.budget import ImageBudget
 from imtrans.inference.export import deployment_generator
 from imtrans.inference.output_types import output_type
+from imtrans.inference.precision import Precision, resolve_precision
 from imtrans.inference.translator import Mode, Translator, input_range, load_translator
 from imtrans.runs.checkpoints.files import MANIFEST_KEY, load_checkpoint
 from imtrans.runs.checkpoints.lookup import find_checkpoint
@@ -52,18 +59,10 @@ from imtrans.trainers.ema import EMA_PREFIX
 if TYPE_CHECKING:
     import gradio
 
-__all__ = ["DemoModel", "DemoResult", "build_demo", "demo_title", "precisions"]
+__all__ = ["DemoModel", "DemoResult", "build_demo", "demo_title"]
 
 #: Pixels per side above which images are translated in tiles (``imtrans translate``'s default).
 TILE_SIZE = 1024
-
-
-def precisions() -> tuple[str, ...]:
-    """The precisions :func:`~imtrans.load_translator` can run at in this installation:
-    ``fp32``, and ``bf16`` where it takes a ``precision`` argument."""
-    if "precision" in inspect.signature(load_translator).parameters:
-        return ("fp32", "bf16")
-    return ("fp32",)
 
 
 def demo_title(run_name: str, step: int) -> str:
@@ -106,6 +105,7 @@ class DemoModel:
                                                                       repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _clips: Path | None = field(default=None, repr=False)
+    _precisions: tuple[str, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path | str, device: str | None = None) -> DemoModel:
@@ -146,6 +146,22 @@ class DemoModel:
         """The weights a user may choose: ``ema`` and ``raw``, or ``raw`` alone."""
         return ("ema", "raw") if self.has_ema else ("raw",)
 
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """``fp32``, and the 16-bit types (``bf16``, ``fp16``) the device runs a network in
+        (:func:`~imtrans.inference.precision.resolve_precision` tries each once)."""
+        if self._precisions is None:
+            device = parse_device(self.device, "device")
+            runs = []
+            for name in ("bf16", "fp16"):
+                try:
+                    resolve_precision(name, device)
+                except InvalidArgumentError:
+                    continue
+                runs.append(name)
+            self._precisions = ("fp32", *runs)
+        return self._precisions
+
     def translator(self, direction: str, weights: str, precision: str = "fp32",
                    mode: Mode = "paper") -> Translator:
         """The translator of ``direction`` with ``weights`` at ``precision`` in ``mode``,
@@ -153,12 +169,11 @@ class DemoModel:
         key = (direction, weights, precision, mode)
         with self._lock:  # gradio serves requests from several threads
             if key not in self._translators:
-                options: dict[str, Any] = {"precision": precision} if precision != "fp32" \
-                    else {}
                 translator = load_translator(self.checkpoint, direction=direction,
                                              device=self.device, mode=mode,
                                              weights=weights,  # type: ignore[arg-type]
-                                             tile_size=TILE_SIZE, **options)
+                                             tile_size=TILE_SIZE,
+                                             precision=cast(Precision, precision))
                 deployment_generator(translator)  # dropout off: one input, one output
                 self._translators[key] = translator
             return self._translators[key]
@@ -244,7 +259,7 @@ def build_demo(model: DemoModel) -> gradio.Blocks:
     precision, and see each input beside its output. Launch it with ``.launch()``."""
     import gradio as gr
 
-    precision_choices = precisions()
+    precision_choices = model.precisions
     with gr.Blocks(title=model.title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {model.title}")
         gr.Markdown(
@@ -264,9 +279,10 @@ def build_demo(model: DemoModel) -> gradio.Blocks:
                                    "raw only: this run kept no moving average (train.ema)")
                 precision = gr.Radio(list(precision_choices), value="fp32",
                                      label="Precision", elem_id="precision",
-                                     info=None if len(precision_choices) > 1 else
-                                     "fp32 only: this installation's translator has no "
-                                     "precision option")
+                                     info="16 bits: faster where the hardware multiplies "
+                                     "them natively, within a few levels of fp32"
+                                     if len(precision_choices) > 1 else
+                                     "fp32 only: this device runs no 16-bit type")
                 button = gr.Button("Translate", variant="primary", elem_id="translate")
         # PNG: the page shows the output's own pixels (gradio's default, WebP, is lossy).
         gallery = gr.Gallery(label="Input | output", columns=2, format="png",

@@ -113,7 +113,8 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
         translate_videos(checkpoint, source, output, direction=direction,
                          batch_size=batch_size, device=device, mode=mode, weights=weights,
                          tile_size=tile_size, tile_overlap=tile_overlap, seed=seed,
-                         overwrite=overwrite,
+                         overwrite=overwrite, precision=precision,
+                         compile_network=compile_network,
                          unused={"--html": html, "--dtype": dtype != "auto",
                                  "--format": file_format != "auto"})
         return

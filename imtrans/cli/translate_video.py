@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -42,15 +41,16 @@ class _FramesPerSecond(ProgressColumn):
 def translate_videos(checkpoint: str, source: str, output: str, *, direction: str,
                      batch_size: int, device: str | None, mode: str, weights: str | None,
                      tile_size: int, tile_overlap: int, seed: int, overwrite: bool,
-                     unused: dict[str, bool], loader_options: dict[str, Any] | None = None,
-                     ) -> None:
+                     unused: dict[str, bool], precision: str = "fp32",
+                     compile_network: bool = False) -> None:
     """Translate the clip (or folder of clips) ``source`` into ``output``.
 
     Args:
         mode: ``auto`` (``eval`` for video), ``eval`` or ``paper``.
         unused: Options of image translation given with a value other than their default
             (``--html``...): each is refused, as it means nothing for a clip.
-        loader_options: Further keyword arguments of ``load_translator``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (``--precision``).
+        compile_network: Compile the generator (``--compile``).
 
     Raises:
         DataError: the video extra is missing, an option does not apply to video, an output
@@ -80,12 +80,15 @@ def translate_videos(checkpoint: str, source: str, output: str, *, direction: st
                                  mode=mode,  # type: ignore[arg-type]
                                  tile_size=tile_size, tile_overlap=tile_overlap,
                                  weights=weights,  # type: ignore[arg-type]
-                                 **(loader_options or {}))
+                                 precision=precision,  # type: ignore[arg-type]
+                                 compile=compile_network)
+    speed = "" if translator.precision_name == "fp32" and not compile_network else \
+        f", {translator.precision_name}{' compiled' if compile_network else ''}"
     console = stderr_console()
     console.print(Text(f"translating {len(pairs)} clip(s) {direction} with "
                        f"{printable_path(translator.checkpoint or checkpoint)} "
                        f"(step {translator.step}, {translator.weights} weights) on "
-                       f"{translator.device}, {mode} mode"), highlight=False)
+                       f"{translator.device}, {mode} mode{speed}"), highlight=False)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         _FramesPerSecond(), TimeRemainingColumn(), console=console,
                         disable=not console.is_terminal)

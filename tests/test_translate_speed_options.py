@@ -77,6 +77,14 @@ def test_each_precision_is_within_its_stated_levels_of_fp32(
     assert difference.max() <= MAX_LEVELS[precision], difference.max()
     assert difference.mean() <= MEAN_LEVELS[precision], difference.mean()
     assert difference.max() > 0  # really 16 bits: not the fp32 network again
+    # The memory budget lays the 16-bit network out as it does the fp32 one (a float32
+    # example through 16-bit weights would fail, and leave the budget without activations).
+    from imtrans.inference.budget import peak_activation_values
+    from imtrans.inference.files import _float_layout
+
+    values = peak_activation_values(exact.generator, 3, 64, 64)
+    assert values > 0 and peak_activation_values(_float_layout(low), 3, 64, 64) == values
+    assert next(low.generator.parameters()).device.type == "cpu"  # the layout is a copy
 
 
 def test_fp32_option_writes_exactly_the_default_files_and_the_plain_loop_s(

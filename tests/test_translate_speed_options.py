@@ -85,6 +85,10 @@ def test_each_precision_is_within_its_stated_levels_of_fp32(
     values = peak_activation_values(exact.generator, 3, 64, 64)
     assert values > 0 and peak_activation_values(_float_layout(low), 3, 64, 64) == values
     assert next(low.generator.parameters()).device.type == "cpu"  # the layout is a copy
+    # Run in inference mode, returned as an ordinary tensor that callers may change in place.
+    out = low(torch.zeros(1, 3, 32, 32))
+    assert out.dtype == torch.float32 and not out.is_inference()
+    out.mul_(2)
 
 
 def test_fp32_option_writes_exactly_the_default_files_and_the_plain_loop_s(

@@ -184,9 +184,15 @@ class Translator:
         """``fp32``, ``bf16`` or ``fp16``: :attr:`precision` as ``--precision`` names it."""
         return precision_name(self.precision)
 
-    @torch.inference_mode()
     def translate_batch(self, images: Tensor) -> Tensor:
         """Translate ``N x C x H x W`` images in [-1, 1]; returns them on the input's device."""
+        with torch.inference_mode():
+            out = self._translate_batch(images)
+        # A tensor made in inference mode cannot be changed in place outside it: the caller
+        # gets an ordinary one (a copy of the output only, small beside the network's work).
+        return out.clone()
+
+    def _translate_batch(self, images: Tensor) -> Tensor:
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise InvalidArgumentError(
                 f"expected images of shape N x {self.in_channels} x H x W, got "

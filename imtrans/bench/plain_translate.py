@@ -26,7 +26,7 @@ def plain_translate(checkpoint: str | Path, inputs: Path, outputs: Path,
                     direction: str = "AtoB") -> int:
     """Translate every image of ``inputs`` into a PNG of the same name in ``outputs``, one at
     a time, in fp32; return the number written."""
-    from imtrans import load_translator
+    from imtrans.inference import load_translator
 
     generator = load_translator(checkpoint, direction=direction, device="cpu").generator
     outputs.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ Both commands run as new processes (start-up, imports and the checkpoint's loadi
 in turn (plain, fast, plain, fast...), so that a drift of the machine's speed touches both
 alike; the figures are medians. The plain loop is :mod:`imtrans.bench.plain_translate` (what
 the official ``test.py`` does); the fast command is ``imtrans translate`` with the options
-given (by default ``--precision auto --workers 0 --batch-size 8``). Both write PNGs of the
+given (by default ``--precision auto --workers 0 --batch-size 1``). Both write PNGs of the
 same network; torch uses its default thread count in both.
 
 Usage (from a checkout; the checkpoint is made by one tiny training step of the CycleGAN
@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["main", "make_checkpoint"]
 
 _RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "cyclegan_photo2monet.toml"
-_FAST_OPTIONS = "--precision auto --workers 0 --batch-size 8"
+_FAST_OPTIONS = "--precision auto --workers 0 --batch-size 1"
 
 
 def make_checkpoint(folder: Path, generator: str = "resnet_9blocks", ngf: int = 64) -> Path:
@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     from imtrans.samples import sample_root
 
-    parser.add_argument("--images", type=Path, default=sample_root("monet2photo") / "testB")
-    parser.add_argument("--count", type=int, default=48)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--checkpoint", type=Path, default=None)
+    bundled = sample_root("monet2photo")
+    parser.add_argument("--images", type=Path,
+                        default=bundled / "testB" if bundled is not None else None,
+                        required=bundled is None,
+                        help="a folder of photos (default: the bundled monet2photo testB)")
+    parser.add_argument("--count", type=int, default=48, help="the first COUNT images")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each command")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a checkpoint or run directory (default: one made here)")
     parser.add_argument("--options", default=_FAST_OPTIONS,
                         help=f"imtrans translate's options (default: {_FAST_OPTIONS})")
     args = parser.parse_args(argv)

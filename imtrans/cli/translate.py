@@ -100,9 +100,9 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     OUTPUT/index.html shows each input beside its output. A video clip (.mp4, .mov, .avi,
     .mkv, .webm, .m4v) or a folder of clips is translated frame by frame, in eval mode by
     default, into clips of the same frame rate and size (needs the video extra)."""
+    from imtrans.cli.translator_loading import load_announced
     from imtrans.core.printable import printable_path
     from imtrans.data.workers import capped_workers
-    from imtrans.inference import load_translator
     from imtrans.inference.files import output_is_file, translate_files
     from imtrans.inference.output_types import output_type, peek_output
     from imtrans.inference.video import is_video_input
@@ -132,22 +132,10 @@ def translate(checkpoint: str, source: str, output: str, direction: str, batch_s
     # nothing and writes nothing. The outputs' type comes from the checkpoint's header.
     kind = output_type(*peek_output(checkpoint, direction), dtype=dtype, file_format=file_format)
     pairs, record = _plan(source, output, kind, html, overwrite)
-    from imtrans.core.device import parse_device
-
-    translator = load_translator(checkpoint, direction=direction,
-                                 device=parse_device(device, "--device"),
-                                 mode=mode,  # type: ignore[arg-type]
-                                 tile_size=tile_size, tile_overlap=tile_overlap,
-                                 weights=weights,  # type: ignore[arg-type]
-                                 precision=precision,  # type: ignore[arg-type]
-                                 compile=compile_network)
-    speed = "" if translator.precision_name == "fp32" and not compile_network else \
-        f", {translator.precision_name}{' compiled' if compile_network else ''}"
-    console.print(Text(f"translating {len(pairs)} image(s) {direction} with "
-                       f"{printable_path(translator.checkpoint or checkpoint)} "
-                       f"(step {translator.step}, "
-                       f"{translator.weights} weights) on {translator.device}, {mode} mode{speed}"),
-                  highlight=False)
+    translator = load_announced(console, f"{len(pairs)} image(s)", checkpoint,
+                                direction=direction, device=device, mode=mode,
+                                compile_network=compile_network, tile_size=tile_size,
+                                tile_overlap=tile_overlap, weights=weights, precision=precision)
     loaded = output_type(translator.output_values, translator.out_channels, dtype=dtype,
                          file_format=file_format)
     if loaded != kind:  # a header read differently (never seen): planned and checked again

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from imtrans.cli.output import stderr_console
+from imtrans.cli.translator_loading import load_announced
 from imtrans.errors import DataError
 
 __all__ = ["translate_videos"]
@@ -71,24 +72,12 @@ def translate_videos(checkpoint: str, source: str, output: str, *, direction: st
     record = guard_outputs([target for _, target in pairs],
                            Path(output).parent if single else Path(output), "translate",
                            overwrite=overwrite)
-    from imtrans.core.device import parse_device
-    from imtrans.inference import load_translator
-
     mode = "eval" if mode == "auto" else mode
-    translator = load_translator(checkpoint, direction=direction,
-                                 device=parse_device(device, "--device"),
-                                 mode=mode,  # type: ignore[arg-type]
-                                 tile_size=tile_size, tile_overlap=tile_overlap,
-                                 weights=weights,  # type: ignore[arg-type]
-                                 precision=precision,  # type: ignore[arg-type]
-                                 compile=compile_network)
-    speed = "" if translator.precision_name == "fp32" and not compile_network else \
-        f", {translator.precision_name}{' compiled' if compile_network else ''}"
     console = stderr_console()
-    console.print(Text(f"translating {len(pairs)} clip(s) {direction} with "
-                       f"{printable_path(translator.checkpoint or checkpoint)} "
-                       f"(step {translator.step}, {translator.weights} weights) on "
-                       f"{translator.device}, {mode} mode{speed}"), highlight=False)
+    translator = load_announced(console, f"{len(pairs)} clip(s)", checkpoint,
+                                direction=direction, device=device, mode=mode,
+                                compile_network=compile_network, tile_size=tile_size,
+                                tile_overlap=tile_overlap, weights=weights, precision=precision)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         _FramesPerSecond(), TimeRemainingColumn(), console=console,
                         disable=not console.is_terminal)

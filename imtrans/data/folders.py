@@ -203,6 +203,16 @@ class _PairsDataset(_FolderDataset):
     in_channels: int
     out_channels: int
 
+    def _set_options(self, direction: str, in_channels: int, out_channels: int,
+                     max_items: int | None, transform: ImageTransform) -> None:
+        """Check and keep the options every paired dataset has (the subclasses' signatures
+        stay explicit: the registry and the recipe checks read them)."""
+        _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
+        self.direction = direction
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.transform = transform
+
     def _sides(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """The input and target arrays of the pair listed as ``path``."""
         raise NotImplementedError
@@ -287,12 +297,9 @@ class AlignedDataset(_PairsDataset):
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
         value_range: ValueRangeSpec = "dtype",
     ) -> None:
-        _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
-        self.direction = direction
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=True,
-                                         resize_filter=resize_filter)
+        self._set_options(direction, in_channels, out_channels, max_items,
+                          build_transform(preprocess, load_size, crop_size, flip, paired=True,
+                                          resize_filter=resize_filter))
         folder = Path(root) / split
         expected = f"{folder}/ holding images with A and B side by side (left half A)"
         self._files = (_Files(folder, _scan(folder, expected, max_items), strict),)

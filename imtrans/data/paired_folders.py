@@ -18,7 +18,6 @@ from imtrans.data.domain_values import Domain, resolve_domains
 from imtrans.data.folders import (
     Direction,
     SkippedImageWarning,
-    _check_options,
     _Files,
     _PairsDataset,
     _scan,
@@ -146,12 +145,9 @@ class PairedDataset(_PairsDataset):
         resize_filter: ResizeFilter = DEFAULT_RESIZE_FILTER,
         value_range: ValueRangeSpec = "dtype",
     ) -> None:
-        _check_options(direction, max_items, in_channels=in_channels, out_channels=out_channels)
-        self.direction = direction
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.transform = build_transform(preprocess, load_size, crop_size, flip, paired=True,
-                                         resize_filter=resize_filter)
+        self._set_options(direction, in_channels, out_channels, max_items,
+                          build_transform(preprocess, load_size, crop_size, flip, paired=True,
+                                          resize_filter=resize_filter))
         root = Path(root)
         folders = [root / f"{split}A", root / f"{split}B"]
         if direction == "BtoA":

@@ -24,11 +24,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch import nn
-from torch.func import functional_call
 
 from imtrans.core.device import _cgroup_limit, device_memory, meminfo_bytes
 from imtrans.core.regular_files import open_regular_file, size_text
 from imtrans.errors import ImtransError, InvalidArgumentError
+from imtrans.inference.activation_peak import (
+    cached_peak_activation_values,
+    peak_activation_values,  # still this module's API: it lived here before it moved
+)
 from imtrans.inference.tiling import padded_size
 
 __all__ = ["ImageBudget", "available_memory", "default_budget", "image_header", "parse_size",
@@ -68,40 +71,6 @@ def default_budget() -> int:
     cannot be read)."""
     available = available_memory()
     return 3 * available // 4 if available else 4 * 2**30
-
-
-def peak_activation_values(generator: nn.Module, channels: int, height: int,
-                           width: int, batch: int = 1) -> int:
-    """A lower bound of the values alive at once when ``generator`` runs on a batch of
-    ``height x width`` images without gradients: the largest layer's input and output.
-
-    The network runs on the meta device (shapes only: no memory, no compute), through
-    ``functional_call`` with meta copies of its weights, so the network itself is untouched.
-    Returns 0 when a layer has no meta kernel.
-    """
-    largest = [0]
-
-    def count(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
-        if isinstance(output, torch.Tensor) and not any(module.children()):
-            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-            alive = output.numel() + (first.numel() if first is not None else 0)
-            largest[0] = max(largest[0], alive)
-
-    state = {name: torch.empty_like(value, device="meta")
-             for name, value in [*generator.named_parameters(), *generator.named_buffers()]}
-    hooks = [module.register_forward_hook(count) for module in generator.modules()]
-    try:
-        # Inside the try: a size whose element count overflows (--tile 1000000000) is a
-        # RuntimeError here already, and gets no estimate like an op without a meta kernel.
-        example = torch.empty(batch, channels, height, width, device="meta")
-        with torch.no_grad():
-            functional_call(generator, state, (example,))
-    except (NotImplementedError, RuntimeError):
-        return 0  # an operation without a meta kernel: no estimate, so nothing refused
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return largest[0]
 
 
 def _meminfo_available() -> int | None:
@@ -192,7 +161,7 @@ class ImageBudget:
     def for_generator(cls, generator: nn.Module, in_channels: int, out_channels: int,
                       multiple: int, tile_size: int, limit: int | None) -> ImageBudget:
         """The budget of a translator's generator (``limit`` ``None``: the default)."""
-        values = peak_activation_values(generator, in_channels, tile_size, tile_size)
+        values = cached_peak_activation_values(generator, in_channels, tile_size, tile_size)
         return cls(limit=default_budget() if limit is None else limit,
                    in_channels=in_channels, out_channels=out_channels, multiple=multiple,
                    tile_size=tile_size, activation_bytes=4 * values)

@@ -21,7 +21,6 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
@@ -41,6 +40,7 @@ from imtrans.data.value_range import (
     values_from_manifest,
 )
 from imtrans.errors import CheckpointError, InvalidArgumentError, RecipeError
+from imtrans.inference.image_norm import ImageStatisticsNorm
 from imtrans.inference.precision import (
     Precision,
     network_call,
@@ -66,24 +66,14 @@ Mode = Literal["paper", "eval"]
 Weights = Literal["ema", "raw"]
 
 
-class _ImageStatisticsNorm(nn.Module):
-    """Batch norm as it behaves in training mode on a batch of one image, for every image of
-    a batch independently: normalise by the image's own channel statistics, then apply the
-    learned scale and shift. The running statistics are not used or changed."""
-
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-
-
 def _use_image_statistics(module: nn.Module) -> nn.Module:
-    """Replace every batch-norm layer of ``module`` (in place) by :class:`_ImageStatisticsNorm`."""
+    """Replace every batch-norm layer of ``module`` (in place) by an
+    :class:`~imtrans.inference.image_norm.ImageStatisticsNorm`: batch norm as it behaves in
+    training mode on a batch of one image, for every image of a batch independently, with the
+    learned scale and shift. The running statistics are not used or changed."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, _ImageStatisticsNorm(child))
+            setattr(module, name, ImageStatisticsNorm(child.weight, child.bias, child.eps))
         else:
             _use_image_statistics(child)
     return module

@@ -79,11 +79,10 @@ def test_each_precision_is_within_its_stated_levels_of_fp32(
     assert difference.max() > 0  # really 16 bits: not the fp32 network again
     # The memory budget lays the 16-bit network out as it does the fp32 one (a float32
     # example through 16-bit weights would fail, and leave the budget without activations).
-    from imtrans.inference.budget import peak_activation_values
-    from imtrans.inference.files import _float_layout
+    from imtrans.inference.budget import ImageBudget
 
-    values = peak_activation_values(exact.generator, 3, 64, 64)
-    assert values > 0 and peak_activation_values(_float_layout(low), 3, 64, 64) == values
+    counted = ImageBudget.for_translator(exact, 2**30).activation_bytes
+    assert counted > 0 and ImageBudget.for_translator(low, 2**30).activation_bytes == counted
     assert next(low.generator.parameters()).device.type == "cpu"  # the layout is a copy
     # Run in inference mode, returned as an ordinary tensor that callers may change in place.
     out = low(torch.zeros(1, 3, 32, 32))

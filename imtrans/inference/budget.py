@@ -15,11 +15,13 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -33,6 +35,9 @@ from imtrans.inference.activation_peak import (
     peak_activation_values,  # still this module's API: it lived here before it moved
 )
 from imtrans.inference.tiling import padded_size
+
+if TYPE_CHECKING:
+    from imtrans.inference.translator import Translator
 
 __all__ = ["ImageBudget", "available_memory", "default_budget", "image_header", "parse_size",
            "peak_activation_values"]
@@ -165,6 +170,17 @@ class ImageBudget:
         return cls(limit=default_budget() if limit is None else limit,
                    in_channels=in_channels, out_channels=out_channels, multiple=multiple,
                    tile_size=tile_size, activation_bytes=4 * values)
+
+    @classmethod
+    def for_translator(cls, translator: Translator, limit: int | None) -> ImageBudget:
+        """The budget of a translator's generator, in whatever number type it runs: a 16-bit
+        one is counted as a float32 copy on the meta device (no memory; a float32 example
+        would not run through 16-bit weights, and the count would be lost)."""
+        generator = translator.generator
+        if translator.precision != torch.float32:
+            generator = copy.deepcopy(generator).to_empty(device="meta").float()
+        return cls.for_generator(generator, translator.in_channels, translator.out_channels,
+                                 translator.size_multiple, translator.tile_size, limit)
 
     def estimate(self, width: int, height: int, mode: str) -> int:
         """Bytes translating a ``width x height`` image of ``mode`` (Pillow's, or

@@ -210,9 +210,7 @@ class DemoModel:
         beyond the memory budget gives a result that says why instead of raising."""
         name = Path(path).name
         translator = self.translator(direction, weights, precision)
-        budget = ImageBudget.for_generator(translator.generator, translator.in_channels,
-                                           translator.out_channels, translator.size_multiple,
-                                           translator.tile_size, None)
+        budget = ImageBudget.for_translator(translator, None)
         refusal = budget.refusal(path)
         if refusal is not None:
             return DemoResult(name, skipped=refusal)

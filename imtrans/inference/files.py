@@ -19,7 +19,6 @@ translate the outputs again), and two inputs that would be written to one file (
 
 from __future__ import annotations
 
-import copy
 import errno
 import fnmatch
 import glob
@@ -331,9 +330,7 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
     if output is None:
         output = output_type(translator.output_values, translator.out_channels)
     torch.manual_seed(seed)
-    budget = ImageBudget.for_generator(_float_layout(translator), translator.in_channels,
-                                       translator.out_channels, translator.size_multiple,
-                                       translator.tile_size, max_memory)
+    budget = ImageBudget.for_translator(translator, max_memory)
     dataset = _Decoded([source for source, _ in pairs], translator.in_channels, budget,
                        translator.input_values)
 
@@ -376,15 +373,6 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
             for index, image in zip(indices, outputs.cpu(), strict=True):
                 writer.put((index, image))
     return summary
-
-
-def _float_layout(translator: Translator) -> torch.nn.Module:
-    """The generator as the memory budget lays it out: in float32 (the budget counts values, and
-    its float32 example would not run through 16-bit weights), on the meta device for 16 bits
-    (no memory)."""
-    if translator.precision == torch.float32:
-        return translator.generator
-    return copy.deepcopy(translator.generator).to_empty(device="meta").float()
 
 
 def _write_error(exc: OSError | ValueError, target: Path, written: int, total: int) -> DataError:

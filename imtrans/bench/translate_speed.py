@@ -5,7 +5,10 @@ in turn (plain, fast, plain, fast...), so that a drift of the machine's speed to
 alike; the figures are medians. The plain loop is :mod:`imtrans.bench.plain_translate` (what
 the official ``test.py`` does); the fast command is ``imtrans translate`` with the options
 given (by default ``--precision auto --workers 0 --batch-size 1``). Both write PNGs of the
-same network; torch uses its default thread count in both.
+same network; torch uses its default thread count in both. The first ``translate`` run of a
+network of this shape on a machine also counts its largest layer for the memory budget and
+keeps the count in the user cache, as any first run of a model does: that run is then the
+slowest of the five, which the median passes over.
 
 Usage (from a checkout; the checkpoint is made by one tiny training step of the CycleGAN
 recipe with a full-width ``resnet_9blocks`` generator when none is given)::

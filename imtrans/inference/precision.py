@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from imtrans.errors import InvalidArgumentError
 from imtrans.inference.image_norm import per_image_norms
+from imtrans.inference.narrow_conv import stack_narrow_convs
 
 __all__ = ["PRECISIONS", "CompileFallbackWarning", "Precision", "bf16_runs_faster",
            "cpu_has_native_bf16", "network_call", "precision_name", "resolve_precision"]
@@ -127,9 +128,12 @@ def network_call(generator: nn.Module, dtype: torch.dtype, device: torch.device,
 
     Inputs are cast to ``dtype`` and laid out channels last for 16-bit types on CUDA (the
     layout tensor cores read) and for bf16 on the CPU (oneDNN's blocked bf16 convolutions
-    read it without a reorder). On the CPU the generator's instance norms are replaced by
+    read it without a reorder). On the CPU the generator's instance norms are then replaced by
     :class:`~imtrans.inference.image_norm.ImageStatisticsNorm`, which computes the same
-    without leaving that layout (``F.instance_norm`` copies a channels-last batch back). With
+    without leaving that layout (``F.instance_norm`` copies a channels-last batch back), and
+    its convolutions to a few channels (the last layer) by
+    :class:`~imtrans.inference.narrow_conv.ColumnStackedConv2d`, which computes them with a
+    third of the work oneDNN spends on them. With
     ``compile``, the generator is compiled on first use, and runs eagerly after one
     :class:`CompileFallbackWarning` when compilation fails.
     """
@@ -137,6 +141,7 @@ def network_call(generator: nn.Module, dtype: torch.dtype, device: torch.device,
     if channels_last:
         if device.type == "cpu":
             per_image_norms(generator)
+            stack_narrow_convs(generator)
         generator.to(memory_format=torch.channels_last)
     forward: Callable[[Tensor], Tensor] = generator
     if compile:

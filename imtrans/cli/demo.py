@@ -65,9 +65,11 @@ def demo(checkpoint: str, port: int, host: str, device: str | None, write_app: s
     except ImportError:
         raise ImtransError(MISSING_GRADIO) from None
     from imtrans.core.device import parse_device
+    from imtrans.core.heap import keep_freed_memory
     from imtrans.inference.demo_app import DemoModel, build_demo
 
     parse_device(device, "--device")  # a bad name fails before the page starts
+    keep_freed_memory()  # each upload allocates the same activations again
     model = DemoModel.open(checkpoint, device=device)
     page = build_demo(model)
     shown_host = f"[{host}]" if ":" in host else host

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from imtrans.errors import CheckpointError
 
 __all__ = [
+    "assign_module_tensors",
     "check_module_shapes",
     "load_module_tensors",
     "load_optimizer_tensors",
@@ -119,6 +120,44 @@ def load_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Te
     except (RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{prefix}: could not load the checkpoint's tensors: {exc}") from exc
 
+
+
+def assign_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Tensor]) -> bool:
+    """Make copies of the ``prefix.*`` tensors ``module``'s parameters and buffers, when they
+    are all of its tensor state; for a network laid out on the meta device, this builds it
+    without allocating and randomly initialising weights that the checkpoint replaces. The
+    copies are in memory torch allocates (aligned as any tensor's: a file's tensors need not
+    be, and some math libraries' rounding depends on alignment).
+
+    Returns ``False``, and the module must then be built and loaded the usual way, when the
+    module holds tensors the checkpoint cannot give it: non-persistent buffers (made by its
+    constructor), tensors kept in plain attributes, one tensor under two names, or a key,
+    shape or type that differs from the checkpoint's. The module is then of no further use.
+
+    Example:
+        >>> with torch.device("meta"):
+        ...     net = nn.Linear(2, 1)
+        >>> assign_module_tensors("gen", net, module_tensors("gen", nn.Linear(2, 1)))
+        True
+    """
+    given = tensors_with_prefix(tensors, prefix)
+    for part in module.modules():
+        if part._non_persistent_buffers_set or \
+                any(isinstance(value, Tensor) for value in vars(part).values()):
+            return False
+    state = module.state_dict(keep_vars=True)
+    if set(state) != set(given) or len({id(value) for value in state.values()}) != len(state):
+        return False
+    for key, value in state.items():
+        if not isinstance(value, Tensor) or (value.shape, value.dtype) != \
+                (given[key].shape, given[key].dtype):
+            return False
+    try:
+        module.load_state_dict({key: value.clone() for key, value in given.items()},
+                               strict=True, assign=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
 
 # Optimiser state is nested (dicts, lists, tuples, numbers, tensors). It is written as JSON in
 # which a tensor becomes {"__tensor__": name}, a tuple {"__tuple__": [...]} and a non-finite

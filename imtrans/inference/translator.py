@@ -29,7 +29,11 @@ from imtrans.catalogue.plugins import Components, components
 from imtrans.catalogue.recipe_loader import recipe_from_dict
 from imtrans.core.contracts import size_multiple
 from imtrans.core.device import parse_device
-from imtrans.core.state_tensors import check_module_shapes, load_module_tensors
+from imtrans.core.state_tensors import (
+    assign_module_tensors,
+    check_module_shapes,
+    load_module_tensors,
+)
 from imtrans.data.images import image_to_array
 from imtrans.data.transforms import to_tensor
 from imtrans.data.value_range import (
@@ -372,8 +376,13 @@ def load_translator(path: Path | str, *, direction: str = "AtoB",
     with torch.device("meta"):
         layout = build()
     check_module_shapes(prefix, layout, checkpoint.tensors)
-    generator = build()
-    load_module_tensors(prefix, generator, checkpoint.tensors)
+    # The layout takes the checkpoint's tensors as its own where they are all its state; a
+    # network with state of its own (a buffer its constructor computes) is built for real.
+    if assign_module_tensors(prefix, layout, checkpoint.tensors):
+        generator = layout
+    else:
+        generator = build()
+        load_module_tensors(prefix, generator, checkpoint.tensors)
     translator = translator_for(generator, recipe, registry, direction=direction,
                                 device=device, mode=mode,
                                 step=int(checkpoint.manifest.get("step", 0)),

@@ -121,7 +121,6 @@ def load_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Te
         raise CheckpointError(f"{prefix}: could not load the checkpoint's tensors: {exc}") from exc
 
 
-
 def assign_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, Tensor]) -> bool:
     """Make copies of the ``prefix.*`` tensors ``module``'s parameters and buffers, when they
     are all of its tensor state; for a network laid out on the meta device, this builds it
@@ -158,6 +157,7 @@ def assign_module_tensors(prefix: str, module: nn.Module, tensors: Mapping[str, 
     except (RuntimeError, ValueError, TypeError):
         return False
     return True
+
 
 # Optimiser state is nested (dicts, lists, tuples, numbers, tensors). It is written as JSON in
 # which a tensor becomes {"__tensor__": name}, a tuple {"__tuple__": [...]} and a non-finite

@@ -132,8 +132,8 @@ def network_call(generator: nn.Module, dtype: torch.dtype, device: torch.device,
     :class:`~imtrans.inference.image_norm.ImageStatisticsNorm`, which computes the same
     without leaving that layout (``F.instance_norm`` copies a channels-last batch back), and
     its convolutions to a few channels (the last layer) by
-    :class:`~imtrans.inference.narrow_conv.ColumnStackedConv2d`, which computes them with a
-    third of the work oneDNN spends on them. With
+    :class:`~imtrans.inference.narrow_conv.ColumnStackedConv2d`, which gives oneDNN the work
+    of 16 channels on a fraction of the positions instead of on all of them. With
     ``compile``, the generator is compiled on first use, and runs eagerly after one
     :class:`CompileFallbackWarning` when compilation fails.
     """

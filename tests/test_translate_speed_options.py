@@ -21,8 +21,8 @@ from imtrans.cli import cli
 from imtrans.cli import translate as translate_command
 from imtrans.core.atomic import TEMP_PREFIX
 from imtrans.errors import InvalidArgumentError
-from imtrans.inference import load_translator
-from imtrans.inference.background_writer import BackgroundWriter
+from imtrans.inference import background_writer, load_translator
+from imtrans.inference.background_writer import BackgroundWriter, InlineWriter
 from imtrans.inference.precision import (
     PRECISIONS,
     CompileFallbackWarning,
@@ -231,9 +231,12 @@ def test_cuda_bf16_is_within_its_levels_of_fp32(cyclegan_run: Path,
     assert difference.max() <= MAX_LEVELS["bf16"]
 
 
-def test_a_failing_write_in_the_writer_thread_stops_with_one_line(
+@pytest.mark.parametrize("beside", [True, False], ids=["writer-thread", "in-turn"])
+def test_a_failing_write_stops_with_one_line(
         monkeypatch: pytest.MonkeyPatch, cyclegan_run: Path, photo_folder: Path,
-        tmp_path: Path) -> None:
+        tmp_path: Path, beside: bool) -> None:
+    # Both writers: beside the network (a GPU, a spare core) and in turn (a full CPU).
+    monkeypatch.setattr(background_writer, "encoding_has_a_core", lambda device: beside)
     original = Image.Image.save
     threads: list[str] = []
 
@@ -250,7 +253,7 @@ def test_a_failing_write_in_the_writer_thread_stops_with_one_line(
                                       str(tmp_path / "out"), "--batch-size", "1"])
     line = cli_error(result)
     assert "No space left on device (1 of 2 image(s) written before it)" in line, line
-    assert threads == ["imtrans-writer"] * 2  # encoded beside the network, not in its thread
+    assert threads == ["imtrans-writer" if beside else threading.main_thread().name] * 2
     first = sorted(photo_folder.iterdir())[0].name
     # The first output stays; the failed one left no file, not even its temporary one.
     assert [p.name for p in (tmp_path / "out").glob("*.png")] == [first]
@@ -296,3 +299,34 @@ def test_background_writer_keeps_order_and_raises_the_first_error_once() -> None
         writer.close()
     writer.close()  # raised once; the writer stopped
     assert written == [0, 1, 2]  # nothing after the failed write
+
+
+def test_the_inline_writer_writes_at_put_and_raises_there() -> None:
+    written: list[int] = []
+
+    def fails_on_two(item: int) -> None:
+        if item == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(item)
+
+    with pytest.raises(OSError, match="No space"), InlineWriter(fails_on_two) as writer:
+        for item in range(5):
+            writer.put(item)
+            assert written[-1] == item  # written before put returns
+    assert written == [0, 1]
+
+
+def test_the_writer_thread_is_used_where_encoding_has_a_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cores = background_writer._usable_cores()
+    assert background_writer.encoding_has_a_core(torch.device("cuda"))  # the CPU waits there
+    monkeypatch.setattr(background_writer.torch, "get_num_threads", lambda: cores)
+    assert not background_writer.encoding_has_a_core(torch.device("cpu"))
+    with background_writer.output_writer(lambda item: None, torch.device("cpu")) as writer:
+        assert isinstance(writer, InlineWriter)
+    if cores > 1:
+        monkeypatch.setattr(background_writer.torch, "get_num_threads", lambda: cores - 1)
+        assert background_writer.encoding_has_a_core(torch.device("cpu"))
+        with background_writer.output_writer(lambda item: None,
+                                             torch.device("cpu")) as writer:
+            assert isinstance(writer, BackgroundWriter)

@@ -43,7 +43,7 @@ from imtrans.data.images import IMAGE_EXTENSIONS, MAX_FOLDER_DEPTH, find_images
 from imtrans.data.native_images import read_native
 from imtrans.data.value_range import DomainValues, to_network_tensor
 from imtrans.errors import DataError
-from imtrans.inference.background_writer import BackgroundWriter
+from imtrans.inference.background_writer import output_writer
 from imtrans.inference.budget import ImageBudget
 from imtrans.inference.output_types import OutputType, output_type
 from imtrans.inference.tiling import padded_size
@@ -365,9 +365,10 @@ def translate_files(translator: Translator, pairs: list[tuple[Path, Path]], *,
 
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers,
                         pin_memory=translator.device.type == "cuda")
-    # Encoding (PNG's zlib, JPEG) runs in a thread beside the network; its error stops the
-    # translation at the next batch, and the outputs already queued are written first.
-    with BackgroundWriter(write) as writer:
+    # Encoding (PNG's zlib, JPEG) runs in a thread beside the network where it has a core to
+    # itself; its error stops the translation at the next batch, and the outputs already
+    # queued are written first. A CPU network that fills every core writes in turn.
+    with output_writer(write, translator.device) as writer:
         for indices, batch in _batches(iter(loader), batch_size, skip, capacity):
             outputs = translator.translate_batch(batch.to(translator.device, non_blocking=True))
             for index, image in zip(indices, outputs.cpu(), strict=True):

@@ -20,6 +20,7 @@ import imtrans.inference.precision as precision_module
 from imtrans.cli import cli
 from imtrans.cli import translate as translate_command
 from imtrans.core.atomic import TEMP_PREFIX
+from imtrans.data.workers import usable_cores
 from imtrans.errors import InvalidArgumentError
 from imtrans.inference import background_writer, load_translator
 from imtrans.inference.background_writer import BackgroundWriter, InlineWriter
@@ -318,7 +319,7 @@ def test_the_inline_writer_writes_at_put_and_raises_there() -> None:
 
 def test_the_writer_thread_is_used_where_encoding_has_a_core(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    cores = background_writer._usable_cores()
+    cores = usable_cores()
     assert background_writer.encoding_has_a_core(torch.device("cuda"))  # the CPU waits there
     monkeypatch.setattr(background_writer.torch, "get_num_threads", lambda: cores)
     assert not background_writer.encoding_has_a_core(torch.device("cpu"))

@@ -21,13 +21,14 @@ beside the network. :func:`output_writer` picks the writer by that rule;
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import torch
+
+from imtrans.data.workers import usable_cores
 
 __all__ = ["BackgroundWriter", "InlineWriter", "encoding_has_a_core", "output_writer"]
 
@@ -139,16 +140,10 @@ class InlineWriter(Generic[Item]):
         self.close()
 
 
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity where the system has one)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-
-
 def encoding_has_a_core(device: torch.device) -> bool:
     """Whether a writer thread encodes beside a network on ``device`` without slowing it: the
     network runs on an accelerator, or torch's threads leave a core of this process free."""
-    return device.type != "cpu" or torch.get_num_threads() < _usable_cores()
+    return device.type != "cpu" or torch.get_num_threads() < usable_cores()
 
 
 def output_writer(write: Callable[[Item], None],

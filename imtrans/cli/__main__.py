@@ -1,6 +1,6 @@
 """``python -m imtrans.cli`` runs the command line, as ``python -m imtrans`` does."""
 
-from imtrans.cli.app import main
+from imtrans.cli.app import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

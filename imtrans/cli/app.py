@@ -27,6 +27,7 @@ from imtrans.cli.output import (
     print_error,
     warnings_as_lines,
 )
+from imtrans.cli.process_exit import run_then_end_process
 from imtrans.cli.report import report
 from imtrans.cli.run import run
 from imtrans.cli.translate import translate
@@ -34,7 +35,7 @@ from imtrans.cli.validate import validate
 from imtrans.errors import ImtransError
 from imtrans.version import __version__
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "ImtransGroup", "cli", "main"]
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "ImtransGroup", "cli", "console_main", "main"]
 
 
 class ImtransGroup(click.Group):
@@ -76,6 +77,13 @@ cli.add_command(models)
 
 
 def main() -> None:
-    """Entry point of the ``imtrans`` console script (and of ``python -m imtrans``)."""
+    """Run the ``imtrans`` command line on ``sys.argv``; it ends by raising ``SystemExit`` with
+    the exit code, as a click program does."""
     with warnings_as_lines():
         cli(prog_name="imtrans")
+
+
+def console_main() -> None:
+    """Entry point of the ``imtrans`` console script (and of ``python -m imtrans``): :func:`main`,
+    then the process ends without Python's slow teardown (:mod:`imtrans.cli.process_exit`)."""
+    run_then_end_process(main)

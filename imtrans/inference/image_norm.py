@@ -3,10 +3,12 @@ comes: what instance norm computes, and batch norm in training mode on a batch o
 
 ``F.instance_norm`` views an ``N x C x H x W`` batch as one image of ``N * C`` channels. On a
 channels-last batch that view needs a copy, and the layers after it then get the usual layout:
-with channels last, the bf16 ResNet generator ran 5% slower on a 2-core CPU than without. Batch
-norm in training mode on one image computes the same statistics and keeps channels last, so
-each image goes through it on its own, and the whole network runs 14-16% faster channels last
-than in the usual layout (``docs/inference.md``).
+with channels last, the bf16 ResNet generator ran 5% slower on a 2-core CPU than without.
+Group norm with one group per channel computes the same statistics and keeps channels last.
+Against batch norm in training mode on each image (this module's first way), it took half
+the time on bf16 activations of the ResNet generator (0.17 against 0.33 ms at 256 x 64 x 64)
+and rounded only once, to half the error (the largest difference to fp32 instance norm
+0.016 against 0.032; the mean 0.0011 against 0.0018).
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ def image_statistics_norm(x: Tensor, weight: Tensor | None = None,
     channels last; any other goes through ``F.instance_norm`` itself."""
     if x.dim() == 4 and not x.is_contiguous() and \
             x.is_contiguous(memory_format=torch.channels_last):
-        images = [F.batch_norm(image, None, None, weight, bias, training=True, eps=eps)
-                  for image in x.split(1)]
-        return images[0] if len(images) == 1 else torch.cat(images)
+        return F.group_norm(x, x.shape[1], weight, bias, eps)
     return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
 
 

@@ -57,7 +57,14 @@ def column_stacked_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None,
                  stride=(1, columns), padding=(pad_h, pad_w + extra))
     batch, _, height, positions = y.shape
     y = y.view(batch, columns, out_channels, height, positions).permute(0, 2, 3, 4, 1)
-    return y.reshape(batch, out_channels, height, positions * columns)[..., extra:extra + width]
+    out = y.reshape(batch, out_channels, height, positions * columns)[..., extra:extra + width]
+    if batch == 1:
+        # The view's batch stride is the channel count, and a batch of one never steps it; but
+        # torch guesses a tensor's layout from every stride (``suggest_memory_format``), and
+        # group norm took such a view for the usual layout: it copied it back and gave its
+        # output in that layout, rounded otherwise than the same image in a batch of two.
+        out = out.as_strided(out.shape, (out.stride(2) * height, *out.stride()[1:]))
+    return out
 
 
 def _layout(x: Tensor) -> torch.memory_format:

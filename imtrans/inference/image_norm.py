@@ -4,12 +4,11 @@ comes: what instance norm computes, and batch norm in training mode on a batch o
 ``F.instance_norm`` views an ``N x C x H x W`` batch as one image of ``N * C`` channels. On a
 channels-last batch that view needs a copy, and the layers after it then get the usual layout:
 with channels last, the bf16 ResNet generator ran 5% slower on a 2-core CPU than without.
-Group norm with one group per channel, on each image, computes the same statistics and
-keeps channels last.
-Against batch norm in training mode on each image (this module's first way), it took half
-the time on bf16 activations of the ResNet generator (0.17 against 0.33 ms at 256 x 64 x 64)
-and rounded only once, to half the error (the largest difference to fp32 instance norm
-0.016 against 0.032; the mean 0.0011 against 0.0018).
+Group norm with one group per channel, on each image, computes the same statistics and keeps
+channels last. Against batch norm in training mode on each image (this module's first way),
+it took half the time on bf16 activations of the ResNet generator (0.17 against 0.33 ms at
+256 x 64 x 64) and rounded only once, to half the error (the largest difference to fp32
+instance norm 0.016 against 0.032; the mean 0.0011 against 0.0018).
 """
 
 from __future__ import annotations

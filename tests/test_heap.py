@@ -1,5 +1,5 @@
 """Freed memory kept in the C heap (`imtrans.core.heap`): with it, allocating a network's
-activations again faults no fresh pages; without it, glibc hands them back every time; the
+activations again mostly faults no fresh pages; without it, glibc maps their blocks afresh; the
 translate command turns it on, and systems without glibc's mallopt are left alone."""
 
 from __future__ import annotations
